@@ -1,0 +1,22 @@
+//! qplay — the library every notebook cell sees.
+//!
+//! It loads the bundled ResNet-8 models (ONNX through ONNX Runtime, TorchScript through libtorch)
+//! behind one [`model::Model`] trait, caches them in a process-wide [`registry`], reads CIFAR-10
+//! ([`data`]) and evaluates models on it ([`eval`]). Notebook cells start with
+//! `use qplay::prelude::*;` already in scope.
+
+pub mod data;
+pub mod eval;
+pub mod model;
+pub mod onnx;
+pub mod paths;
+pub mod registry;
+pub mod torch;
+
+/// Everything a notebook cell needs, imported by the kernel before the first cell runs.
+pub mod prelude {
+    pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
+    pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
+    pub use crate::model::{Framework, Model, ModelHandle};
+    pub use crate::registry::{available, load, load_count};
+}

@@ -1,0 +1,134 @@
+//! The ONNX backend: models run by ONNX Runtime through `ort`, loaded dynamically from the
+//! `onnxruntime` wheel's `libonnxruntime.so` (see [`crate::paths::onnxruntime_library`]).
+//!
+//! One process-wide ONNX Runtime environment; one session per model, guarded by a mutex
+//! because a run needs `&mut Session`. Sessions use all cores for intra-op parallelism.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{anyhow, Context, Result};
+use ndarray::{Array2, ArrayView4, Ix2};
+use ort::environment::Environment;
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::TensorRef;
+
+use crate::model::{check_input, Dim, Framework, Model};
+
+/// Threads each session uses: `$QPLAY_THREADS`, else all available cores.
+pub fn thread_count() -> usize {
+    std::env::var("QPLAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn environment() -> Result<&'static Environment> {
+    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = crate::paths::onnxruntime_library().ok_or_else(|| {
+            "ONNX Runtime library not found: set ORT_DYLIB_PATH to libonnxruntime.so, \
+             or run `make setup` to create the project's .venv"
+                .to_string()
+        })?;
+        let builder = ort::init_from(&lib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
+        builder
+            .with_name("qplay")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// A model run by ONNX Runtime.
+pub struct OnnxModel {
+    name: String,
+    path: PathBuf,
+    input_name: String,
+    input_shape: Vec<Dim>,
+    output_shape: Vec<Dim>,
+    session: Mutex<Session>,
+}
+
+fn dims(shape: Option<&ort::value::Shape>) -> Vec<Dim> {
+    shape
+        .map(|s| {
+            s.iter()
+                .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl OnnxModel {
+    /// Loads `path` into a new session named `name`.
+    pub fn load(name: &str, path: &Path) -> Result<OnnxModel> {
+        let env = environment()?;
+        let session = Self::session(env, path)
+            .with_context(|| format!("cannot load ONNX model {}", path.display()))?;
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| anyhow!("ONNX model {} has no inputs", path.display()))?;
+        let output = session
+            .outputs()
+            .first()
+            .ok_or_else(|| anyhow!("ONNX model {} has no outputs", path.display()))?;
+        Ok(OnnxModel {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            input_name: input.name().to_string(),
+            input_shape: dims(input.dtype().tensor_shape()),
+            output_shape: dims(output.dtype().tensor_shape()),
+            session: Mutex::new(session),
+        })
+    }
+}
+
+impl OnnxModel {
+    fn session(env: &Environment, path: &Path) -> ort::Result<Session> {
+        Session::builder(env)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            .with_intra_threads(thread_count())?
+            .commit_from_file(path)
+    }
+}
+
+impl Model for OnnxModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn framework(&self) -> Framework {
+        Framework::Onnx
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn input_shape(&self) -> &[Dim] {
+        &self.input_shape
+    }
+    fn output_shape(&self) -> &[Dim] {
+        &self.output_shape
+    }
+
+    fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
+        check_input(self, batch.shape())?;
+        let batch = batch.as_standard_layout();
+        let input = TensorRef::from_array_view(batch.view())?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("session poisoned"))?;
+        let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
+        let scores = outputs[0]
+            .try_extract_array::<f32>()
+            .with_context(|| format!("model `{}`: output is not float32", self.name))?;
+        let scores = scores
+            .into_dimensionality::<Ix2>()
+            .with_context(|| format!("model `{}`: output is not [n, classes]", self.name))?;
+        Ok(scores.to_owned())
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up a checkout: the Python .venv (pinned), then a release build of the workspace.
+# Idempotent: each step is skipped when its inputs have not changed since it last succeeded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAMPS=$ROOT/.stamps
+mkdir -p "$STAMPS"
+
+# Runs "$@" unless the stamp named $1 holds the hash of the files listed in $2.
+step() {
+    local name=$1 inputs=$2
+    shift 2
+    local want
+    want=$(cat $inputs | sha256sum | cut -d' ' -f1)
+    if [[ -f $STAMPS/$name && $(cat "$STAMPS/$name") == "$want" ]]; then
+        return 0
+    fi
+    echo "==> setup: $name"
+    "$@"
+    echo "$want" >"$STAMPS/$name"
+}
+
+python_env() {
+    local py=${PYTHON:-python3.11}
+    command -v "$py" >/dev/null || py=python3
+    [[ -x .venv/bin/python ]] || "$py" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-torch.txt
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+}
+
+step python "requirements.txt requirements-torch.txt constraints.txt" python_env
+
+# shellcheck source=env.sh
+source scripts/env.sh
+echo "==> setup: cargo build --release"
+cargo build --release --workspace --quiet

@@ -1,0 +1,36 @@
+"""Shared fixtures: the project root, the built `qplay` binary, and the reference module."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+# One thread count for both sides of every comparison.
+THREADS = os.cpu_count() or 1
+
+
+@pytest.fixture(scope="session")
+def root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def qplay(tmp_path_factory):
+    """Runs the release `qplay` binary (with a fresh cache folder); returns the CompletedProcess."""
+    binary = ROOT / "target" / "release" / "qplay"
+    assert binary.exists(), "build first: make setup"
+    cache = tmp_path_factory.mktemp("qplay-cache")
+    env = dict(os.environ, QPLAY_THREADS=str(THREADS), QPLAY_HOME=str(ROOT), QPLAY_CACHE=str(cache))
+
+    def run(*args, check=True):
+        proc = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"qplay {' '.join(map(str, args))} failed:\n{proc.stderr}")
+        return proc
+
+    return run
