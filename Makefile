@@ -22,8 +22,8 @@ test-python:
 lint:
 	$(ENV) cargo fmt --check && cargo clippy --release --workspace --all-targets -- -D warnings
 
-models:
-	$(ENV) python models/build.py
+models: setup
+	$(ENV) python models/build.py && python scripts/models_md.py
 
 bench: setup
 	$(ENV) qplay bench eval
