@@ -8,4 +8,3 @@ export LIBTORCH="$SITE_PACKAGES/torch"
 export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ORT_DYLIB_PATH="$SITE_PACKAGES/onnxruntime/capi/libonnxruntime.so.1.31.1"
 export PATH="$QPLAY_HOME/target/release:$VENV/bin:$PATH"
-export TORCH_CPP_LOG_LEVEL=${TORCH_CPP_LOG_LEVEL:-ERROR}

@@ -94,7 +94,7 @@ def main(argv=None):
     p.add_argument("command", choices=["predict", "bench"])
     p.add_argument("--model", required=True)
     p.add_argument("--data", default="data/cifar10/test_batch_jpeg75.bin")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)

@@ -8,6 +8,7 @@ from conftest import ROOT, THREADS
 
 import reference
 
+BATCH = 100
 MODELS = sorted(p for p in (ROOT / "models").iterdir() if p.suffix in (".onnx", ".pt"))
 DATA = {
     "test": ROOT / "data/cifar10/test_batch_jpeg75.bin",
@@ -30,12 +31,12 @@ def test_all_six_models_are_bundled():
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
 def test_predictions_match_the_python_runtime(qplay, tmp_path, model, data):
     out = tmp_path / "predictions.txt"
-    proc = qplay("eval", "--model", model.stem, "--data", data, "--json", "--save-predictions", out)
+    proc = qplay("eval", "--model", model.stem, "--data", data, "--json", "--save-predictions", out, "--batch-size", BATCH)
     summary = json.loads(proc.stdout)
     ours = np.loadtxt(out, dtype=np.uint8)
 
     images, labels = reference.load_cifar(DATA[data])
-    theirs = reference.Runner(model, THREADS).predict(images, 500)
+    theirs = reference.Runner(model, THREADS).predict(images, BATCH)
 
     assert len(ours) == len(theirs) == summary["total"] == len(labels)
     mismatches = np.flatnonzero(ours != theirs)

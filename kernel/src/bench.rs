@@ -4,7 +4,7 @@
 //! and the same evaluation by Python onnxruntime / torch (`scripts/reference.py`), with the same
 //! batch size and thread count, and prints a Markdown table for BENCHMARKS.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -25,11 +25,11 @@ pub struct EvalBench {
     /// Models to measure (default: every bundled model).
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Timed repetitions per model; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Timed rounds per model (one run of each side per round); medians are reported.
+    #[arg(long, default_value_t = 5)]
     repeats: usize,
     /// Images per model call, on both sides.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = qplay::eval::DEFAULT_BATCH)]
     batch_size: usize,
     /// Python interpreter with onnxruntime and torch (default: the project's .venv).
     #[arg(long)]
@@ -65,9 +65,8 @@ fn bench_eval(args: EvalBench) -> Result<()> {
         args.models
     };
     crate::print_out(&format!(
-        "Full evaluation, {} ({} images), batch {}, {} threads, median of {}.\n\n",
+        "Full evaluation on {}, batch {}, {} threads, median of {} interleaved rounds.\n\n",
         data.description(),
-        data.len(),
         args.batch_size,
         threads,
         args.repeats
@@ -84,36 +83,27 @@ fn bench_eval(args: EvalBench) -> Result<()> {
         };
         let warm: Vec<usize> = (0..args.batch_size.min(data.len())).collect();
         model.run(data.nhwc_batch(&warm).view())?;
-        let mut times = Vec::new();
+        // Interleave the two sides, one run each per round, so that drift in the machine's speed
+        // (these are shared 2-core machines) hits both alike.
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
         let mut accuracy = 0.0;
+        let mut reference = serde_json::Value::Null;
         for _ in 0..args.repeats {
             let result = evaluate(model.as_ref(), &data, &options)?;
-            times.push(result.seconds);
+            ours.push(result.seconds);
             accuracy = result.accuracy();
+            reference = run_reference(
+                &python,
+                &root,
+                model.path(),
+                &data_file,
+                args.batch_size,
+                threads,
+            )?;
+            theirs.push(reference["seconds"].as_f64().unwrap_or(f64::NAN));
         }
-        let ours = median(times);
-
-        let output = Command::new(&python)
-            .arg(root.join("scripts/reference.py"))
-            .arg("bench")
-            .arg("--model")
-            .arg(model.path())
-            .arg("--data")
-            .arg(&data_file)
-            .args(["--batch-size", &args.batch_size.to_string()])
-            .args(["--threads", &threads.to_string()])
-            .args(["--repeats", &args.repeats.to_string()])
-            .output()
-            .with_context(|| format!("cannot run the Python reference {}", python.display()))?;
-        if !output.status.success() {
-            bail!(
-                "Python reference failed for {name}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let reference: serde_json::Value =
-            serde_json::from_slice(&output.stdout).context("Python reference printed no JSON")?;
-        let theirs = reference["seconds"].as_f64().unwrap_or(f64::NAN);
+        let (ours, theirs) = (median(ours), median(theirs));
         crate::print_out(&format!(
             "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} % | {:.2} % |\n",
             name,
@@ -126,4 +116,35 @@ fn bench_eval(args: EvalBench) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Times one full evaluation with `scripts/reference.py` (after its own warm-up run).
+fn run_reference(
+    python: &Path,
+    root: &Path,
+    model: &Path,
+    data: &Path,
+    batch_size: usize,
+    threads: usize,
+) -> Result<serde_json::Value> {
+    let output = Command::new(python)
+        .arg(root.join("scripts/reference.py"))
+        .arg("bench")
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .args(["--batch-size", &batch_size.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--repeats", "1"])
+        .output()
+        .with_context(|| format!("cannot run the Python reference {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "Python reference failed for {}: {}",
+            model.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("Python reference printed no JSON")
 }

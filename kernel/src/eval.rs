@@ -32,7 +32,7 @@ pub struct EvalArgs {
     #[arg(long)]
     save_predictions: Option<PathBuf>,
     /// Images per model call.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = qplay::eval::DEFAULT_BATCH)]
     batch_size: usize,
 }
 

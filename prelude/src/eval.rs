@@ -16,6 +16,10 @@ use crate::model::{argmax_rows, Framework, Model};
 /// Number of classes in CIFAR-10.
 pub const CLASSES: usize = CLASS_NAMES.len();
 
+/// Images per model call unless told otherwise: measured fastest on these 2-core machines for
+/// both backends (64–200 beat 500 by 10–30 %, see BENCHMARKS.md).
+pub const DEFAULT_BATCH: usize = 100;
+
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.959_963_984_540_054;
 
@@ -30,7 +34,7 @@ pub struct EvalOptions<'a> {
 impl Default for EvalOptions<'_> {
     fn default() -> Self {
         EvalOptions {
-            batch_size: 500,
+            batch_size: DEFAULT_BATCH,
             progress: None,
         }
     }
