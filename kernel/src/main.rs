@@ -2,6 +2,8 @@
 //! Jupyter kernel will live here too.
 
 mod bench;
+mod completeness;
+mod engine;
 mod eval;
 
 use std::process::ExitCode;
@@ -24,14 +26,74 @@ enum Command {
     /// Measure qplay against the reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Compile the prelude into the evcxr build directory ($EVCXR_TMPDIR), so that a new
+    /// kernel's first cell is fast; then run the given cells (or a trivial one) and print them.
+    Prewarm {
+        /// Cells to run after start-up.
+        cells: Vec<String>,
+    },
 }
 
+/// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
+/// by name (see `qplay::process`); exported dynamically by build.rs.
+#[no_mangle]
+pub static QPLAY_PROCESS_SLOTS: [std::sync::atomic::AtomicPtr<std::ffi::c_void>;
+    qplay::process::SLOT_COUNT] =
+    [const { std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()) }; qplay::process::SLOT_COUNT];
+
 fn main() -> ExitCode {
+    // In the evcxr runtime child this call never returns: it serves the kernel's cells.
+    evcxr::runtime_hook();
     let result = match Cli::parse().command {
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Prewarm { cells } => prewarm(&cells),
     };
     report(result)
+}
+
+/// Points evcxr at the project's persistent build directory unless the user chose one.
+fn default_evcxr_tmpdir() {
+    if std::env::var_os("EVCXR_TMPDIR").is_none() {
+        std::env::set_var("EVCXR_TMPDIR", qplay::paths::root().join(".evcxr"));
+    }
+}
+
+fn prewarm(cells: &[String]) -> Result<()> {
+    default_evcxr_tmpdir();
+    let start = std::time::Instant::now();
+    let mut engine = engine::Engine::start(engine::Interrupter::default())?;
+    eprintln!("engine started in {:.1} s", start.elapsed().as_secs_f64());
+    let trivial = ["1 + 1".to_string()];
+    let cells = if cells.is_empty() { &trivial[..] } else { cells };
+    let printer = std::sync::Arc::new(PrintSink);
+    for cell in cells {
+        let start = std::time::Instant::now();
+        let result = engine.execute(cell, printer.clone());
+        match result {
+            Ok(Some(bundle)) => println!("result: {}", serde_json::Value::Object(bundle)),
+            Ok(None) => {}
+            Err(e) => println!("error: {}: {}\n{}", e.ename, e.evalue, e.traceback.join("\n")),
+        }
+        eprintln!("cell ran in {:.2} s", start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Prints a cell's outputs on the terminal (for `qplay prewarm`).
+struct PrintSink;
+
+impl engine::OutputSink for PrintSink {
+    fn stream(&self, name: &str, text: &str) {
+        print!("[{name}] {text}");
+    }
+    fn display(&self, data: qplay::display::MimeBundle, id: Option<String>, update: bool) {
+        let kind = if update { "update" } else { "display" };
+        println!("[{kind} {}] {}", id.unwrap_or_default(), serde_json::Value::Object(data));
+    }
+    fn clear_output(&self, wait: bool) {
+        println!("[clear_output wait={wait}]");
+    }
 }
 
 /// Writes a command's result to stdout; a closed pipe (`qplay eval | head`) is not an error.

@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use crate::data::{Dataset, CLASS_NAMES};
+use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::{argmax_rows, Framework, Model};
 
 /// Number of classes in CIFAR-10.
@@ -253,3 +254,44 @@ pub fn quick(model: &dyn Model, data: &Dataset, per_class: usize) -> Result<Eval
     let indices = data.stratified(per_class)?;
     evaluate_indices(model, data, &indices, true, &EvalOptions::default())
 }
+
+impl Rich for Evaluation {
+    /// A headline (accuracy, interval when sampled, data set, time) over a per-class table.
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut html = format!(
+            "<div class=\"qplay-eval\"><p><b>{}</b> ({}) on {}: <b>{:.2} %</b> ({}/{})",
+            escape_html(&self.model),
+            self.framework,
+            escape_html(&self.dataset),
+            100.0 * self.accuracy(),
+            self.correct(),
+            self.total()
+        );
+        if self.sampled {
+            let (lo, hi) = self.ci95();
+            html += &format!(", 95 % CI {:.2}–{:.2} %", 100.0 * lo, 100.0 * hi);
+        }
+        html += &format!(
+            ", {:.2} s</p><table><thead><tr><th>class</th><th>correct</th><th>total</th>\
+             <th>accuracy</th></tr></thead><tbody>",
+            self.seconds
+        );
+        for c in self.per_class() {
+            html += &format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td></tr>",
+                c.name,
+                c.correct,
+                c.total,
+                100.0 * c.accuracy
+            );
+        }
+        html += "</tbody></table></div>";
+        let mut bundle = MimeBundle::new();
+        bundle.insert("text/html".into(), html.into());
+        bundle.insert("text/plain".into(), self.to_string().into());
+        bundle.insert("application/json".into(), self.to_json());
+        bundle
+    }
+}
+
+crate::evcxr_display_via_rich!(Evaluation);

@@ -6,16 +6,19 @@
 //! `use qplay::prelude::*;` already in scope.
 
 pub mod data;
+pub mod display;
 pub mod eval;
 pub mod model;
 pub mod onnx;
 pub mod paths;
+pub mod process;
 pub mod registry;
 pub mod torch;
 
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
+    pub use crate::display::{clear_output, display, DisplayHandle, Html, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle};
     pub use crate::registry::{available, load, load_count};

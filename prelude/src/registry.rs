@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -27,9 +27,9 @@ struct Registry {
     loads: BTreeMap<PathBuf, usize>,
 }
 
+/// The one registry of the process, shared by every notebook cell (see [`crate::process`]).
 fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
+    crate::process::shared(crate::process::Slot::Registry, Default::default)
 }
 
 /// The names of the bundled models, sorted.

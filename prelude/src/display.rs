@@ -1,0 +1,217 @@
+//! Rich output from notebook cells.
+//!
+//! Two ways out of a cell, both through the runtime process's stdout:
+//! - [`display`] shows a value *now*, as its own output, and returns a [`DisplayHandle`] whose
+//!   [`DisplayHandle::update`] replaces that output in place later. Each call prints one line,
+//!   [`DISPLAY_PREFIX`] followed by a JSON message, which the kernel turns into a Jupyter
+//!   `display_data` or `update_display_data` message.
+//! - A cell's last expression is shown by evcxr's convention: if its type has an
+//!   `evcxr_display` method, evcxr calls it and collects the `EVCXR_BEGIN_CONTENT <mime>` …
+//!   `EVCXR_END_CONTENT` blocks it prints into the cell's `execute_result`. qplay's rich types
+//!   implement it through [`print_evcxr_blocks`].
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{json, Map, Value};
+
+/// Marks a stdout line that carries a display message for the kernel.
+pub const DISPLAY_PREFIX: &str = "QPLAY_DISPLAY ";
+
+/// Output data keyed by MIME type (`text/plain`, `text/html`, `image/svg+xml`, …).
+pub type MimeBundle = Map<String, Value>;
+
+/// A value that can show itself in a notebook. `text/plain` should always be present, as the
+/// fallback for front ends (and nbconvert formats) that cannot render the richer types.
+pub trait Rich {
+    /// The representations of this value, by MIME type.
+    fn mime_bundle(&self) -> MimeBundle;
+}
+
+/// An output shown by [`display`], which can be replaced in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayHandle {
+    id: String,
+}
+
+impl DisplayHandle {
+    /// The Jupyter `display_id` of this output.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Replaces the output (wherever it is shown) with `value`.
+    pub fn update<T: Rich + ?Sized>(&self, value: &T) {
+        emit("update", &value.mime_bundle(), &self.id);
+    }
+}
+
+fn new_display_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "qplay-{}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Shows `value` now, as its own output of the running cell.
+pub fn display<T: Rich + ?Sized>(value: &T) -> DisplayHandle {
+    let handle = DisplayHandle {
+        id: new_display_id(),
+    };
+    emit("display", &value.mime_bundle(), &handle.id);
+    handle
+}
+
+/// Clears the running cell's outputs; with `wait`, only when the next output arrives (no
+/// flicker for outputs redrawn in a loop).
+pub fn clear_output(wait: bool) {
+    let message = json!({"kind": "clear", "wait": wait});
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{DISPLAY_PREFIX}{message}");
+    let _ = out.flush();
+}
+
+/// Writes one display message line. `EVCXR_` is escaped inside the JSON (as `\u005f`) so that
+/// evcxr, which scans every stdout line for its own markers, never mistakes the payload for one.
+fn emit(kind: &str, data: &MimeBundle, display_id: &str) {
+    let message = json!({"kind": kind, "data": data, "display_id": display_id});
+    let line = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{DISPLAY_PREFIX}{line}");
+    let _ = out.flush();
+}
+
+/// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.
+pub fn print_evcxr_blocks(bundle: &MimeBundle) {
+    let mut out = std::io::stdout().lock();
+    for (mime, value) in bundle {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let _ = write!(out, "EVCXR_BEGIN_CONTENT {mime}\n{text}\nEVCXR_END_CONTENT\n");
+    }
+    let _ = out.flush();
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Ready-made HTML, shown as is (with its tags stripped as the text fallback).
+#[derive(Debug, Clone)]
+pub struct Html(pub String);
+
+/// An SVG image.
+#[derive(Debug, Clone)]
+pub struct Svg(pub String);
+
+impl Rich for Html {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut b = MimeBundle::new();
+        b.insert("text/html".into(), self.0.clone().into());
+        b.insert("text/plain".into(), strip_tags(&self.0).into());
+        b
+    }
+}
+
+impl Rich for Svg {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut b = MimeBundle::new();
+        b.insert("image/svg+xml".into(), self.0.clone().into());
+        b.insert("text/plain".into(), "<SVG image>".into());
+        b
+    }
+}
+
+impl Rich for str {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut b = MimeBundle::new();
+        b.insert("text/plain".into(), self.into());
+        b
+    }
+}
+
+impl Rich for String {
+    fn mime_bundle(&self) -> MimeBundle {
+        self.as_str().mime_bundle()
+    }
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Implements evcxr's `evcxr_display` for rich types, so that they show richly as a cell's
+/// last expression.
+#[macro_export]
+macro_rules! evcxr_display_via_rich {
+    ($($t:ty),* $(,)?) => {$(
+        impl $t {
+            /// Called by evcxr when this value is a cell's last expression.
+            pub fn evcxr_display(&self) {
+                $crate::display::print_evcxr_blocks(&$crate::display::Rich::mime_bundle(self));
+            }
+        }
+    )*};
+}
+
+evcxr_display_via_rich!(Html, Svg);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_ids_are_unique() {
+        assert_ne!(new_display_id(), new_display_id());
+    }
+
+    #[test]
+    fn payload_never_contains_evcxr_markers() {
+        let html = Html("EVCXR_BEGIN_CONTENT text/html <b>x</b>".into());
+        let message = json!({"data": html.mime_bundle()})
+            .to_string()
+            .replace("EVCXR_", "EVCXR\\u005f");
+        assert!(!message.contains("EVCXR_BEGIN_CONTENT"));
+        let back: Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(
+            back["data"]["text/html"],
+            "EVCXR_BEGIN_CONTENT text/html <b>x</b>"
+        );
+    }
+
+    #[test]
+    fn html_has_a_text_fallback() {
+        let b = Html("<p>accuracy <b>75 %</b></p>".into()).mime_bundle();
+        assert_eq!(b["text/plain"], "accuracy 75 %");
+    }
+}
