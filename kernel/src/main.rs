@@ -1,8 +1,9 @@
-//! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models; the
-//! Jupyter kernel will live here too.
+//! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models and run
+//! the Jupyter kernel.
 
 mod bench;
 mod eval;
+mod kernel_cmd;
 
 use std::process::ExitCode;
 
@@ -24,12 +25,15 @@ enum Command {
     /// Measure qplay against the reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the Jupyter kernel (started by Jupyter through the kernelspec).
+    Kernel(kernel_cmd::KernelArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Kernel(args) => kernel_cmd::run(args),
     };
     report(result)
 }
