@@ -1,7 +1,9 @@
-//! Embeds libtorch's library folder as an rpath, so `qplay` runs without LD_LIBRARY_PATH.
-//! The folder comes from `$LIBTORCH` (set by the Makefile to the venv's `torch` package).
+//! Embeds libtorch's library folder as an rpath, so `qplay` runs without LD_LIBRARY_PATH (the
+//! folder comes from `$LIBTORCH`, set by scripts/env.sh to the venv's `torch` package), and
+//! exports the process-state slots that notebook cells look up with dlsym (`qplay::process`).
 
 fn main() {
+    println!("cargo:rustc-link-arg-bins=-Wl,--export-dynamic-symbol=QPLAY_PROCESS_SLOTS");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     if let Ok(libtorch) = std::env::var("LIBTORCH") {
         println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{libtorch}/lib");

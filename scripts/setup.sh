@@ -7,11 +7,12 @@ ROOT=$PWD
 STAMPS=$ROOT/.stamps
 mkdir -p "$STAMPS"
 
-# Runs "$@" unless the stamp named $1 holds the hash of the files listed in $2.
+# Runs "$@" unless the stamp named $1 holds the hash of the files listed in $2 (globs allowed).
 step() {
     local name=$1 inputs=$2
     shift 2
     local want
+    # shellcheck disable=SC2086
     want=$(cat $inputs | sha256sum | cut -d' ' -f1)
     if [[ -f $STAMPS/$name && $(cat "$STAMPS/$name") == "$want" ]]; then
         return 0
@@ -35,3 +36,10 @@ step python "requirements.txt requirements-torch.txt constraints.txt" python_env
 source scripts/env.sh
 echo "==> setup: cargo build --release"
 cargo build --release --workspace --quiet
+
+# The kernelspec "qplay" in the venv, where `make lab` (the venv's Jupyter) finds it.
+step kernelspec "target/release/qplay scripts/env.sh" qplay install --sys-prefix
+
+# Compile the prelude once into the persistent evcxr build directory, so that a new kernel's
+# first cell does not pay for the dependency tree (minutes) but only for itself.
+step evcxr "Cargo.lock prelude/Cargo.toml prelude/src/*.rs" qplay prewarm

@@ -99,7 +99,10 @@ mod tests {
         assert_eq!(completeness("/* open"), Incomplete);
         assert_eq!(completeness("// a { in a comment\nlet x = 1;"), Complete);
         assert_eq!(completeness("let c = '{';"), Complete);
-        assert_eq!(completeness("fn f<'a>(x: &'a str) -> &'a str { x }"), Complete);
+        assert_eq!(
+            completeness("fn f<'a>(x: &'a str) -> &'a str { x }"),
+            Complete
+        );
         assert_eq!(completeness("let x = (1];"), Invalid);
         assert_eq!(completeness("}"), Invalid);
         assert_eq!(completeness("let q = '\\'';"), Complete);

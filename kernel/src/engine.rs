@@ -101,6 +101,7 @@ impl Engine {
     /// Starts a runtime process and loads the prelude. With a cold build directory this
     /// compiles the prelude's dependency tree (minutes); set-up pre-warms `EVCXR_TMPDIR`.
     pub fn start(interrupter: Interrupter) -> Result<Engine> {
+        let t0 = std::time::Instant::now();
         let exe = std::env::current_exe().context("cannot find the qplay executable")?;
         let (eval, outputs) = EvalContext::with_subprocess_command(std::process::Command::new(exe))
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
@@ -114,6 +115,7 @@ impl Engine {
             panicked: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         engine.spawn_publishers();
+        let context_s = t0.elapsed().as_secs_f64();
         let prelude = qplay::paths::root().join("prelude");
         let quiet = Arc::new(Collect::default());
         engine
@@ -126,6 +128,19 @@ impl Engine {
                     quiet.text()
                 )
             })?;
+        let prelude_s = t0.elapsed().as_secs_f64();
+        // evcxr infers the types of a cell's new variables with rust-analyzer, which loads the
+        // workspace and resolves the prelude on first use (seconds). Do it now, while the kernel
+        // starts, instead of in the user's first `let`.
+        let warm = "let qplay_warm_up = load";
+        let _ = engine.ctx.completions(warm, warm.len());
+        eprintln!(
+            "qplay: engine ready in {:.1} s (runtime {:.1} s, prelude {:.1} s, analyzer {:.1} s)",
+            t0.elapsed().as_secs_f64(),
+            context_s,
+            prelude_s - context_s,
+            t0.elapsed().as_secs_f64() - prelude_s
+        );
         Ok(engine)
     }
 
@@ -162,10 +177,18 @@ impl Engine {
         self.panicked.store(false, SeqCst);
         self.interrupter.interrupted.store(false, SeqCst);
         let before = self.variables();
-        *self.interrupter.pid.lock().unwrap_or_else(|e| e.into_inner()) =
+        *self
+            .interrupter
+            .pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
             self.ctx.process_handle().lock().ok().map(|c| c.id());
         let result = self.ctx.execute(code);
-        *self.interrupter.pid.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .interrupter
+            .pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         self.flush();
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
 
@@ -212,14 +235,23 @@ impl Engine {
             }
             Err(evcxr::Error::SubprocessTerminated(message)) => {
                 let (ename, what) = if self.interrupter.interrupted.load(SeqCst) {
-                    ("Interrupted", "interrupted: the runtime process was stopped and restarted")
+                    (
+                        "Interrupted",
+                        "interrupted: the runtime process was stopped and restarted",
+                    )
                 } else {
-                    ("RuntimeStopped", "the runtime process stopped and was restarted")
+                    (
+                        "RuntimeStopped",
+                        "the runtime process stopped and was restarted",
+                    )
                 };
                 Err(CellError {
                     ename: ename.into(),
                     evalue: format!("{what}.{lost_note}"),
-                    traceback: vec![format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}"), message],
+                    traceback: vec![
+                        format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}"),
+                        message,
+                    ],
                 })
             }
             Err(other) => Err(CellError {
@@ -241,8 +273,10 @@ impl Engine {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             let grace = if name == "stderr" { 30 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(grace)) {
-                if name == "stderr" && line.starts_with("thread '") && line.contains("panicked at") {
-                    self.panicked.store(true, std::sync::atomic::Ordering::SeqCst);
+                if name == "stderr" && line.starts_with("thread '") && line.contains("panicked at")
+                {
+                    self.panicked
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 publish_line(sink.as_ref(), name, line);
             }
@@ -252,11 +286,17 @@ impl Engine {
     /// Completions at byte offset `cursor`: (matches, start, end).
     pub fn complete(&mut self, code: &str, cursor: usize) -> (Vec<String>, usize, usize) {
         match self.ctx.completions(code, cursor.min(code.len())) {
-            Ok(c) => (
-                c.completions.into_iter().map(|c| c.code).collect(),
-                c.start_offset,
-                c.end_offset,
-            ),
+            Ok(c) => {
+                // rust-analyzer offers call snippets (`push(value)`); a notebook wants the name.
+                let mut matches: Vec<String> = Vec::new();
+                for completion in c.completions {
+                    let name = completion.code.split('(').next().unwrap_or_default();
+                    if !name.is_empty() && !matches.iter().any(|m| m == name) {
+                        matches.push(name.to_string());
+                    }
+                }
+                (matches, c.start_offset, c.end_offset)
+            }
             Err(_) => (Vec::new(), cursor, cursor),
         }
     }
@@ -287,7 +327,10 @@ impl Collect {
 
 impl OutputSink for Collect {
     fn stream(&self, _name: &str, text: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push_str(text);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(text);
     }
     fn display(&self, _data: MimeBundle, _id: Option<String>, _update: bool) {}
     fn clear_output(&self, _wait: bool) {}
@@ -339,8 +382,7 @@ fn publish_loop(rx: &Mutex<Receiver<String>>, sink: &Sink, name: &str, watch: &d
 /// A compiler error with its spans drawn against the cell's code, as evcxr_jupyter shows it.
 fn render_compilation_error(error: &evcxr::CompilationError, code: &str) -> String {
     let mut out = Vec::new();
-    if let Some(report) = error.build_report("cell".into(), code.to_string(), evcxr::Theme::Light)
-    {
+    if let Some(report) = error.build_report("cell".into(), code.to_string(), evcxr::Theme::Light) {
         let cache = ("cell".to_string(), ariadne::Source::from(code));
         if report.write(cache, &mut out).is_ok() {
             return String::from_utf8_lossy(&out).into_owned();

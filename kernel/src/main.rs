@@ -1,10 +1,13 @@
-//! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models; the
-//! Jupyter kernel will live here too.
+//! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models and run
+//! the Jupyter kernel.
 
+mod backend;
 mod bench;
 mod completeness;
 mod engine;
 mod eval;
+mod install;
+mod kernel_cmd;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,10 @@ enum Command {
         /// Cells to run after start-up.
         cells: Vec<String>,
     },
+    /// Run the Jupyter kernel (started by Jupyter through the kernelspec).
+    Kernel(kernel_cmd::KernelArgs),
+    /// Install the Jupyter kernelspec "qplay" (Rust · qplay).
+    Install(install::InstallArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -48,12 +55,14 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Prewarm { cells } => prewarm(&cells),
+        Command::Kernel(args) => kernel_cmd::run(args),
+        Command::Install(args) => install::run(args),
     };
     report(result)
 }
 
 /// Points evcxr at the project's persistent build directory unless the user chose one.
-fn default_evcxr_tmpdir() {
+pub fn default_evcxr_tmpdir() {
     if std::env::var_os("EVCXR_TMPDIR").is_none() {
         std::env::set_var("EVCXR_TMPDIR", qplay::paths::root().join(".evcxr"));
     }
@@ -65,7 +74,11 @@ fn prewarm(cells: &[String]) -> Result<()> {
     let mut engine = engine::Engine::start(engine::Interrupter::default())?;
     eprintln!("engine started in {:.1} s", start.elapsed().as_secs_f64());
     let trivial = ["1 + 1".to_string()];
-    let cells = if cells.is_empty() { &trivial[..] } else { cells };
+    let cells = if cells.is_empty() {
+        &trivial[..]
+    } else {
+        cells
+    };
     let printer = std::sync::Arc::new(PrintSink);
     for cell in cells {
         let start = std::time::Instant::now();
@@ -73,7 +86,12 @@ fn prewarm(cells: &[String]) -> Result<()> {
         match result {
             Ok(Some(bundle)) => println!("result: {}", serde_json::Value::Object(bundle)),
             Ok(None) => {}
-            Err(e) => println!("error: {}: {}\n{}", e.ename, e.evalue, e.traceback.join("\n")),
+            Err(e) => println!(
+                "error: {}: {}\n{}",
+                e.ename,
+                e.evalue,
+                e.traceback.join("\n")
+            ),
         }
         eprintln!("cell ran in {:.2} s", start.elapsed().as_secs_f64());
     }
@@ -89,7 +107,11 @@ impl engine::OutputSink for PrintSink {
     }
     fn display(&self, data: qplay::display::MimeBundle, id: Option<String>, update: bool) {
         let kind = if update { "update" } else { "display" };
-        println!("[{kind} {}] {}", id.unwrap_or_default(), serde_json::Value::Object(data));
+        println!(
+            "[{kind} {}] {}",
+            id.unwrap_or_default(),
+            serde_json::Value::Object(data)
+        );
     }
     fn clear_output(&self, wait: bool) {
         println!("[clear_output wait={wait}]");

@@ -95,7 +95,10 @@ pub fn print_evcxr_blocks(bundle: &MimeBundle) {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let _ = write!(out, "EVCXR_BEGIN_CONTENT {mime}\n{text}\nEVCXR_END_CONTENT\n");
+        let _ = write!(
+            out,
+            "EVCXR_BEGIN_CONTENT {mime}\n{text}\nEVCXR_END_CONTENT\n"
+        );
     }
     let _ = out.flush();
 }

@@ -1,0 +1,172 @@
+"""The qplay kernel under jupyter_client: execution, rich output, errors, interrupts, signing."""
+
+import json
+import queue
+import time
+import uuid
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+TIMEOUT = 120  # a cell may compile for a while on a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def run(kc, code, timeout=TIMEOUT):
+    """Executes code; returns (reply content, list of iopub messages for it)."""
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    outputs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    return reply["content"], outputs
+
+
+def of_type(outputs, kind):
+    return [m["content"] for m in outputs if m["msg_type"] == kind]
+
+
+def test_execute_streams_and_result(kernel):
+    _, kc = kernel
+    reply, out = run(kc, 'println!("hello"); eprintln!("careful"); 6 * 7')
+    assert reply["status"] == "ok"
+    kinds = [m["msg_type"] for m in out]
+    assert kinds[0] == "status" and kinds[1] == "execute_input" and kinds[-1] == "status"
+    streams = of_type(out, "stream")
+    assert {"name": "stdout", "text": "hello\n"} in streams
+    assert {"name": "stderr", "text": "careful\n"} in streams
+    (result,) = of_type(out, "execute_result")
+    assert result["data"]["text/plain"] == "42"
+    assert result["execution_count"] == reply["execution_count"]
+
+
+def test_execution_count_increments(kernel):
+    _, kc = kernel
+    first, _ = run(kc, "let a = 1;")
+    second, _ = run(kc, "a + 1")
+    assert second["execution_count"] == first["execution_count"] + 1
+
+
+def test_prelude_is_preloaded_and_registry_shared_across_cells(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, 'let m = load("resnet8_uint8").unwrap();')
+    assert reply["status"] == "ok"
+    reply, out = run(kc, 'let again = load("resnet8_uint8").unwrap(); (load_count("resnet8_uint8"), m.name().to_string())')
+    assert reply["status"] == "ok", reply
+    assert of_type(out, "execute_result")[0]["data"]["text/plain"] == '(1, "resnet8_uint8")'
+
+
+def test_display_outputs_in_order_and_updates(kernel):
+    _, kc = kernel
+    code = (
+        'display(&Html("<b>first</b>".into()));\n'
+        'let h = display(&"second".to_string());\n'
+        'h.update(&"second, updated".to_string());\n'
+        'Html("<i>last</i>".into())'
+    )
+    reply, out = run(kc, code)
+    assert reply["status"] == "ok"
+    rich = [m for m in out if m["msg_type"] in ("display_data", "update_display_data", "execute_result")]
+    assert [m["msg_type"] for m in rich] == ["display_data", "display_data", "update_display_data", "execute_result"]
+    assert rich[0]["content"]["data"]["text/html"] == "<b>first</b>"
+    second_id = rich[1]["content"]["transient"]["display_id"]
+    assert rich[2]["content"]["transient"]["display_id"] == second_id
+    assert rich[2]["content"]["data"]["text/plain"] == "second, updated"
+    assert rich[3]["content"]["data"]["text/html"] == "<i>last</i>"
+
+
+def test_evaluation_renders_as_html_table(kernel):
+    _, kc = kernel
+    code = 'let data = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();\n' \
+           'quick(load("resnet8_int8").unwrap().as_ref(), &data, 5).unwrap()'
+    reply, out = run(kc, code)
+    assert reply["status"] == "ok", reply
+    data = of_type(out, "execute_result")[0]["data"]
+    assert "<table>" in data["text/html"] and "airplane" in data["text/html"]
+    assert "95 % CI" in data["text/plain"]
+
+
+def test_compile_error_shows_the_span(kernel):
+    _, kc = kernel
+    reply, out = run(kc, "let y: u32 = \"text\";")
+    assert reply["status"] == "error"
+    (err,) = of_type(out, "error")
+    assert err["ename"] == "CompilationError"
+    assert "mismatched types" in "\n".join(err["traceback"])
+
+
+def test_panic_is_reported_and_kernel_lives(kernel):
+    _, kc = kernel
+    run(kc, "let keep = 7;")
+    reply, out = run(kc, 'panic!("boom")')
+    assert reply["status"] == "error"
+    assert any("boom" in s["text"] for s in of_type(out, "stream"))
+    reply, out = run(kc, "keep * 6")
+    assert reply["status"] == "ok"
+    assert of_type(out, "execute_result")[0]["data"]["text/plain"] == "42"
+
+
+def test_interrupt_stops_an_endless_loop(kernel):
+    km, kc = kernel
+    run(kc, "let before = 1;")
+    msg_id = kc.execute('println!("spinning"); loop { std::hint::spin_loop(); }')
+    # Interrupt once the loop is really running (compiled, and printed its line).
+    while True:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "Interrupted"
+    assert "before" in reply["content"]["evalue"], "the lost variables are named"
+    reply, out = run(kc, "1 + 2")
+    assert reply["status"] == "ok"
+    assert of_type(out, "execute_result")[0]["data"]["text/plain"] == "3"
+
+
+def test_complete_inspect_is_complete(kernel):
+    _, kc = kernel
+    kc.complete("let v: Vec<u8> = Vec::new(); v.pu", 33)
+    reply = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+    assert reply["status"] == "ok"
+    assert "push" in reply["matches"]
+    kc.is_complete("fn f() {")
+    assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["status"] == "incomplete"
+    kc.is_complete("let x = 1;")
+    assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["status"] == "complete"
+
+
+def test_wrongly_signed_message_is_ignored(kernel, tmp_path):
+    km, kc = kernel
+    marker = tmp_path / "ran.txt"
+    session = kc.session
+    good_key = session.key
+    session.key = b"not-the-key"
+    try:
+        msg = session.msg("execute_request", {"code": f'std::fs::write("{marker}", "x").unwrap();', "silent": False,
+                                              "store_history": True, "user_expressions": {}, "allow_stdin": False,
+                                              "stop_on_error": True})
+        kc.shell_channel.send(msg)
+    finally:
+        session.key = good_key
+    with pytest.raises(queue.Empty):
+        kc.get_shell_msg(timeout=3)
+    assert not marker.exists()
+    reply, _ = run(kc, "1")  # still serving correctly signed messages
+    assert reply["status"] == "ok"
