@@ -13,6 +13,13 @@ class QplayKernelTests(jkt.KernelTests):
         super().setUpClass()
         cls.kc.execute_interactive("1", timeout=300)
 
+    # Each cell is compiled by rustc: allow more than the suite's 15 s on a loaded 2-core machine.
+    def execute_helper(self, code, timeout=120, **kwargs):
+        return super().execute_helper(code, timeout=timeout, **kwargs)
+
+    def get_non_kernel_info_reply(self, timeout=None):
+        return super().get_non_kernel_info_reply(timeout=120 if timeout is None else max(timeout, 120))
+
     kernel_name = "qplay"
     language_name = "rust"
     file_extension = ".rs"
@@ -33,8 +40,8 @@ class QplayKernelTests(jkt.KernelTests):
     code_clear_output = "clear_output(false);"
     code_generate_error = "let y: u32 = \"not a number\";"
     code_inspect_sample = "String::new"
-    code_history_pattern = None
-    supported_history_operations = ()
+    code_history_pattern = "6 *"
+    supported_history_operations = ("tail", "range", "search")
 
 
 if __name__ == "__main__":

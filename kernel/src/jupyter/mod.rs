@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod connection;
+pub mod history;
 pub mod iopub;
 pub mod server;
 pub mod wire;

@@ -42,6 +42,7 @@ use super::backend::{
     Interrupter, IsComplete, KernelInfo,
 };
 use super::connection::{self, ConnectionInfo, Endpoints};
+use super::history::History;
 use super::iopub::{Iopub, Outgoing};
 use super::wire::{Message, ReplayGuard, Signer, WireError, PROTOCOL_VERSION};
 
@@ -236,6 +237,7 @@ async fn run<B: Backend>(
         shell: shell_tx.clone(),
         stop: stop_tx,
         execution_count: 0,
+        history: History::default(),
     };
     std::thread::Builder::new()
         .name("qplay-backend".into())
@@ -452,6 +454,7 @@ struct Worker<B> {
     shell: mpsc::UnboundedSender<Outgoing>,
     stop: mpsc::UnboundedSender<Stop>,
     execution_count: usize,
+    history: History,
 }
 
 impl<B: Backend> Worker<B> {
@@ -581,10 +584,11 @@ impl<B: Backend> Worker<B> {
                 self.send_reply(request, "is_complete_reply", serde_json::to_value(reply)?);
             }
             "history_request" => {
+                let history = self.history.query(&request.content);
                 self.send_reply(
                     request,
                     "history_reply",
-                    json!({"status": "ok", "history": []}),
+                    json!({"status": "ok", "history": history}),
                 );
             }
             "comm_info_request" => {
@@ -654,6 +658,7 @@ impl<B: Backend> Worker<B> {
     ) -> serde_json::Result<Flow> {
         if !r.silent && r.store_history {
             self.execution_count += 1;
+            self.history.record(self.execution_count, &r.code);
         }
         let count = self.execution_count;
         if !r.silent {
