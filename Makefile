@@ -8,7 +8,7 @@ setup:
 	@scripts/setup.sh
 
 lab: setup
-	$(ENV) jupyter lab --notebook-dir=notebooks
+	$(ENV) cd notebooks && jupyter lab 01-evaluate.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup
 	@$(MAKE) --no-print-directory test-rust test-python

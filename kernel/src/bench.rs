@@ -17,6 +17,22 @@ use qplay::eval::{evaluate, EvalOptions};
 pub enum BenchCommand {
     /// Full 10k evaluation per model: qplay vs Python onnxruntime / torch.
     Eval(EvalBench),
+    /// Kernel start → first result and per-cell latency: qplay vs evcxr_jupyter.
+    Kernel(KernelBench),
+}
+
+/// Arguments of `qplay bench kernel`.
+#[derive(Args)]
+pub struct KernelBench {
+    /// The evcxr_jupyter binary to compare with (`cargo install evcxr_jupyter`).
+    #[arg(long, default_value = ".bench/evcxr/bin/evcxr_jupyter")]
+    evcxr_jupyter: PathBuf,
+    /// Timed repetitions of each cell; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Python interpreter with jupyter_client (default: the project's .venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// Arguments of `qplay bench eval`.
@@ -40,6 +56,7 @@ pub struct EvalBench {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Eval(args) => bench_eval(args),
+        BenchCommand::Kernel(args) => bench_kernel(args),
     }
 }
 
@@ -147,4 +164,53 @@ fn run_reference(
         );
     }
     serde_json::from_slice(&output.stdout).context("Python reference printed no JSON")
+}
+
+fn bench_kernel(args: KernelBench) -> Result<()> {
+    let root = qplay::paths::root();
+    let python = args
+        .python
+        .unwrap_or_else(|| root.join(".venv").join("bin").join("python"));
+    let evcxr = root.join(&args.evcxr_jupyter);
+    if !evcxr.is_file() {
+        bail!(
+            "evcxr_jupyter not found at {}; install it with `cargo install evcxr_jupyter \
+             --version 0.22.0 --locked --root .bench/evcxr`",
+            evcxr.display()
+        );
+    }
+    let output = Command::new(&python)
+        .arg(root.join("scripts/bench_kernel.py"))
+        .arg("--evcxr-jupyter")
+        .arg(&evcxr)
+        .args(["--repeats", &args.repeats.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !output.status.success() {
+        bail!("the kernel benchmark failed (see above)");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("the kernel benchmark printed no JSON")?;
+    let (q, e) = (&r["qplay"], &r["evcxr_bench"]);
+    let mut text = format!(
+        "Kernel latency, median of {} cells each, both build directories warm.\n\n\
+         | measure | qplay s | evcxr_jupyter s | ratio |\n|---|---:|---:|---:|\n",
+        args.repeats
+    );
+    for (key, label) in [
+        (
+            "first_result_s",
+            "kernel start → prelude in scope → first result",
+        ),
+        ("trivial_s", "trivial cell `1 + 1`"),
+        ("prelude_call_s", "prelude call `load(\"resnet8_int8\")…`"),
+    ] {
+        let (a, b) = (
+            q[key].as_f64().unwrap_or(f64::NAN),
+            e[key].as_f64().unwrap_or(f64::NAN),
+        );
+        text += &format!("| {label} | {a:.2} | {b:.2} | {:.2} |\n", a / b);
+    }
+    crate::print_out(&text)
 }
