@@ -173,6 +173,73 @@ fn strip_tags(html: &str) -> String {
     out
 }
 
+/// A progress bar shown as its own output and redrawn in place as work advances.
+///
+/// ```ignore
+/// let bar = ProgressBar::new("full evaluation", test.len());
+/// let options = EvalOptions { progress: Some(&|done, _| bar.set(done)), ..Default::default() };
+/// ```
+pub struct ProgressBar {
+    label: String,
+    total: usize,
+    handle: DisplayHandle,
+    last: std::sync::Mutex<(usize, std::time::Instant)>,
+}
+
+impl ProgressBar {
+    /// Shows an empty bar now.
+    pub fn new(label: &str, total: usize) -> ProgressBar {
+        let bar = ProgressBar {
+            label: label.to_string(),
+            total,
+            handle: DisplayHandle {
+                id: new_display_id(),
+            },
+            last: std::sync::Mutex::new((0, std::time::Instant::now())),
+        };
+        emit("display", &bar.bundle(0), &bar.handle.id);
+        bar
+    }
+
+    fn bundle(&self, done: usize) -> MimeBundle {
+        let total = self.total.max(1);
+        let pct = 100.0 * done.min(total) as f64 / total as f64;
+        let mut b = MimeBundle::new();
+        b.insert(
+            "text/html".into(),
+            format!(
+                "<div class=\"qplay-progress\"><progress value=\"{done}\" max=\"{total}\" \
+                 style=\"width: 24em\"></progress> {} — {done}/{} ({pct:.0} %)</div>",
+                escape_html(&self.label),
+                self.total
+            )
+            .into(),
+        );
+        b.insert(
+            "text/plain".into(),
+            format!("{}: {done}/{} ({pct:.0} %)", self.label, self.total).into(),
+        );
+        b
+    }
+
+    /// Moves the bar to `done`. Redraws at most ten times a second, and always at the end.
+    pub fn set(&self, done: usize) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let finished = done >= self.total;
+        if done == last.0 || (!finished && last.1.elapsed().as_millis() < 100) {
+            return;
+        }
+        *last = (done, std::time::Instant::now());
+        self.handle.update_bundle(&self.bundle(done));
+    }
+}
+
+impl DisplayHandle {
+    fn update_bundle(&self, bundle: &MimeBundle) {
+        emit("update", bundle, &self.id);
+    }
+}
+
 /// Implements evcxr's `evcxr_display` for rich types, so that they show richly as a cell's
 /// last expression.
 #[macro_export]

@@ -18,7 +18,7 @@ pub mod torch;
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
-    pub use crate::display::{clear_output, display, DisplayHandle, Html, Rich, Svg};
+    pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle};
     pub use crate::registry::{available, load, load_count};
