@@ -100,6 +100,13 @@ def test_evaluation_renders_as_html_table(kernel):
     assert "95 % CI" in data["text/plain"]
 
 
+def test_unit_results_are_not_shown(kernel):
+    _, kc = kernel
+    reply, out = run(kc, "for i in 0..2 { let _ = i; }")
+    assert reply["status"] == "ok"
+    assert of_type(out, "execute_result") == []
+
+
 def test_compile_error_shows_the_span(kernel):
     _, kc = kernel
     reply, out = run(kc, "let y: u32 = \"text\";")

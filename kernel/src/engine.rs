@@ -216,7 +216,10 @@ impl Engine {
                     };
                     bundle.insert(mime, value);
                 }
-                Ok((!bundle.is_empty()).then_some(bundle))
+                // A cell ending in a block, loop or call returning `()` has nothing to show.
+                let unit =
+                    bundle.len() == 1 && bundle.get("text/plain") == Some(&Value::from("()"));
+                Ok((!bundle.is_empty() && !unit).then_some(bundle))
             }
             Err(evcxr::Error::CompilationErrors(errors)) => {
                 let mut traceback = Vec::new();

@@ -289,7 +289,6 @@ impl Rich for Evaluation {
         let mut bundle = MimeBundle::new();
         bundle.insert("text/html".into(), html.into());
         bundle.insert("text/plain".into(), self.to_string().into());
-        bundle.insert("application/json".into(), self.to_json());
         bundle
     }
 }

@@ -20,6 +20,6 @@ pub mod prelude {
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
-    pub use crate::model::{Framework, Model, ModelHandle};
+    pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::registry::{available, load, load_count};
 }

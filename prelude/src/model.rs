@@ -4,7 +4,7 @@
 //! NHWC `f32`, raw pixel values 0..255 — and returns one row of class scores per image.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
@@ -32,20 +32,48 @@ impl fmt::Display for Framework {
 /// A tensor dimension: fixed, or free (the batch dimension).
 pub type Dim = Option<usize>;
 
+/// What every backend knows about a loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The registry name (file stem for bundled models).
+    pub name: String,
+    /// The runtime behind it.
+    pub framework: Framework,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// Input shape; `None` marks the free batch dimension.
+    pub input_shape: Vec<Dim>,
+    /// Output shape; `None` marks the free batch dimension.
+    pub output_shape: Vec<Dim>,
+}
+
 /// A loaded image classifier.
 pub trait Model: Send + Sync {
-    /// The registry name (file stem for bundled models).
-    fn name(&self) -> &str;
-    /// The runtime behind it.
-    fn framework(&self) -> Framework;
-    /// The file it was loaded from.
-    fn path(&self) -> &Path;
-    /// Input shape; `None` marks the free batch dimension.
-    fn input_shape(&self) -> &[Dim];
-    /// Output shape; `None` marks the free batch dimension.
-    fn output_shape(&self) -> &[Dim];
+    /// Name, framework, file and shapes.
+    fn info(&self) -> &ModelInfo;
     /// Runs a batch `[n, 32, 32, 3]` and returns `[n, classes]` scores.
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>>;
+
+    /// The registry name (file stem for bundled models).
+    fn name(&self) -> &str {
+        &self.info().name
+    }
+    /// The runtime behind it.
+    fn framework(&self) -> Framework {
+        self.info().framework
+    }
+    /// The file it was loaded from.
+    fn path(&self) -> &Path {
+        &self.info().path
+    }
+    /// Input shape; `None` marks the free batch dimension.
+    fn input_shape(&self) -> &[Dim] {
+        &self.info().input_shape
+    }
+    /// Output shape; `None` marks the free batch dimension.
+    fn output_shape(&self) -> &[Dim] {
+        &self.info().output_shape
+    }
 }
 
 impl fmt::Debug for dyn Model {

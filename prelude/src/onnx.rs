@@ -4,7 +4,7 @@
 //! One process-wide ONNX Runtime environment; one session per model, guarded by a mutex
 //! because a run needs `&mut Session`. Sessions use all cores for intra-op parallelism.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
@@ -13,7 +13,7 @@ use ort::environment::Environment;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
-use crate::model::{check_input, Dim, Framework, Model};
+use crate::model::{check_input, Dim, Framework, Model, ModelInfo};
 
 /// Threads each session uses: `$QPLAY_THREADS`, else all available cores.
 pub fn thread_count() -> usize {
@@ -45,11 +45,8 @@ fn environment() -> Result<&'static Environment> {
 
 /// A model run by ONNX Runtime.
 pub struct OnnxModel {
-    name: String,
-    path: PathBuf,
+    info: ModelInfo,
     input_name: String,
-    input_shape: Vec<Dim>,
-    output_shape: Vec<Dim>,
     session: Mutex<Session>,
 }
 
@@ -78,11 +75,14 @@ impl OnnxModel {
             .first()
             .ok_or_else(|| anyhow!("ONNX model {} has no outputs", path.display()))?;
         Ok(OnnxModel {
-            name: name.to_string(),
-            path: path.to_path_buf(),
+            info: ModelInfo {
+                name: name.to_string(),
+                framework: Framework::Onnx,
+                path: path.to_path_buf(),
+                input_shape: dims(input.dtype().tensor_shape()),
+                output_shape: dims(output.dtype().tensor_shape()),
+            },
             input_name: input.name().to_string(),
-            input_shape: dims(input.dtype().tensor_shape()),
-            output_shape: dims(output.dtype().tensor_shape()),
             session: Mutex::new(session),
         })
     }
@@ -98,20 +98,8 @@ impl OnnxModel {
 }
 
 impl Model for OnnxModel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn framework(&self) -> Framework {
-        Framework::Onnx
-    }
-    fn path(&self) -> &Path {
-        &self.path
-    }
-    fn input_shape(&self) -> &[Dim] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[Dim] {
-        &self.output_shape
+    fn info(&self) -> &ModelInfo {
+        &self.info
     }
 
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
@@ -125,10 +113,10 @@ impl Model for OnnxModel {
         let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
         let scores = outputs[0]
             .try_extract_array::<f32>()
-            .with_context(|| format!("model `{}`: output is not float32", self.name))?;
+            .with_context(|| format!("model `{}`: output is not float32", self.info.name))?;
         let scores = scores
             .into_dimensionality::<Ix2>()
-            .with_context(|| format!("model `{}`: output is not [n, classes]", self.name))?;
+            .with_context(|| format!("model `{}`: output is not [n, classes]", self.info.name))?;
         Ok(scores.to_owned())
     }
 }

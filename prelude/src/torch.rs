@@ -8,21 +8,18 @@
 //! `[1, 32, 32, 3]` image; a module that does not accept that, or does not return `[1, classes]`,
 //! is refused with an error that says so.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayView4};
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::model::{check_input, Dim, Framework, Model};
+use crate::model::{check_input, Framework, Model, ModelInfo};
 
 /// A TorchScript model run by libtorch on the CPU.
 pub struct TorchModel {
-    name: String,
-    path: PathBuf,
-    input_shape: Vec<Dim>,
-    output_shape: Vec<Dim>,
+    info: ModelInfo,
     module: CModule,
 }
 
@@ -48,10 +45,13 @@ impl TorchModel {
             .with_context(|| format!("cannot load TorchScript model {}", path.display()))?;
         module.set_eval();
         let mut model = TorchModel {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            input_shape: vec![None, Some(32), Some(32), Some(3)],
-            output_shape: Vec::new(),
+            info: ModelInfo {
+                name: name.to_string(),
+                framework: Framework::Torch,
+                path: path.to_path_buf(),
+                input_shape: vec![None, Some(32), Some(32), Some(3)],
+                output_shape: Vec::new(),
+            },
             module,
         };
         let probe = ndarray::Array4::<f32>::zeros((1, 32, 32, 3));
@@ -61,7 +61,7 @@ impl TorchModel {
                 path.display()
             )
         })?;
-        model.output_shape = vec![None, Some(out.ncols())];
+        model.info.output_shape = vec![None, Some(out.ncols())];
         Ok(model)
     }
 
@@ -78,7 +78,7 @@ impl TorchModel {
         if dims.len() != 2 || dims[0] != shape[0] {
             bail!(
                 "TorchScript model `{}` returned shape {:?} for a batch of {}; expected [n, classes]",
-                self.name,
+                self.info.name,
                 dims,
                 shape[0]
             );
@@ -92,20 +92,8 @@ impl TorchModel {
 }
 
 impl Model for TorchModel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn framework(&self) -> Framework {
-        Framework::Torch
-    }
-    fn path(&self) -> &Path {
-        &self.path
-    }
-    fn input_shape(&self) -> &[Dim] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[Dim] {
-        &self.output_shape
+    fn info(&self) -> &ModelInfo {
+        &self.info
     }
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
         check_input(self, batch.shape())?;
