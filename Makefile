@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup lab test test-rust test-python lint models bench
+.PHONY: setup lab test test-rust test-python lint models bench browser screenshot
 
 setup:
 	@scripts/setup.sh
@@ -27,3 +27,11 @@ models: setup
 
 bench: setup
 	$(ENV) qplay bench eval
+
+# Headless Chromium (Debian's package) and playwright-core, for screenshots of JupyterLab.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	@[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+
+screenshot: setup browser
+	$(ENV) node tests/browser/lab.mjs screenshot notebooks/01-evaluate.ipynb docs/screenshot-evaluate.png
