@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ def execute(kc, code, timeout=900):
 def session(name, spec_dir, setup, repeats):
     km = kernel_manager(name, spec_dir)
     start = time.perf_counter()
-    km.start_kernel()
+    km.start_kernel(stdout=subprocess.DEVNULL)  # our stdout carries the JSON result
     kc = km.client()
     kc.start_channels()
     try:

@@ -18,6 +18,9 @@ pub struct QplayBackend {
     engine: Option<Engine>,
     starting: Option<Receiver<anyhow::Result<Engine>>>,
     language_version: String,
+    analyzer_warm: bool,
+    /// Why the engine failed to start, kept for every later request.
+    start_error: Option<String>,
 }
 
 impl QplayBackend {
@@ -31,6 +34,8 @@ impl QplayBackend {
             engine: None,
             starting: Some(rx),
             language_version: qplay_kernel::jupyter::rustc_version(),
+            analyzer_warm: false,
+            start_error: None,
         }
     }
 
@@ -49,18 +54,22 @@ impl QplayBackend {
                 }
                 Ok(Err(e)) => {
                     self.starting = None;
-                    return Err(format!("{e:#}"));
+                    self.start_error = Some(format!("{e:#}"));
                 }
                 Err(TryRecvError::Empty) => return Err("the engine is still starting".into()),
                 Err(TryRecvError::Disconnected) => {
                     self.starting = None;
-                    return Err("the engine thread ended".into());
+                    self.start_error = Some("the engine thread ended".into());
                 }
             }
         }
-        self.engine
-            .as_mut()
-            .ok_or_else(|| "the engine failed to start; restart the kernel".to_string())
+        let error = &self.start_error;
+        self.engine.as_mut().ok_or_else(|| {
+            format!(
+                "the engine failed to start: {}",
+                error.as_deref().unwrap_or("unknown error")
+            )
+        })
     }
 }
 
@@ -134,6 +143,17 @@ impl Backend for QplayBackend {
             bundle.insert("text/html".into(), html.into());
         }
         Some(bundle)
+    }
+
+    /// Once the engine runs and the kernel first has nothing to do, warm rust-analyzer up.
+    fn idle(&mut self) {
+        if self.analyzer_warm {
+            return;
+        }
+        if let Ok(engine) = self.engine(false) {
+            engine.warm_up_analyzer();
+            self.analyzer_warm = true;
+        }
     }
 
     fn is_complete(&mut self, code: &str) -> IsComplete {

@@ -129,19 +129,24 @@ impl Engine {
                 )
             })?;
         let prelude_s = t0.elapsed().as_secs_f64();
-        // evcxr infers the types of a cell's new variables with rust-analyzer, which loads the
-        // workspace and resolves the prelude on first use (seconds). Do it now, while the kernel
-        // starts, instead of in the user's first `let`.
-        let warm = "let qplay_warm_up = load";
-        let _ = engine.ctx.completions(warm, warm.len());
         eprintln!(
-            "qplay: engine ready in {:.1} s (runtime {:.1} s, prelude {:.1} s, analyzer {:.1} s)",
-            t0.elapsed().as_secs_f64(),
-            context_s,
-            prelude_s - context_s,
-            t0.elapsed().as_secs_f64() - prelude_s
+            "qplay: engine ready in {prelude_s:.1} s (runtime {context_s:.1} s, prelude {:.1} s)",
+            prelude_s - context_s
         );
         Ok(engine)
+    }
+
+    /// Loads rust-analyzer's view of the workspace and resolves the prelude. evcxr infers the
+    /// types of a cell's new variables with rust-analyzer, which does this on first use
+    /// (seconds); the kernel calls this when idle, so that the user's first `let` does not pay.
+    pub fn warm_up_analyzer(&mut self) {
+        let start = std::time::Instant::now();
+        let warm = "let qplay_warm_up = load";
+        let _ = self.ctx.completions(warm, warm.len());
+        eprintln!(
+            "qplay: analyzer warm in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
     }
 
     fn spawn_publishers(&self) {
@@ -274,7 +279,7 @@ impl Engine {
         let Some(sink) = sink else { return };
         for (rx, name) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            let grace = if name == "stderr" { 30 } else { 0 };
+            let grace = if name == "stderr" { 10 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(grace)) {
                 if name == "stderr" && line.starts_with("thread '") && line.contains("panicked at")
                 {

@@ -72,6 +72,7 @@ fn prewarm(cells: &[String]) -> Result<()> {
     default_evcxr_tmpdir();
     let start = std::time::Instant::now();
     let mut engine = engine::Engine::start(engine::Interrupter::default())?;
+    engine.warm_up_analyzer();
     eprintln!("engine started in {:.1} s", start.elapsed().as_secs_f64());
     let trivial = ["1 + 1".to_string()];
     let cells = if cells.is_empty() {

@@ -463,9 +463,16 @@ impl<B: Backend> Worker<B> {
         loop {
             let job = match pending.pop_front() {
                 Some(job) => job,
-                None => match jobs.recv() {
+                None => match jobs.try_recv() {
                     Ok(job) => job,
-                    Err(_) => return,
+                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                    Err(std_mpsc::TryRecvError::Empty) => {
+                        let _ = guarded("idle", || self.backend.idle());
+                        match jobs.recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        }
+                    }
                 },
             };
             self.kernel.busy.store(true, Ordering::SeqCst);
