@@ -50,7 +50,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, None) => ((0..data.len()).collect(), false),
     };
     let bar = ProgressBar::new(indices.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images ({percent} %), eta {eta}")
             .expect("valid template"),
     );
     bar.set_message(model.name().to_string());
