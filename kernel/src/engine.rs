@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,14 +50,14 @@ pub struct CellError {
 #[derive(Clone)]
 pub struct Interrupter {
     pid: Arc<Mutex<Option<u32>>>,
-    interrupted: Arc<std::sync::atomic::AtomicBool>,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Default for Interrupter {
     fn default() -> Self {
         Interrupter {
             pid: Arc::new(Mutex::new(None)),
-            interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            interrupted: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -65,8 +66,7 @@ impl Interrupter {
     /// Interrupts the cell now running, if any.
     pub fn interrupt(&self) {
         if let Some(pid) = *self.pid.lock().unwrap_or_else(|e| e.into_inner()) {
-            self.interrupted
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.interrupted.store(true, Ordering::SeqCst);
             // SAFETY: kill(2) on a pid we spawned; a stale pid at worst fails with ESRCH.
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -84,7 +84,9 @@ pub struct Engine {
     stderr: Arc<Mutex<Receiver<String>>>,
     sink: Sink,
     interrupter: Interrupter,
-    panicked: Arc<std::sync::atomic::AtomicBool>,
+    panicked: Arc<AtomicBool>,
+    /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
+    flushing: Arc<AtomicBool>,
 }
 
 /// Commands run when an engine starts: variables kept across a panic, no network for cargo,
@@ -112,7 +114,8 @@ impl Engine {
             stderr: Arc::new(Mutex::new(outputs.stderr)),
             sink: Arc::new(Mutex::new(None)),
             interrupter,
-            panicked: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            panicked: Arc::new(AtomicBool::new(false)),
+            flushing: Arc::new(AtomicBool::new(false)),
         };
         engine.spawn_publishers();
         let context_s = t0.elapsed().as_secs_f64();
@@ -151,13 +154,14 @@ impl Engine {
 
     fn spawn_publishers(&self) {
         let (stdout, sink) = (self.stdout.clone(), self.sink.clone());
-        std::thread::spawn(move || publish_loop(&stdout, &sink, "stdout", &|_| {}));
+        let flushing = self.flushing.clone();
+        std::thread::spawn(move || publish_loop(&stdout, &sink, "stdout", &flushing, &|_| {}));
         let (stderr, sink) = (self.stderr.clone(), self.sink.clone());
-        let panicked = self.panicked.clone();
+        let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
         std::thread::spawn(move || {
-            publish_loop(&stderr, &sink, "stderr", &|line| {
+            publish_loop(&stderr, &sink, "stderr", &flushing, &|line| {
                 if line.starts_with("thread '") && line.contains("panicked at") {
-                    panicked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    panicked.store(true, Ordering::SeqCst);
                 }
             })
         });
@@ -177,7 +181,7 @@ impl Engine {
         code: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
-        use std::sync::atomic::Ordering::SeqCst;
+        use Ordering::SeqCst;
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
         self.panicked.store(false, SeqCst);
         self.interrupter.interrupted.store(false, SeqCst);
@@ -277,18 +281,19 @@ impl Engine {
     fn flush(&self) {
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(sink) = sink else { return };
+        self.flushing.store(true, Ordering::Release);
         for (rx, name) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             let grace = if name == "stderr" { 10 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(grace)) {
                 if name == "stderr" && line.starts_with("thread '") && line.contains("panicked at")
                 {
-                    self.panicked
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.panicked.store(true, Ordering::SeqCst);
                 }
                 publish_line(sink.as_ref(), name, line);
             }
         }
+        self.flushing.store(false, Ordering::Release);
     }
 
     /// Completions at byte offset `cursor`: (matches, start, end).
@@ -369,10 +374,22 @@ fn publish_line(sink: &dyn OutputSink, name: &str, line: String) {
     }
 }
 
-fn publish_loop(rx: &Mutex<Receiver<String>>, sink: &Sink, name: &str, watch: &dyn Fn(&str)) {
+/// Publishes lines as they come. The receiver's lock is held only while waiting a few
+/// milliseconds for a line and while publishing it, and not taken again while `flushing` is
+/// set, so that [`Engine::flush`] gets it at once.
+fn publish_loop(
+    rx: &Mutex<Receiver<String>>,
+    sink: &Sink,
+    name: &str,
+    flushing: &AtomicBool,
+    watch: &dyn Fn(&str),
+) {
     loop {
+        while flushing.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(line) => {
                 watch(&line);
                 let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
