@@ -160,7 +160,7 @@ impl Engine {
         let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
         std::thread::spawn(move || {
             publish_loop(&stderr, &sink, "stderr", &flushing, &|line| {
-                if line.starts_with("thread '") && line.contains("panicked at") {
+                if is_panic_line(line) {
                     panicked.store(true, Ordering::SeqCst);
                 }
             })
@@ -286,8 +286,7 @@ impl Engine {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             let grace = if name == "stderr" { 10 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(grace)) {
-                if name == "stderr" && line.starts_with("thread '") && line.contains("panicked at")
-                {
+                if name == "stderr" && is_panic_line(&line) {
                     self.panicked.store(true, Ordering::SeqCst);
                 }
                 publish_line(sink.as_ref(), name, line);
@@ -354,6 +353,11 @@ impl OutputSink for Collect {
 /// users can do nothing about it, so it is not shown.
 fn is_noise(line: &str) -> bool {
     line.contains("Quantizer.cpp") && line.contains("are deprecated")
+}
+
+/// The first line of Rust's panic message on stderr: `thread 'main' (…) panicked at …`.
+fn is_panic_line(line: &str) -> bool {
+    line.starts_with("thread '") && line.contains("panicked at")
 }
 
 fn publish_line(sink: &dyn OutputSink, name: &str, line: String) {

@@ -52,9 +52,7 @@ fn kernel_env() -> Result<serde_json::Value> {
     let mut env = json!({
         "QPLAY_HOME": root,
         "ORT_DYLIB_PATH": ort,
-        "EVCXR_TMPDIR": std::env::var_os("EVCXR_TMPDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join(".evcxr")),
+        "EVCXR_TMPDIR": crate::evcxr_tmpdir(),
     });
     for var in [
         "LIBTORCH",

@@ -61,10 +61,18 @@ fn main() -> ExitCode {
     report(result)
 }
 
-/// Points evcxr at the project's persistent build directory unless the user chose one.
+/// evcxr's build directory: `$EVCXR_TMPDIR` if the user chose one, else the project's
+/// persistent `.evcxr/` (the one set-up pre-warms).
+pub fn evcxr_tmpdir() -> std::path::PathBuf {
+    std::env::var_os("EVCXR_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| qplay::paths::root().join(".evcxr"))
+}
+
+/// Points evcxr at [`evcxr_tmpdir`] unless the user chose one.
 pub fn default_evcxr_tmpdir() {
     if std::env::var_os("EVCXR_TMPDIR").is_none() {
-        std::env::set_var("EVCXR_TMPDIR", qplay::paths::root().join(".evcxr"));
+        std::env::set_var("EVCXR_TMPDIR", evcxr_tmpdir());
     }
 }
 
