@@ -1,16 +1,29 @@
-//! The qplay backend: the protocol layer's [`Backend`] served by the evcxr [`Engine`].
+//! The qplay backend: the protocol layer's [`Backend`] served by the evcxr [`Engine`], with
+//! widgets and reactive reruns on top.
 //!
 //! The engine starts on a thread of its own while the kernel already answers `kernel_info`
 //! and heartbeats, so a slow first start (a cold build directory) never looks like a dead
 //! kernel; the first cell waits for it.
+//!
+//! Every executed cell is recorded in the [`Graph`]. A cell that depends on a widget (directly
+//! or through other cells) shows its outputs in a kernel-owned output widget, so that when the
+//! widget changes the kernel can rerun it and replace its outputs in place, in its own cell.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
+use serde_json::{json, Value};
+
 use crate::completeness::{completeness, Completeness};
-use crate::engine::{Engine, Interrupter, OutputSink};
+use crate::dataflow::{analyze, Graph};
+use crate::engine::{CellError, Engine, Interrupter, OutputSink};
+use crate::link::RuntimeLink;
+use crate::widgets::{Apply, OutputArea, Widgets};
+use qplay::widgets::models;
 use qplay_kernel::jupyter::backend::{
-    Backend, Completion, ExecuteContext, ExecuteOutcome, Iopub, IsComplete, KernelInfo, MimeBundle,
+    Backend, CommContext, Completion, ExecuteContext, ExecuteOutcome, Iopub, IsComplete,
+    KernelInfo, MimeBundle,
 };
 
 /// The kernel's backend.
@@ -21,22 +34,28 @@ pub struct QplayBackend {
     analyzer_warm: bool,
     /// Why the engine failed to start, kept for every later request.
     start_error: Option<String>,
+    widgets: Arc<Widgets>,
+    graph: Graph,
 }
 
 impl QplayBackend {
     /// Starts the engine in the background; `interrupter` reaches it once it runs.
-    pub fn start(interrupter: Interrupter) -> QplayBackend {
+    pub fn start(interrupter: Interrupter) -> anyhow::Result<QplayBackend> {
+        let widgets = Arc::new(Widgets::new(RuntimeLink::listen()?));
         let (tx, rx) = std::sync::mpsc::channel();
+        let for_engine = widgets.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(Engine::start(interrupter));
+            let _ = tx.send(Engine::start(interrupter, for_engine));
         });
-        QplayBackend {
+        Ok(QplayBackend {
             engine: None,
             starting: Some(rx),
             language_version: qplay_kernel::jupyter::rustc_version(),
             analyzer_warm: false,
             start_error: None,
-        }
+            widgets,
+            graph: Graph::default(),
+        })
     }
 
     /// The engine, waiting for it to start if needed (`block`).
@@ -71,6 +90,154 @@ impl QplayBackend {
             )
         })
     }
+
+    /// Runs one cell (a user's execute or a rerun), keeping the graph and the cell's widgets
+    /// up to date. Outputs go to `sink`; the result bundle, if any, is returned.
+    fn run_cell(
+        &mut self,
+        key: &str,
+        code: &str,
+        sink: Arc<dyn OutputSink>,
+        output: Option<String>,
+        iopub: &Iopub,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        let syntax = analyze(code);
+        self.widgets.begin_cell(key, code);
+        let result = match self.engine(true) {
+            Ok(engine) => engine.execute(code, sink),
+            Err(e) => Err(CellError {
+                ename: "KernelStartError".into(),
+                evalue: e.clone(),
+                traceback: vec![e],
+            }),
+        };
+        let (roots, replaced) = self.widgets.end_cell(result.is_ok());
+        if result.is_ok() {
+            let bindings = syntax.widget_bindings.clone();
+            let everything = syntax.defines.clone();
+            let node = self.graph.record(key, code, syntax);
+            // Creation order matches the constructor calls when the cell makes its widgets in
+            // straight-line code; otherwise each widget is tied to all the cell defines.
+            let exact = bindings.len() == roots.len();
+            node.widgets = roots
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let names = if exact {
+                        bindings[i].clone()
+                    } else {
+                        everything.clone()
+                    };
+                    (id, names)
+                })
+                .collect();
+            if output.is_some() {
+                node.output = output;
+            }
+            let keep = node.output.clone();
+            let replaced: Vec<String> = replaced
+                .into_iter()
+                .filter(|id| Some(id) != keep.as_ref())
+                .collect();
+            self.widgets.close(&replaced, iopub);
+        }
+        result
+    }
+
+    /// A user's execute of a cell that depends on widgets: its outputs go into an output widget.
+    fn execute_reactive(
+        &mut self,
+        key: &str,
+        code: &str,
+        ctx: &ExecuteContext,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        let widgets = self.widgets.clone();
+        let id = widgets.open_output(&ctx.iopub);
+        let display_id = format!("qplay-area-{id}");
+        ctx.iopub.display_data(
+            models::view_bundle(&id, ""),
+            MimeBundle::new(),
+            Some(&display_id),
+        );
+        let area = Arc::new(OutputArea::new(
+            widgets.clone(),
+            id.clone(),
+            ctx.iopub.clone(),
+        ));
+        let result = self.run_cell(key, code, area.clone(), Some(id.clone()), &ctx.iopub);
+        if let Ok(Some(bundle)) = &result {
+            area.push(
+                json!({"output_type": "execute_result", "data": bundle, "metadata": {},
+                             "execution_count": ctx.execution_count}),
+            );
+        }
+        let text = area.finish();
+        // The text fallback, for notebook viewers without widgets.
+        ctx.iopub.update_display_data(
+            models::view_bundle(&id, text.trim_end()),
+            MimeBundle::new(),
+            &display_id,
+        );
+        result.map(|_| None)
+    }
+
+    /// Reruns the cells that depend on the changed widgets, in run order, each into its own
+    /// output area; stops at the first error or when a newer update of the same widget waits.
+    fn rerun_dependents(&mut self, apply: &Apply, ctx: &CommContext) {
+        let mut chain: Vec<String> = Vec::new();
+        for id in apply.sources() {
+            if let Some((cell, names)) = self.graph.widget_owner(&id) {
+                let cell = cell.to_string();
+                let names: BTreeSet<String> = names.clone();
+                for key in self.graph.dependents(&cell, &names) {
+                    if !chain.contains(&key) {
+                        chain.push(key);
+                    }
+                }
+            }
+        }
+        chain.sort_by_key(|k| self.graph.get(k).map_or(0, |n| n.ran_at));
+        let widgets = self.widgets.clone();
+        for key in chain {
+            if ctx.superseded.check() {
+                return;
+            }
+            let Some(node) = self.graph.get(&key) else {
+                continue;
+            };
+            let code = node.code.clone();
+            let Some(area_id) = node.output.clone().filter(|id| widgets.exists(id)) else {
+                eprintln!("qplay: cell {key} depends on a widget but ran before it existed; run it again to make it reactive");
+                continue;
+            };
+            let area = Arc::new(OutputArea::new(widgets.clone(), area_id, ctx.iopub.clone()));
+            let result = self.run_cell(&key, &code, area.clone(), None, &ctx.iopub);
+            match result {
+                Ok(Some(bundle)) => {
+                    area.push(json!({"output_type": "execute_result", "data": bundle,
+                                     "metadata": {}, "execution_count": Value::Null}));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    area.push(json!({"output_type": "error", "ename": e.ename,
+                                     "evalue": e.evalue, "traceback": e.traceback}));
+                    area.finish();
+                    return;
+                }
+            }
+            area.finish();
+        }
+    }
+
+    /// `:deps` — the dataflow graph as a table.
+    fn show_graph(&self, ctx: &ExecuteContext) {
+        let (html, text) = self.graph.render();
+        let mut bundle = MimeBundle::new();
+        bundle.insert("text/html".into(), html.into());
+        bundle.insert("text/plain".into(), text.into());
+        ctx.iopub
+            .execute_result(ctx.execution_count, bundle, MimeBundle::new());
+    }
 }
 
 /// Publishes a running cell's outputs on IOPub, with the execute request as parent.
@@ -89,6 +256,22 @@ impl OutputSink for IopubSink {
     fn clear_output(&self, wait: bool) {
         self.0.clear_output(wait);
     }
+    fn comm(&self, msg_type: &str, content: Value, metadata: Value) {
+        self.0.send(msg_type, content, metadata);
+    }
+}
+
+/// A cell's key in the graph: JupyterLab's cell id, else (nbclient, consoles) its code.
+fn cell_key(ctx: &ExecuteContext, code: &str) -> String {
+    match ctx.cell_id() {
+        Some(id) => id.to_string(),
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            code.hash(&mut h);
+            format!("code-{:016x}", h.finish())
+        }
+    }
 }
 
 impl Backend for QplayBackend {
@@ -104,12 +287,25 @@ impl Backend for QplayBackend {
     }
 
     fn execute(&mut self, code: &str, ctx: &ExecuteContext) -> ExecuteOutcome {
-        let engine = match self.engine(true) {
-            Ok(engine) => engine,
-            Err(e) => return ExecuteOutcome::error("KernelStartError", &e, vec![e.clone()]),
+        self.widgets.set_detached(ctx.iopub.clone());
+        for deleted in ctx.deleted_cells() {
+            self.graph.forget(deleted);
+            let models = self.widgets.cell_models(deleted);
+            self.widgets.close(&models, &ctx.iopub);
+        }
+        if code.trim() == ":deps" {
+            self.show_graph(ctx);
+            return ExecuteOutcome::ok();
+        }
+        let key = cell_key(ctx, code);
+        let reactive = !ctx.silent && self.graph.is_reactive(&key, &analyze(code));
+        let result = if reactive {
+            self.execute_reactive(&key, code, ctx)
+        } else {
+            let sink = Arc::new(IopubSink(ctx.iopub.clone()));
+            self.run_cell(&key, code, sink, None, &ctx.iopub)
         };
-        let sink = Arc::new(IopubSink(ctx.iopub.clone()));
-        match engine.execute(code, sink) {
+        match result {
             Ok(Some(bundle)) => {
                 if !ctx.silent {
                     ctx.iopub
@@ -164,5 +360,33 @@ impl Backend for QplayBackend {
             },
             Completeness::Invalid => IsComplete::Invalid,
         }
+    }
+
+    fn comm_open(&mut self, comm_id: &str, target_name: &str, _data: Value, ctx: &CommContext) {
+        self.widgets.frontend_open(comm_id, target_name, &ctx.iopub);
+    }
+
+    fn comm_msg(&mut self, comm_id: &str, data: Value, ctx: &CommContext) {
+        let apply = self.widgets.frontend_message(comm_id, &data, &ctx.iopub);
+        if apply == Apply::default() {
+            return;
+        }
+        let sink: Arc<dyn OutputSink> = Arc::new(IopubSink(ctx.iopub.clone()));
+        let widgets = self.widgets.clone();
+        let applied = match self.engine(true) {
+            Ok(engine) => engine.with_sink(sink, || widgets.forward(&apply)),
+            Err(_) => false,
+        };
+        if applied && !ctx.superseded.check() {
+            self.rerun_dependents(&apply, ctx);
+        }
+    }
+
+    fn comm_close(&mut self, comm_id: &str, _data: Value, _ctx: &CommContext) {
+        self.widgets.frontend_close(comm_id);
+    }
+
+    fn comm_info(&self, target_name: Option<&str>) -> std::collections::HashMap<String, String> {
+        self.widgets.comm_info(target_name)
     }
 }

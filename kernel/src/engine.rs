@@ -24,6 +24,8 @@ use evcxr::{CommandContext, EvalContext};
 use qplay::display::{MimeBundle, DISPLAY_PREFIX};
 use serde_json::Value;
 
+use crate::widgets::Widgets;
+
 /// Where a running cell's outputs go (the kernel publishes them on IOPub).
 pub trait OutputSink: Send + Sync {
     /// Text on `stdout` or `stderr`.
@@ -32,6 +34,8 @@ pub trait OutputSink: Send + Sync {
     fn display(&self, data: MimeBundle, display_id: Option<String>, update: bool);
     /// Clears the cell's outputs (`wait`: when the next output arrives).
     fn clear_output(&self, wait: bool);
+    /// A comm message (`comm_open`, `comm_msg`, `comm_close`) of a widget the cell made.
+    fn comm(&self, msg_type: &str, content: Value, metadata: Value);
 }
 
 /// Why a cell failed, in the shape of a Jupyter `error` message.
@@ -87,6 +91,8 @@ pub struct Engine {
     panicked: Arc<AtomicBool>,
     /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
     flushing: Arc<AtomicBool>,
+    /// Where the runtime's widget messages go.
+    widgets: Arc<Widgets>,
 }
 
 /// Commands run when an engine starts: variables kept across a panic, no network for cargo,
@@ -102,10 +108,12 @@ fn startup_code(prelude: &Path) -> String {
 impl Engine {
     /// Starts a runtime process and loads the prelude. With a cold build directory this
     /// compiles the prelude's dependency tree (minutes); set-up pre-warms `EVCXR_TMPDIR`.
-    pub fn start(interrupter: Interrupter) -> Result<Engine> {
+    pub fn start(interrupter: Interrupter, widgets: Arc<Widgets>) -> Result<Engine> {
         let t0 = std::time::Instant::now();
         let exe = std::env::current_exe().context("cannot find the qplay executable")?;
-        let (eval, outputs) = EvalContext::with_subprocess_command(std::process::Command::new(exe))
+        let mut runtime = std::process::Command::new(exe);
+        runtime.env(qplay::widgets::hub::CHANNEL_ENV, widgets.link_path());
+        let (eval, outputs) = EvalContext::with_subprocess_command(runtime)
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
         let ctx = CommandContext::with_eval_context(eval);
         let mut engine = Engine {
@@ -116,6 +124,7 @@ impl Engine {
             interrupter,
             panicked: Arc::new(AtomicBool::new(false)),
             flushing: Arc::new(AtomicBool::new(false)),
+            widgets,
         };
         engine.spawn_publishers();
         let context_s = t0.elapsed().as_secs_f64();
@@ -154,12 +163,15 @@ impl Engine {
 
     fn spawn_publishers(&self) {
         let (stdout, sink) = (self.stdout.clone(), self.sink.clone());
-        let flushing = self.flushing.clone();
-        std::thread::spawn(move || publish_loop(&stdout, &sink, "stdout", &flushing, &|_| {}));
+        let (flushing, widgets) = (self.flushing.clone(), self.widgets.clone());
+        std::thread::spawn(move || {
+            publish_loop(&stdout, &sink, "stdout", &flushing, &widgets, &|_| {})
+        });
         let (stderr, sink) = (self.stderr.clone(), self.sink.clone());
         let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
+        let widgets = self.widgets.clone();
         std::thread::spawn(move || {
-            publish_loop(&stderr, &sink, "stderr", &flushing, &|line| {
+            publish_loop(&stderr, &sink, "stderr", &flushing, &widgets, &|line| {
                 if is_panic_line(line) {
                     panicked.store(true, Ordering::SeqCst);
                 }
@@ -225,9 +237,13 @@ impl Engine {
                     };
                     bundle.insert(mime, value);
                 }
-                // A cell ending in a block, loop or call returning `()` has nothing to show.
-                let unit =
-                    bundle.len() == 1 && bundle.get("text/plain") == Some(&Value::from("()"));
+                // A cell ending in a block, loop or call returning `()` has nothing to show,
+                // nor one ending in a value that showed itself already (a live view).
+                let unit = bundle.len() == 1
+                    && matches!(
+                        bundle.get("text/plain").and_then(Value::as_str),
+                        Some("()" | "")
+                    );
                 Ok((!bundle.is_empty() && !unit).then_some(bundle))
             }
             Err(evcxr::Error::CompilationErrors(errors)) => {
@@ -289,10 +305,31 @@ impl Engine {
                 if name == "stderr" && is_panic_line(&line) {
                     self.panicked.store(true, Ordering::SeqCst);
                 }
-                publish_line(sink.as_ref(), name, line);
+                publish_line(sink.as_ref(), name, line, &self.widgets);
             }
         }
         self.flushing.store(false, Ordering::Release);
+    }
+
+    /// Runs `f` (which makes the runtime print, e.g. live views redrawn by a widget update)
+    /// with the runtime's output going to `sink`; an interrupt meanwhile stops the runtime.
+    pub fn with_sink<R>(&mut self, sink: Arc<dyn OutputSink>, f: impl FnOnce() -> R) -> R {
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+        *self
+            .interrupter
+            .pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            self.ctx.process_handle().lock().ok().map(|c| c.id());
+        let result = f();
+        *self
+            .interrupter
+            .pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.flush();
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        result
     }
 
     /// Completions at byte offset `cursor`: (matches, start, end).
@@ -346,6 +383,7 @@ impl OutputSink for Collect {
     }
     fn display(&self, _data: MimeBundle, _id: Option<String>, _update: bool) {}
     fn clear_output(&self, _wait: bool) {}
+    fn comm(&self, _msg_type: &str, _content: Value, _metadata: Value) {}
 }
 
 /// libtorch prints this deprecation notice (through its own logger, which ignores
@@ -360,7 +398,20 @@ fn is_panic_line(line: &str) -> bool {
     line.starts_with("thread '") && line.contains("panicked at")
 }
 
-fn publish_line(sink: &dyn OutputSink, name: &str, line: String) {
+/// A widget message from the runtime, if `line` is one.
+fn widget_message(line: &str) -> Option<Value> {
+    let message = serde_json::from_str::<Value>(line.strip_prefix(DISPLAY_PREFIX)?).ok()?;
+    let kind = message["kind"].as_str()?;
+    ["comm_open", "comm_msg", "done"]
+        .contains(&kind)
+        .then_some(message)
+}
+
+fn publish_line(sink: &dyn OutputSink, name: &str, line: String, widgets: &Widgets) {
+    if let Some(message) = widget_message(&line) {
+        widgets.runtime_message(message, Some(sink));
+        return;
+    }
     if let Some(json) = line.strip_prefix(DISPLAY_PREFIX) {
         if let Ok(message) = serde_json::from_str::<Value>(json) {
             if message["kind"] == "clear" {
@@ -386,6 +437,7 @@ fn publish_loop(
     sink: &Sink,
     name: &str,
     flushing: &AtomicBool,
+    widgets: &Widgets,
     watch: &dyn Fn(&str),
 ) {
     loop {
@@ -397,9 +449,10 @@ fn publish_loop(
             Ok(line) => {
                 watch(&line);
                 let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                match sink {
-                    Some(sink) => publish_line(sink.as_ref(), name, line),
-                    None => eprintln!("[runtime {name}] {line}"),
+                match (sink, widget_message(&line)) {
+                    (Some(sink), _) => publish_line(sink.as_ref(), name, line, widgets),
+                    (None, Some(message)) => widgets.runtime_message(message, None),
+                    (None, None) => eprintln!("[runtime {name}] {line}"),
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}

@@ -22,7 +22,7 @@ pub struct KernelArgs {
 pub fn run(args: KernelArgs) -> Result<()> {
     crate::default_evcxr_tmpdir();
     let interrupter = Interrupter::default();
-    let backend = QplayBackend::start(interrupter.clone());
+    let backend = QplayBackend::start(interrupter.clone())?;
     jupyter::serve(&args.connection_file, backend, move || {
         interrupter.interrupt()
     })

@@ -4,10 +4,13 @@
 mod backend;
 mod bench;
 mod completeness;
+mod dataflow;
 mod engine;
 mod eval;
 mod install;
 mod kernel_cmd;
+mod link;
+mod widgets;
 
 use std::process::ExitCode;
 
@@ -79,7 +82,8 @@ pub fn default_evcxr_tmpdir() {
 fn prewarm(cells: &[String]) -> Result<()> {
     default_evcxr_tmpdir();
     let start = std::time::Instant::now();
-    let mut engine = engine::Engine::start(engine::Interrupter::default())?;
+    let widgets = std::sync::Arc::new(widgets::Widgets::new(link::RuntimeLink::listen()?));
+    let mut engine = engine::Engine::start(engine::Interrupter::default(), widgets)?;
     engine.warm_up_analyzer();
     eprintln!("engine started in {:.1} s", start.elapsed().as_secs_f64());
     let trivial = ["1 + 1".to_string()];
@@ -124,6 +128,9 @@ impl engine::OutputSink for PrintSink {
     }
     fn clear_output(&self, wait: bool) {
         println!("[clear_output wait={wait}]");
+    }
+    fn comm(&self, msg_type: &str, content: serde_json::Value, _metadata: serde_json::Value) {
+        println!("[{msg_type}] {}", content["comm_id"]);
     }
 }
 

@@ -77,14 +77,30 @@ pub fn clear_output(wait: bool) {
     let _ = out.flush();
 }
 
-/// Writes one display message line. `EVCXR_` is escaped inside the JSON (as `\u005f`) so that
-/// evcxr, which scans every stdout line for its own markers, never mistakes the payload for one.
 fn emit(kind: &str, data: &MimeBundle, display_id: &str) {
-    let message = json!({"kind": kind, "data": data, "display_id": display_id});
+    emit_message(&json!({"kind": kind, "data": data, "display_id": display_id}));
+}
+
+/// Writes one message line for the kernel. `EVCXR_` is escaped inside the JSON (as `\u005f`)
+/// so that evcxr, which scans every stdout line for its own markers, never mistakes the payload
+/// for one.
+pub(crate) fn emit_message(message: &Value) {
+    emit_message_on(message, false);
+}
+
+/// [`emit_message`] on stdout, or on stderr for threads that run outside any cell: evcxr reads
+/// the runtime's stdout only while a cell runs, its stderr always.
+pub(crate) fn emit_message_on(message: &Value, stderr: bool) {
     let line = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{DISPLAY_PREFIX}{line}");
-    let _ = out.flush();
+    if stderr {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{DISPLAY_PREFIX}{line}");
+        let _ = err.flush();
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{DISPLAY_PREFIX}{line}");
+        let _ = out.flush();
+    }
 }
 
 /// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.
@@ -158,6 +174,27 @@ impl Rich for String {
         self.as_str().mime_bundle()
     }
 }
+
+/// A fallible result shows its value, or its error as text.
+impl<T: Rich, E: std::fmt::Display> Rich for Result<T, E> {
+    fn mime_bundle(&self) -> MimeBundle {
+        match self {
+            Ok(value) => value.mime_bundle(),
+            Err(e) => format!("error: {e}").mime_bundle(),
+        }
+    }
+}
+
+macro_rules! rich_via_display {
+    ($($t:ty),*) => {$(
+        impl Rich for $t {
+            fn mime_bundle(&self) -> MimeBundle {
+                self.to_string().mime_bundle()
+            }
+        }
+    )*};
+}
+rich_via_display!(f64, f32, i32, i64, u32, u64, usize, bool);
 
 fn strip_tags(html: &str) -> String {
     let mut out = String::new();

@@ -14,6 +14,7 @@ pub mod paths;
 pub mod process;
 pub mod registry;
 pub mod torch;
+pub mod widgets;
 
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
@@ -22,4 +23,9 @@ pub mod prelude {
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::registry::{available, load, load_count};
+    pub use crate::widgets::{
+        button, checkbox, dropdown, form, hbox, int_slider, live, output, progress, slider, text,
+        vbox, Button, Checkbox, Dropdown, FloatSlider, Form, IntSlider, Live, Output, Progress,
+        Text, Widget, WidgetBox,
+    };
 }

@@ -26,6 +26,8 @@ pub const SLOT_COUNT: usize = 8;
 pub enum Slot {
     /// The model registry.
     Registry = 0,
+    /// The widgets of the runtime and its link to the kernel.
+    Widgets = 1,
 }
 
 type Slots = [AtomicPtr<c_void>; SLOT_COUNT];

@@ -9,6 +9,7 @@
 //! `char` boundaries); the layer converts from and to the protocol's Unicode code points.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -209,6 +210,35 @@ pub struct CommContext {
     pub metadata: Value,
     /// Binary buffers (ipywidgets `buffer_paths`).
     pub buffers: Vec<Vec<u8>>,
+    /// For a `comm_msg`: whether a newer message for the same comm is already waiting (so
+    /// work for this one may be skipped).
+    pub superseded: Superseded,
+}
+
+/// Tells whether a comm message has been superseded by a newer one on the same comm.
+#[derive(Clone)]
+pub struct Superseded(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Superseded {
+    pub fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> Superseded {
+        Superseded(Arc::new(check))
+    }
+
+    /// Never superseded.
+    pub fn never() -> Superseded {
+        Superseded::new(|| false)
+    }
+
+    /// Whether a newer message for the same comm has arrived.
+    pub fn check(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Superseded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Superseded({})", self.check())
+    }
 }
 
 /// The version of `rustc` on `PATH` (`"1.95.0"`), or `""` if it cannot be run.

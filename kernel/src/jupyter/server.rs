@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use zeromq::{
 
 use super::backend::{
     byte_to_code_point, code_point_to_byte, Backend, CommContext, ExecuteContext, ExecuteOutcome,
-    Interrupter, IsComplete, KernelInfo,
+    Interrupter, IsComplete, KernelInfo, Superseded,
 };
 use super::connection::{self, ConnectionInfo, Endpoints};
 use super::history::History;
@@ -101,6 +101,12 @@ struct Kernel {
     kernel_info: Value,
     /// Whether the backend thread is handling a request.
     busy: AtomicBool,
+    /// The newest `comm_msg` received per comm id (a number from `comm_counter`), so that a
+    /// backend can tell when a widget update it is working on has been superseded.
+    comm_latest: Arc<Mutex<HashMap<String, u64>>>,
+    comm_counter: AtomicU64,
+    /// The number each queued `comm_msg` got on arrival, by message id.
+    comm_arrival: Mutex<HashMap<String, u64>>,
 }
 
 impl Kernel {
@@ -205,6 +211,9 @@ async fn run<B: Backend>(
         iopub: Iopub::new(iopub_tx, session),
         kernel_info,
         busy: AtomicBool::new(false),
+        comm_latest: Arc::default(),
+        comm_counter: AtomicU64::new(0),
+        comm_arrival: Mutex::default(),
     });
 
     let (shell_send, shell_recv) = shell.split();
@@ -343,6 +352,18 @@ async fn shell_reader(
     loop {
         let frames = socket.recv().await.context("shell channel")?;
         if let Some(msg) = kernel.decode("shell", frames) {
+            if msg.msg_type() == "comm_msg" {
+                if let Some(id) = msg.content.get("comm_id").and_then(Value::as_str) {
+                    let n = kernel.comm_counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut latest = kernel.comm_latest.lock().unwrap_or_else(|e| e.into_inner());
+                    latest.insert(id.to_string(), n);
+                    let mut arrival = kernel
+                        .comm_arrival
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    arrival.insert(msg.msg_id().to_string(), n);
+                }
+            }
             jobs.send(Job::Request(msg))
                 .map_err(|_| anyhow!("the backend thread has stopped"))?;
         }
@@ -539,6 +560,7 @@ impl<B: Backend> Worker<B> {
             iopub: iopub.clone(),
             metadata: request.metadata.clone(),
             buffers: request.buffers.iter().map(|b| b.to_vec()).collect(),
+            superseded: Superseded::never(),
         };
         match request.msg_type() {
             "execute_request" => return self.execute(request, parse(request)?, iopub),
@@ -627,7 +649,20 @@ impl<B: Backend> Worker<B> {
             }
             "comm_msg" => {
                 let c: CommMsg = parse(request)?;
-                let ctx = comm_context();
+                let mut ctx = comm_context();
+                let latest = self.kernel.comm_latest.clone();
+                let id = c.comm_id.0.clone();
+                let mine = self
+                    .kernel
+                    .comm_arrival
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(request.msg_id())
+                    .unwrap_or(u64::MAX);
+                ctx.superseded = Superseded::new(move || {
+                    let latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+                    latest.get(&id).is_some_and(|&n| n > mine)
+                });
                 let _ = guarded("comm_msg", || {
                     self.backend
                         .comm_msg(&c.comm_id.0, Value::Object(c.data), &ctx)

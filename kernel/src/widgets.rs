@@ -1,0 +1,754 @@
+//! The kernel's side of widgets: a record of every widget model (so the browser can get the
+//! states back after a page reload, and so updates can be checked), the `jupyter.widget` and
+//! `jupyter.widget.control` comm protocols, and the output areas of reactive cells.
+//!
+//! Models are created in the runtime (`qplay::widgets`), which announces them on stdout; the
+//! engine hands those lines to [`Widgets::runtime_message`], which publishes the `comm_open`
+//! with the running request as parent (so nbclient stores the state in the notebook) and
+//! answers on the [`RuntimeLink`] with the state the widget starts from: when a cell runs again
+//! with unchanged code, its widgets keep the values the user gave them. Updates from the
+//! browser are checked against the model (type, range) before they reach the runtime.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use qplay::widgets::models::{self, State};
+use serde_json::{json, Value};
+
+use crate::engine::OutputSink;
+use crate::link::RuntimeLink;
+use qplay_kernel::jupyter::backend::{Iopub, MimeBundle};
+
+/// How long the kernel waits for the runtime to apply an update (live views included).
+const APPLY_WAIT: Duration = Duration::from_secs(120);
+
+fn log(text: std::fmt::Arguments) {
+    eprintln!("qplay widgets: {text}");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One model as the browser knows it.
+#[derive(Debug, Clone)]
+struct Model {
+    state: State,
+}
+
+impl Model {
+    fn name(&self) -> &str {
+        self.state
+            .get("_model_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    fn description(&self) -> String {
+        let d = self.state.get("description").and_then(Value::as_str);
+        match d {
+            Some(d) if !d.is_empty() => format!("{} {d:?}", self.name().trim_end_matches("Model")),
+            _ => self.name().trim_end_matches("Model").to_string(),
+        }
+    }
+}
+
+/// The models one run of a cell created.
+#[derive(Debug, Clone, Default)]
+struct CellModels {
+    code: String,
+    /// Top-level models in creation order (what `dataflow::CellSyntax::widget_bindings` counts).
+    roots: Vec<String>,
+    /// Every model, layouts and styles included.
+    all: Vec<String>,
+}
+
+/// The cell now running.
+#[derive(Debug)]
+struct Run {
+    key: String,
+    previous: Option<CellModels>,
+    created: CellModels,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    models: HashMap<String, Model>,
+    cells: HashMap<String, CellModels>,
+    run: Option<Run>,
+    /// Form member → the form's submit button.
+    forms: HashMap<String, String>,
+    /// Submit button → member changes held until it is pressed.
+    held: HashMap<String, BTreeMap<String, State>>,
+    control_comms: HashSet<String>,
+}
+
+/// What a message from the browser asks the kernel to do next.
+#[derive(Debug, Default, PartialEq)]
+pub struct Apply {
+    /// New states to hand to the runtime.
+    pub changes: Vec<(String, State)>,
+    /// Buttons clicked.
+    pub clicks: Vec<String>,
+}
+
+impl Apply {
+    /// The models whose change may make cells rerun.
+    pub fn sources(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.changes.iter().map(|(id, _)| id.clone()).collect();
+        ids.extend(self.clicks.iter().cloned());
+        ids
+    }
+}
+
+/// Every widget model of the kernel.
+pub struct Widgets {
+    book: Mutex<Book>,
+    link: RuntimeLink,
+    applied: (Mutex<u64>, Condvar),
+    seq: AtomicU64,
+    /// Where runtime messages go when no request is being handled.
+    detached: Mutex<Option<Iopub>>,
+}
+
+fn comm_open_content(comm_id: &str, state: &State) -> Value {
+    json!({
+        "comm_id": comm_id, "target_name": models::TARGET,
+        "data": {"state": state, "buffer_paths": []},
+    })
+}
+
+fn protocol_metadata() -> Value {
+    json!({"version": models::PROTOCOL_VERSION})
+}
+
+impl Widgets {
+    pub fn new(link: RuntimeLink) -> Widgets {
+        Widgets {
+            book: Mutex::default(),
+            link,
+            applied: (Mutex::new(0), Condvar::new()),
+            seq: AtomicU64::new(0),
+            detached: Mutex::default(),
+        }
+    }
+
+    /// The socket path the runtime connects to.
+    pub fn link_path(&self) -> std::path::PathBuf {
+        self.link.path()
+    }
+
+    /// Keeps a publisher for runtime messages that arrive between requests.
+    pub fn set_detached(&self, iopub: Iopub) {
+        *lock(&self.detached) = Some(iopub.with_parent(None));
+    }
+
+    /// A cell starts: widgets it creates are counted, and take their earlier values if the
+    /// cell's code is the same as last time.
+    pub fn begin_cell(&self, key: &str, code: &str) {
+        let mut book = lock(&self.book);
+        let previous = book.cells.get(key).filter(|c| c.code == code).cloned();
+        book.run = Some(Run {
+            key: key.to_string(),
+            previous,
+            created: CellModels {
+                code: code.to_string(),
+                ..Default::default()
+            },
+        });
+    }
+
+    /// The cell ended. Returns the top-level models it created and the earlier run's models
+    /// that it replaced (to close); after a failure nothing is replaced.
+    pub fn end_cell(&self, success: bool) -> (Vec<String>, Vec<String>) {
+        let mut book = lock(&self.book);
+        let Some(run) = book.run.take() else {
+            return (Vec::new(), Vec::new());
+        };
+        let roots = run.created.roots.clone();
+        let entry = book.cells.entry(run.key).or_default();
+        if success {
+            let replaced = std::mem::replace(entry, run.created);
+            (roots, replaced.all)
+        } else {
+            entry.code = run.created.code;
+            entry.all.extend(run.created.all);
+            if !roots.is_empty() {
+                entry.roots = roots.clone();
+            }
+            (roots, Vec::new())
+        }
+    }
+
+    /// The models a cell created in its last run (for a deleted cell).
+    pub fn cell_models(&self, key: &str) -> Vec<String> {
+        lock(&self.book)
+            .cells
+            .remove(key)
+            .map(|c| c.all)
+            .unwrap_or_default()
+    }
+
+    /// A widget message the runtime printed (`comm_open`, `comm_msg`, `done`), published with
+    /// `sink`'s parent, or with none between requests.
+    pub fn runtime_message(&self, message: Value, sink: Option<&dyn OutputSink>) {
+        let detached = lock(&self.detached).clone();
+        let publish = |msg_type: &str, content: Value, metadata: Value| match sink {
+            Some(sink) => sink.comm(msg_type, content, metadata),
+            None => {
+                if let Some(iopub) = &detached {
+                    iopub.send(msg_type, content, metadata);
+                }
+            }
+        };
+        let id = message["comm_id"].as_str().unwrap_or_default().to_string();
+        match message["kind"].as_str() {
+            Some("comm_open") => {
+                let mut state = message["state"].as_object().cloned().unwrap_or_default();
+                let overrides = self.record_open(&id, &mut state, &message["qplay"]);
+                publish(
+                    "comm_open",
+                    comm_open_content(&id, &state),
+                    protocol_metadata(),
+                );
+                if message["wait"].as_bool() == Some(true) {
+                    self.link
+                        .send(&json!({"op": "opened", "comm_id": id, "state": overrides}));
+                }
+            }
+            Some("comm_msg") => {
+                let state = message["state"].as_object().cloned().unwrap_or_default();
+                if let Some(model) = lock(&self.book).models.get_mut(&id) {
+                    model.state.extend(state.clone());
+                }
+                publish(
+                    "comm_msg",
+                    json!({"comm_id": id, "data": {"method": "update", "state": state,
+                                                   "buffer_paths": []}}),
+                    protocol_metadata(),
+                );
+            }
+            Some("done") => {
+                let seq = message["seq"].as_u64().unwrap_or_default();
+                let (done, cv) = &self.applied;
+                let mut done = lock(done);
+                *done = (*done).max(seq);
+                cv.notify_all();
+            }
+            _ => log(format_args!("ignoring an unknown runtime message")),
+        }
+    }
+
+    /// Records a new model; returns the state entries it takes from the cell's earlier run.
+    fn record_open(&self, id: &str, state: &mut State, extra: &Value) -> State {
+        let mut guard = lock(&self.book);
+        let book = &mut *guard;
+        let name = state
+            .get("_model_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let root = !name.ends_with("StyleModel") && name != "LayoutModel";
+        let mut overrides = State::new();
+        let models_of = &book.models;
+        if let Some(run) = book.run.as_mut() {
+            run.created.all.push(id.to_string());
+            if root {
+                let ordinal = run.created.roots.len();
+                run.created.roots.push(id.to_string());
+                let earlier = run.previous.as_ref().and_then(|p| p.roots.get(ordinal));
+                if let Some(earlier) = earlier.and_then(|e| models_of.get(e)) {
+                    if earlier.name() == name {
+                        for key in ["value", "index"] {
+                            if let Some(v) = earlier.state.get(key) {
+                                overrides.insert(key.to_string(), v.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        state.extend(overrides.clone());
+        if let Some(form) = extra.get("form") {
+            let submit = form["submit"].as_str().unwrap_or_default().to_string();
+            for member in form["members"].as_array().into_iter().flatten() {
+                if let Some(member) = member.as_str() {
+                    book.forms.insert(member.to_string(), submit.clone());
+                }
+            }
+        }
+        book.models.insert(
+            id.to_string(),
+            Model {
+                state: state.clone(),
+            },
+        );
+        overrides
+    }
+
+    /// The browser opened a comm: the control comm is kept, anything else is closed.
+    pub fn frontend_open(&self, comm_id: &str, target: &str, iopub: &Iopub) {
+        if target == models::CONTROL_TARGET {
+            lock(&self.book).control_comms.insert(comm_id.to_string());
+        } else {
+            log(format_args!("closing a comm for unknown target {target:?}"));
+            iopub.comm_close(comm_id, json!({}));
+        }
+    }
+
+    /// The browser closed a comm.
+    pub fn frontend_close(&self, comm_id: &str) {
+        let mut book = lock(&self.book);
+        book.control_comms.remove(comm_id);
+        book.models.remove(comm_id);
+    }
+
+    /// Open comms by id → target name.
+    pub fn comm_info(&self, target: Option<&str>) -> HashMap<String, String> {
+        let book = lock(&self.book);
+        let widgets = book.models.keys().map(|id| (id.clone(), models::TARGET));
+        let control = book
+            .control_comms
+            .iter()
+            .map(|id| (id.clone(), models::CONTROL_TARGET));
+        widgets
+            .chain(control)
+            .filter(|(_, t)| target.is_none_or(|want| want == *t))
+            .map(|(id, t)| (id, t.to_string()))
+            .collect()
+    }
+
+    /// A `comm_msg` from the browser. Answers what can be answered here (echo, state requests,
+    /// errors) and returns what must reach the runtime.
+    pub fn frontend_message(&self, comm_id: &str, data: &Value, iopub: &Iopub) -> Apply {
+        let mut book = lock(&self.book);
+        let method = data["method"].as_str().unwrap_or_default();
+        if book.control_comms.contains(comm_id) {
+            if method == "request_states" {
+                let states: serde_json::Map<String, Value> = book
+                    .models
+                    .iter()
+                    .map(|(id, m)| {
+                        (
+                            id.clone(),
+                            json!({"model_name": m.name(),
+                                   "model_module": m.state.get("_model_module"),
+                                   "model_module_version": m.state.get("_model_module_version"),
+                                   "state": m.state}),
+                        )
+                    })
+                    .collect();
+                iopub.comm_msg(
+                    comm_id,
+                    json!({"method": "update_states", "states": states, "buffer_paths": []}),
+                    json!({}),
+                    Vec::new(),
+                );
+            } else {
+                log(format_args!("control comm: ignoring method {method:?}"));
+            }
+            return Apply::default();
+        }
+        let Some(model) = book.models.get(comm_id).cloned() else {
+            log(format_args!("message for unknown comm {comm_id}"));
+            return Apply::default();
+        };
+        let send = |data: Value| {
+            iopub.comm_msg(comm_id, data, protocol_metadata(), Vec::new());
+        };
+        match method {
+            "update" => {
+                let Some(changes) = data["state"].as_object() else {
+                    log(format_args!("update for {comm_id} without a state object"));
+                    return Apply::default();
+                };
+                if let Err(why) = validate(&model, changes) {
+                    log(format_args!(
+                        "rejected update of {}: {why}",
+                        model.description()
+                    ));
+                    // Put the browser back in step with the kernel.
+                    let current: State = changes
+                        .keys()
+                        .filter_map(|k| Some((k.clone(), model.state.get(k)?.clone())))
+                        .collect();
+                    send(json!({"method": "update", "state": current, "buffer_paths": []}));
+                    return Apply::default();
+                }
+                if let Some(m) = book.models.get_mut(comm_id) {
+                    m.state.extend(changes.clone());
+                }
+                send(json!({"method": "echo_update", "state": changes, "buffer_paths": []}));
+                if let Some(submit) = book.forms.get(comm_id).cloned() {
+                    let held = book.held.entry(submit).or_default();
+                    held.entry(comm_id.to_string())
+                        .or_default()
+                        .extend(changes.clone());
+                    return Apply::default();
+                }
+                Apply {
+                    changes: vec![(comm_id.to_string(), changes.clone())],
+                    clicks: Vec::new(),
+                }
+            }
+            "request_state" => {
+                send(json!({"method": "update", "state": model.state, "buffer_paths": []}));
+                Apply::default()
+            }
+            "custom" if data["content"]["event"] == "click" && model.name() == "ButtonModel" => {
+                let held = book.held.remove(comm_id).unwrap_or_default();
+                Apply {
+                    changes: held.into_iter().collect(),
+                    clicks: vec![comm_id.to_string()],
+                }
+            }
+            other => {
+                log(format_args!(
+                    "ignoring method {other:?} on {}",
+                    model.description()
+                ));
+                Apply::default()
+            }
+        }
+    }
+
+    /// Hands changes to the runtime and waits until it has applied them (and redrawn its live
+    /// views). Returns false if no runtime took them.
+    pub fn forward(&self, apply: &Apply) -> bool {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let changes: Vec<Value> = apply
+            .changes
+            .iter()
+            .map(|(id, state)| json!({"comm_id": id, "state": state}))
+            .collect();
+        let message =
+            json!({"op": "update", "seq": seq, "changes": changes, "clicks": apply.clicks});
+        if !self.link.connected() || !self.link.send(&message) {
+            log(format_args!(
+                "no runtime holds these widgets (it was restarted); run their cell again"
+            ));
+            return false;
+        }
+        self.wait_applied(seq)
+    }
+
+    fn wait_applied(&self, seq: u64) -> bool {
+        let (done, cv) = &self.applied;
+        let deadline = Instant::now() + APPLY_WAIT;
+        let mut done = lock(done);
+        while *done < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log(format_args!(
+                    "the runtime did not apply update {seq} in time"
+                ));
+                return false;
+            }
+            done = cv
+                .wait_timeout(done, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Closes models in the browser and in the runtime.
+    pub fn close(&self, ids: &[String], iopub: &Iopub) {
+        if ids.is_empty() {
+            return;
+        }
+        {
+            let mut book = lock(&self.book);
+            for id in ids {
+                book.models.remove(id);
+                book.forms.remove(id);
+                book.held.remove(id);
+            }
+        }
+        for id in ids {
+            iopub.comm_close(id, json!({}));
+        }
+        if self.link.connected() {
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            if self
+                .link
+                .send(&json!({"op": "close", "seq": seq, "comm_ids": ids}))
+            {
+                self.wait_applied(seq);
+            }
+        }
+    }
+
+    /// Opens an output widget owned by the kernel (the output area of a reactive cell).
+    pub fn open_output(&self, iopub: &Iopub) -> String {
+        let layout_id = models::new_model_id();
+        let id = models::new_model_id();
+        let layout = models::layout();
+        let output = models::output(&layout_id, Vec::new());
+        for (id, state) in [(&layout_id, layout), (&id, output)] {
+            iopub.send(
+                "comm_open",
+                comm_open_content(id, &state),
+                protocol_metadata(),
+            );
+            let mut book = lock(&self.book);
+            if let Some(run) = book.run.as_mut() {
+                run.created.all.push(id.clone());
+            }
+            book.models.insert(id.clone(), Model { state });
+        }
+        id
+    }
+
+    /// Shows `outputs` in a kernel-owned output widget.
+    pub fn set_outputs(&self, id: &str, outputs: Vec<Value>, iopub: &Iopub) {
+        if let Some(model) = lock(&self.book).models.get_mut(id) {
+            model
+                .state
+                .insert("outputs".into(), Value::Array(outputs.clone()));
+        }
+        iopub.comm_msg(
+            id,
+            json!({"method": "update", "state": {"outputs": outputs}, "buffer_paths": []}),
+            protocol_metadata(),
+            Vec::new(),
+        );
+    }
+
+    /// Whether the model exists (not closed).
+    pub fn exists(&self, id: &str) -> bool {
+        lock(&self.book).models.contains_key(id)
+    }
+}
+
+/// Checks a browser update against the model: known keys, the right types, values in range.
+fn validate(model: &Model, changes: &State) -> Result<(), String> {
+    let name = model.name();
+    let number = |k: &str| model.state.get(k).and_then(Value::as_f64);
+    for (key, value) in changes {
+        let Some(current) = model.state.get(key) else {
+            return Err(format!("{name} has no property {key:?}"));
+        };
+        match (name, key.as_str()) {
+            ("FloatSliderModel" | "FloatProgressModel", "value") => {
+                let (min, max) = (
+                    number("min").unwrap_or(f64::MIN),
+                    number("max").unwrap_or(f64::MAX),
+                );
+                let v = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
+                    format!("value must be a number in [{min}, {max}], got {value}")
+                })?;
+                let slack = 1e-9 * (max - min).abs().max(1.0);
+                if v < min - slack || v > max + slack {
+                    return Err(format!("value {v} is outside [{min}, {max}]"));
+                }
+            }
+            ("IntSliderModel", "value") => {
+                let (min, max) = (
+                    number("min").unwrap_or(f64::MIN),
+                    number("max").unwrap_or(f64::MAX),
+                );
+                let v = value.as_i64().ok_or_else(|| {
+                    format!("value must be an integer in [{min}, {max}], got {value}")
+                })?;
+                if (v as f64) < min || (v as f64) > max {
+                    return Err(format!("value {v} is outside [{min}, {max}]"));
+                }
+            }
+            ("DropdownModel", "index") => {
+                let n = model
+                    .state
+                    .get("_options_labels")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                match value.as_u64() {
+                    Some(i) if (i as usize) < n => {}
+                    _ => {
+                        return Err(format!(
+                            "index must be an integer from 0 to {}, got {value}",
+                            n.saturating_sub(1)
+                        ))
+                    }
+                }
+            }
+            _ => {
+                let same_kind = std::mem::discriminant(current) == std::mem::discriminant(value)
+                    || current.is_null()
+                    || (current.is_number() && value.is_number());
+                if !same_kind {
+                    return Err(format!("{key} must be like {current}, got {value}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The output area of a reactive cell: everything the cell shows goes into a kernel-owned
+/// output widget, which a rerun can replace in place.
+pub struct OutputArea {
+    widgets: std::sync::Arc<Widgets>,
+    id: String,
+    iopub: Iopub,
+    state: Mutex<AreaState>,
+}
+
+#[derive(Default)]
+struct AreaState {
+    outputs: Vec<Value>,
+    display_ids: HashMap<String, usize>,
+    clear_on_next: bool,
+    dirty: bool,
+    last_sent: Option<Instant>,
+}
+
+/// Redraws of an output area while a cell runs, at most this often.
+const AREA_REDRAW: Duration = Duration::from_millis(50);
+
+impl OutputArea {
+    /// An area drawing into output widget `id`, starting empty.
+    pub fn new(widgets: std::sync::Arc<Widgets>, id: String, iopub: Iopub) -> OutputArea {
+        OutputArea {
+            widgets,
+            id,
+            iopub,
+            state: Mutex::default(),
+        }
+    }
+
+    fn change(&self, f: impl FnOnce(&mut AreaState)) {
+        let mut s = lock(&self.state);
+        if s.clear_on_next {
+            s.clear_on_next = false;
+            s.outputs.clear();
+            s.display_ids.clear();
+        }
+        f(&mut s);
+        s.dirty = true;
+        if s.last_sent.is_none_or(|t| t.elapsed() >= AREA_REDRAW) {
+            self.send(&mut s);
+        }
+    }
+
+    fn send(&self, s: &mut AreaState) {
+        s.dirty = false;
+        s.last_sent = Some(Instant::now());
+        self.widgets
+            .set_outputs(&self.id, s.outputs.clone(), &self.iopub);
+    }
+
+    /// Adds the cell's result or error.
+    pub fn push(&self, output: Value) {
+        self.change(|s| s.outputs.push(output));
+    }
+
+    /// Sends what is not sent yet; returns the outputs' text, for the notebook's fallback.
+    pub fn finish(&self) -> String {
+        let mut s = lock(&self.state);
+        if s.dirty || s.last_sent.is_none() {
+            self.send(&mut s);
+        }
+        let mut text = String::new();
+        for o in &s.outputs {
+            match o["output_type"].as_str() {
+                Some("stream") => text.push_str(o["text"].as_str().unwrap_or_default()),
+                Some("error") => {
+                    text.push_str(&format!("{}: {}\n", o["ename"], o["evalue"]));
+                }
+                _ => {
+                    if let Some(t) = o["data"]["text/plain"].as_str() {
+                        text.push_str(t);
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+        text
+    }
+}
+
+impl OutputSink for OutputArea {
+    fn stream(&self, name: &str, text: &str) {
+        self.change(|s| {
+            if let Some(last) = s.outputs.last_mut() {
+                if last["output_type"] == "stream" && last["name"] == name {
+                    let joined = format!("{}{text}", last["text"].as_str().unwrap_or_default());
+                    last["text"] = joined.into();
+                    return;
+                }
+            }
+            s.outputs
+                .push(json!({"output_type": "stream", "name": name, "text": text}));
+        });
+    }
+
+    fn display(&self, data: MimeBundle, display_id: Option<String>, update: bool) {
+        let output = json!({"output_type": "display_data", "data": data, "metadata": {}});
+        self.change(|s| match (update, display_id) {
+            (true, Some(id)) => {
+                if let Some(&i) = s.display_ids.get(&id) {
+                    s.outputs[i] = output;
+                }
+            }
+            (_, id) => {
+                if let Some(id) = id {
+                    s.display_ids.insert(id, s.outputs.len());
+                }
+                s.outputs.push(output);
+            }
+        });
+    }
+
+    fn clear_output(&self, wait: bool) {
+        if wait {
+            lock(&self.state).clear_on_next = true;
+        } else {
+            self.change(|s| {
+                s.outputs.clear();
+                s.display_ids.clear();
+            });
+        }
+    }
+
+    fn comm(&self, msg_type: &str, content: Value, metadata: Value) {
+        self.iopub.send(msg_type, content, metadata);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slider() -> Model {
+        Model {
+            state: models::float_slider("L", "S", "scale", (0.0, 2.0, 0.01, 1.0)),
+        }
+    }
+
+    fn state(v: Value) -> State {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn updates_are_checked_against_the_model() {
+        let s = slider();
+        assert!(validate(&s, &state(json!({"value": 1.5}))).is_ok());
+        let e = validate(&s, &state(json!({"value": 3.0}))).unwrap_err();
+        assert!(e.contains("outside [0, 2]"), "{e}");
+        assert!(validate(&s, &state(json!({"value": "x"}))).is_err());
+        assert!(validate(&s, &state(json!({"nonsense": 1}))).is_err());
+        assert!(validate(&s, &state(json!({"disabled": true}))).is_ok());
+        assert!(validate(&s, &state(json!({"disabled": 3}))).is_err());
+        let d = Model {
+            state: models::dropdown("L", "S", "layer", &["a".into(), "b".into()], 0),
+        };
+        assert!(validate(&d, &state(json!({"index": 1}))).is_ok());
+        let e = validate(&d, &state(json!({"index": 2}))).unwrap_err();
+        assert!(e.contains("from 0 to 1"), "{e}");
+        let i = Model {
+            state: models::int_slider("L", "S", "zp", (-128, 127, 0)),
+        };
+        assert!(validate(&i, &state(json!({"value": 1.5}))).is_err());
+        assert!(validate(&i, &state(json!({"value": -128}))).is_ok());
+    }
+}
