@@ -10,7 +10,7 @@ setup:
 lab: setup
 	$(ENV) cd notebooks && jupyter lab 01-evaluate.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-test: setup
+test: setup browser
 	@$(MAKE) --no-print-directory test-rust test-python
 
 test-rust:
@@ -26,9 +26,9 @@ models: setup
 	$(ENV) python models/build.py && python scripts/models_md.py
 
 bench: setup
-	$(ENV) qplay bench eval
+	$(ENV) qplay bench eval && qplay bench reactive
 
-# Headless Chromium (Debian's package) and playwright-core, for screenshots of JupyterLab.
+# Headless Chromium (Debian's package) and playwright-core, for the JupyterLab test and screenshots.
 browser:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	@[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund

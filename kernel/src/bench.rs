@@ -2,7 +2,8 @@
 //!
 //! `qplay bench eval` times a full evaluation of each bundled model on the 10,000-image test set
 //! and the same evaluation by Python onnxruntime / torch (`scripts/reference.py`), with the same
-//! batch size and thread count, and prints a Markdown table for BENCHMARKS.md.
+//! batch size and thread count, and prints a Markdown table for BENCHMARKS.md. `qplay bench
+//! kernel` and `qplay bench reactive` drive kernels from Python scripts (jupyter_client).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,25 @@ pub enum BenchCommand {
     Eval(EvalBench),
     /// Kernel start → first result and per-cell latency: qplay vs evcxr_jupyter.
     Kernel(KernelBench),
+    /// Widget update → rerun output, live views, memory: qplay vs ipykernel + ipywidgets.
+    Reactive(ReactiveBench),
+}
+
+/// Arguments of `qplay bench reactive`.
+#[derive(Args)]
+pub struct ReactiveBench {
+    /// Timed compiled reruns.
+    #[arg(long, default_value_t = 20)]
+    reruns: usize,
+    /// Timed live-view updates.
+    #[arg(long, default_value_t = 100)]
+    lives: usize,
+    /// Live-view updates across which memory growth is measured.
+    #[arg(long, default_value_t = 500)]
+    memory_updates: usize,
+    /// Python interpreter with jupyter_client and ipykernel (default: the project's .venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// Arguments of `qplay bench kernel`.
@@ -57,6 +77,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Eval(args) => bench_eval(args),
         BenchCommand::Kernel(args) => bench_kernel(args),
+        BenchCommand::Reactive(args) => bench_reactive(args),
     }
 }
 
@@ -168,9 +189,6 @@ fn run_reference(
 
 fn bench_kernel(args: KernelBench) -> Result<()> {
     let root = qplay::paths::root();
-    let python = args
-        .python
-        .unwrap_or_else(|| root.join(".venv").join("bin").join("python"));
     let evcxr = root.join(&args.evcxr_jupyter);
     if !evcxr.is_file() {
         bail!(
@@ -179,19 +197,14 @@ fn bench_kernel(args: KernelBench) -> Result<()> {
             evcxr.display()
         );
     }
-    let output = Command::new(&python)
-        .arg(root.join("scripts/bench_kernel.py"))
-        .arg("--evcxr-jupyter")
-        .arg(&evcxr)
-        .args(["--repeats", &args.repeats.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !output.status.success() {
-        bail!("the kernel benchmark failed (see above)");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("the kernel benchmark printed no JSON")?;
+    let r = python_json(
+        args.python,
+        "scripts/bench_kernel.py",
+        &[
+            format!("--evcxr-jupyter={}", evcxr.display()),
+            format!("--repeats={}", args.repeats),
+        ],
+    )?;
     let (q, e) = (&r["qplay"], &r["evcxr_bench"]);
     let mut text = format!(
         "Kernel latency, median of {} cells each, both build directories warm.\n\n\
@@ -212,5 +225,76 @@ fn bench_kernel(args: KernelBench) -> Result<()> {
         );
         text += &format!("| {label} | {a:.2} | {b:.2} | {:.2} |\n", a / b);
     }
+    crate::print_out(&text)
+}
+
+/// Runs `script` with the project's Python and parses the JSON it prints.
+fn python_json(
+    python: Option<PathBuf>,
+    script: &str,
+    args: &[String],
+) -> Result<serde_json::Value> {
+    let root = qplay::paths::root();
+    let python = python.unwrap_or_else(|| root.join(".venv").join("bin").join("python"));
+    let output = Command::new(&python)
+        .arg(root.join(script))
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !output.status.success() {
+        bail!("{script} failed (see above)");
+    }
+    serde_json::from_slice(&output.stdout).with_context(|| format!("{script} printed no JSON"))
+}
+
+fn bench_reactive(args: ReactiveBench) -> Result<()> {
+    let r = python_json(
+        args.python,
+        "scripts/bench_reactive.py",
+        &[
+            format!("--reruns={}", args.reruns),
+            format!("--lives={}", args.lives),
+            format!("--memory-updates={}", args.memory_updates),
+        ],
+    )?;
+    let (q, p) = (&r["qplay"], &r["ipykernel"]);
+    let ms = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or("–".to_string(), |s| format!("{:.0}", s * 1e3))
+    };
+    let mib = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |m| format!("{m:.1}"));
+    let mut text = String::from(
+        "Widget update (a `comm_msg` sent as the browser sends it) → the output it causes on \
+         IOPub.\n\n| measure | qplay | ipykernel + ipywidgets |\n|---|---:|---:|\n",
+    );
+    text += &format!(
+        "| compiled rerun of a dependent cell, p50 / p95 ms (n = {}) | {} / {} | no such feature |\n",
+        q["rerun"]["n"], ms(&q["rerun"]["p50"]), ms(&q["rerun"]["p95"])
+    );
+    text += &format!(
+        "| live view (`live` / `observe` callback), p50 / p95 ms (n = {}) | {} / {} | {} / {} |\n",
+        q["live"]["n"],
+        ms(&q["live"]["p50"]),
+        ms(&q["live"]["p95"]),
+        ms(&p["live"]["p50"]),
+        ms(&p["live"]["p95"])
+    );
+    text += &format!(
+        "| RSS growth over {} live-view updates, MiB | {} | {} |\n",
+        args.memory_updates,
+        mib(&q["live_rss_growth_mib"]),
+        mib(&p["live_rss_growth_mib"])
+    );
+    text += &format!(
+        "| RSS growth over the {} compiled reruns, MiB | {} | – |\n",
+        args.reruns,
+        mib(&q["rerun_rss_growth_mib"])
+    );
+    text += &format!(
+        "| RSS at the end (kernel + children), MiB | {} | {} |\n",
+        mib(&q["rss_mib"]),
+        mib(&p["rss_mib"])
+    );
     crate::print_out(&text)
 }

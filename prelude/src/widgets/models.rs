@@ -102,21 +102,23 @@ pub fn layout() -> State {
 }
 
 /// The style model that goes with a control (`SliderStyleModel`, `DescriptionStyleModel`, …).
+/// Descriptions take the width they need (`"initial"`), not ipywidgets' fixed default, which
+/// cuts longer ones off.
 pub fn style(model: &str) -> State {
     let s = header(model, CONTROLS, V2, Some((BASE, "StyleView")));
     let more = match model {
-        "SliderStyleModel" => json!({"description_width": "", "handle_color": null}),
-        "CheckboxStyleModel" => json!({"background": null, "description_width": ""}),
+        "SliderStyleModel" => json!({"description_width": "initial", "handle_color": null}),
+        "CheckboxStyleModel" => json!({"background": null, "description_width": "initial"}),
         "ButtonStyleModel" => json!({
             "button_color": null, "font_family": null, "font_size": null, "font_style": null,
             "font_variant": null, "font_weight": null, "text_color": null,
             "text_decoration": null,
         }),
         "TextStyleModel" => json!({
-            "background": null, "description_width": "", "font_size": null, "text_color": null,
+            "background": null, "description_width": "initial", "font_size": null, "text_color": null,
         }),
-        "ProgressStyleModel" => json!({"bar_color": null, "description_width": ""}),
-        _ => json!({"description_width": ""}),
+        "ProgressStyleModel" => json!({"bar_color": null, "description_width": "initial"}),
+        _ => json!({"description_width": "initial"}),
     };
     extend(s, more)
 }

@@ -1,0 +1,108 @@
+// The reactive notebook in a real JupyterLab: run all, move a slider, see the dependent cell and
+// the live view change while the model cell does not rerun, reload the page and see the
+// widgets again. Prints a JSON summary; exits non-zero on any failed check.
+//
+//   node tests/browser/reactive.mjs OUT_DIR
+
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  REPO, startLab, launchBrowser, openNotebook, waitKernelIdle, runAll, screenshotNotebook,
+} from './lab.mjs';
+
+const NOTEBOOK = path.join(REPO, 'notebooks', '02-reactive.ipynb');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error(`[reactive ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+/** Rendered text of each code cell's outputs. */
+function cellTexts(page) {
+  return page.evaluate(() => {
+    const w = window.jupyterapp.shell.currentWidget;
+    return w.content.widgets.filter((c) => c.model.type === 'code')
+      .map((c) => (c.node.querySelector('.jp-Cell-outputWrapper') || {}).innerText || '');
+  });
+}
+
+async function waitFor(page, what, predicate, timeoutMs = 180_000) {
+  const deadline = Date.now() + timeoutMs;
+  let texts = [];
+  while (Date.now() < deadline) {
+    texts = await cellTexts(page);
+    if (predicate(texts)) return texts;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}; cells: ${JSON.stringify(texts)}`);
+}
+
+async function main(outDir) {
+  await fsp.mkdir(outDir, { recursive: true });
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-reactive-'));
+  await fsp.copyFile(NOTEBOOK, path.join(dir, 'reactive.ipynb'));
+  const lab = await startLab(dir);
+  const browser = await launchBrowser({ width: 1300, height: 1000 });
+  const { page } = browser;
+  const summary = { checks: [] };
+  const check = (name, ok, detail) => {
+    summary.checks.push({ name, ok, detail });
+    if (!ok) throw new Error(`check failed: ${name}: ${detail}`);
+  };
+  try {
+    await openNotebook(page, lab.url, 'reactive.ipynb');
+    await waitKernelIdle(page);
+    log('kernel idle; running all cells');
+    await runAll(page);
+    log('ran all cells');
+    let texts = await waitFor(page, 'the first run', (t) => t[2].includes('200 images;'));
+    check('dependent cell ran once', texts[2].includes('resnet8_int8 loaded 1 time(s)'), texts[2]);
+    check('live view drawn', texts[3].includes('20 images per class'), texts[3]);
+    await screenshotNotebook(page, path.join(outDir, 'reactive-before.png'), { width: 1300, height: 1000 });
+
+    // Move the slider to its end with the keyboard, as a user would.
+    const handle = page.locator('.widget-slider .noUi-handle').first();
+    await handle.focus();
+    await page.keyboard.press('End');
+    log('slider moved to its end');
+    texts = await waitFor(page, 'the rerun', (t) => t[2].includes('1000 images;') && t[3].includes('100 images per class'));
+    check('dependent cell reran with the new value', texts[2].includes('1000 images;'), texts[2]);
+    check('model cell did not rerun', texts[2].includes('resnet8_int8 loaded 1 time(s)'), texts[2]);
+    check('live view redrawn', texts[3].includes('= 1000 images in all'), texts[3]);
+    const prompts = await page.evaluate(() => [...document.querySelectorAll('.jp-InputArea-prompt')].map((p) => p.textContent.trim()));
+    summary.prompts = prompts;
+    await screenshotNotebook(page, path.join(outDir, 'reactive-after.png'), { width: 1300, height: 1000 });
+
+    log('rerun seen; saving and reloading the page');
+    // A page reload: the saved outputs hold only widget views; the widget manager asks the
+    // kernel for every model's state again (jupyter.widget.control, request_states).
+    await page.evaluate(() => window.jupyterapp.commands.execute('docmanager:save'));
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await openNotebook(page, lab.url, 'reactive.ipynb');
+    await waitKernelIdle(page);
+    const readouts = await (async () => {
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        const r = await page.evaluate(() => [...document.querySelectorAll('.widget-readout')].map((e) => e.innerText.trim()));
+        if (r.length) return r;
+        await sleep(250);
+      }
+      return [];
+    })();
+    check('widgets come back after a reload with the user\'s value', readouts.includes('100'), JSON.stringify(readouts));
+    await screenshotNotebook(page, path.join(outDir, 'reactive-reloaded.png'), { width: 1300, height: 1000 });
+    summary.consoleErrors = browser.consoleErrors.filter((e) => !e.includes('favicon'));
+    return summary;
+  } catch (e) {
+    try { await page.screenshot({ path: path.join(outDir, 'reactive-failed.png'), fullPage: true }); } catch { /* ignore */ }
+    e.message += `\n--- jupyter lab (tail) ---\n${lab.logs().slice(-3000)}`;
+    throw e;
+  } finally {
+    await browser.close();
+    await lab.stop();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+main(process.argv[2] || 'target/browser').then(
+  (s) => { console.log(JSON.stringify(s, null, 2)); process.exit(0); },
+  (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
+);
