@@ -177,3 +177,17 @@ def test_wrongly_signed_message_is_ignored(kernel, tmp_path):
     assert not marker.exists()
     reply, _ = run(kc, "1")  # still serving correctly signed messages
     assert reply["status"] == "ok"
+
+
+def test_each_evcxr_content_block_is_its_own_output(kernel):
+    """Values shown with evcxr's convention mid-cell (as plotters' evcxr feature does) each get
+    an output of their own; the last one is the result."""
+    _, kc = kernel
+    reply, out = run(kc, 'Html("<b>one</b>".into()).evcxr_display();\n'
+                         'Html("<b>two</b>".into()).evcxr_display();\n'
+                         'println!("between");\nHtml("<i>last</i>".into())')
+    assert reply["status"] == "ok", reply
+    shown = [(m["msg_type"], m["content"].get("data", {}).get("text/html") or m["content"].get("text"))
+             for m in out if m["msg_type"] in ("display_data", "stream", "execute_result")]
+    assert shown == [("display_data", "<b>one</b>"), ("display_data", "<b>two</b>"),
+                     ("stream", "between\n"), ("execute_result", "<i>last</i>")]

@@ -3,6 +3,7 @@
 
 mod backend;
 mod bench;
+mod blocks;
 mod completeness;
 mod dataflow;
 mod engine;
@@ -52,7 +53,9 @@ pub static QPLAY_PROCESS_SLOTS: [std::sync::atomic::AtomicPtr<std::ffi::c_void>;
     [const { std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()) }; qplay::process::SLOT_COUNT];
 
 fn main() -> ExitCode {
-    // In the evcxr runtime child this call never returns: it serves the kernel's cells.
+    // In the evcxr runtime child: one output per content block, then evcxr's loop, which never
+    // returns there.
+    blocks::install_in_runtime();
     evcxr::runtime_hook();
     let result = match Cli::parse().command {
         Command::Eval(args) => eval::run(args),
