@@ -12,6 +12,7 @@ pub mod model;
 pub mod onnx;
 pub mod paths;
 pub mod process;
+pub mod quant;
 pub mod registry;
 pub mod torch;
 
@@ -21,5 +22,10 @@ pub mod prelude {
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
+    pub use crate::quant::sqnr::layer_errors;
+    pub use crate::quant::{
+        workbench, Capture, Diff, LayerErrors, QDtype, QuantModel, QuantParam, QuantParams, Role,
+        Weights,
+    };
     pub use crate::registry::{available, load, load_count};
 }
