@@ -81,7 +81,9 @@ impl OnnxModel {
         } else {
             GraphOptimizationLevel::Disable
         };
+        // Many versions may hold sessions at once: their idle threads must not spin.
         let session = Self::builder(env, level)
+            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
             .and_then(|mut b| b.commit_from_memory(bytes))
             .with_context(|| format!("cannot create an ONNX Runtime session for `{name}`"))?;
         Self::from_session(name, path, session)
