@@ -1,6 +1,9 @@
 //! Generates the ONNX protobuf types (`onnx.rs` in `OUT_DIR`) from the `onnx.proto` that the
 //! project's Python environment ships with the `onnx` package, using protox (a pure-Rust
 //! protobuf compiler; no `protoc` needed). `$ONNX_PROTO` may name another `onnx.proto`.
+//!
+//! Compiles the TorchScript shim `csrc/torchscript.cpp` against libtorch's headers (`$LIBTORCH`,
+//! as torch-sys uses it), with the flags torch-sys uses for its own C++ wrapper.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +25,35 @@ fn find_onnx_proto() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
+fn compile_shim() {
+    println!("cargo:rerun-if-changed=csrc/torchscript.cpp");
+    let libtorch =
+        PathBuf::from(std::env::var_os("LIBTORCH").expect(
+            "LIBTORCH is not set: source scripts/env.sh (it points into the .venv's torch)",
+        ));
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/torchscript.cpp")
+        .compile("qplay_torchscript");
+    println!(
+        "cargo:rustc-link-search=native={}",
+        libtorch.join("lib").display()
+    );
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+}
+
 fn main() {
+    compile_shim();
     println!("cargo:rerun-if-env-changed=ONNX_PROTO");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let proto = find_onnx_proto().expect(

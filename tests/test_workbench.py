@@ -1,6 +1,6 @@
 """The quantization workbench against Python: `qplay inspect` reads what onnx reads, models saved
-by `qplay edit` predict in Python onnxruntime exactly as in qplay, and `qplay sqnr` agrees with
-onnxruntime's own `qdq_loss_debug` to 0.01 dB."""
+by `qplay edit` predict in Python onnxruntime / torch exactly as in qplay, and `qplay sqnr`
+agrees with onnxruntime's own `qdq_loss_debug` to 0.01 dB."""
 
 import json
 
@@ -43,15 +43,19 @@ EDITS = [
     ("resnet8_int8", ["--scale", "activation_2=0.05", "--bits", "conv2d_1.weight=3"]),
     ("resnet8_uint8", ["--zero-point", "activation_3=40", "--bits", "conv2d_4.weight=4"]),
     ("resnet8_int8_perchannel", ["--bits", "conv2d_2.weight=2", "--scale", "activation_5=0.2"]),
+    ("resnet8_int8_torch", ["--bits", "conv2d_1.weight=3", "--scale", "add_relu=0.2", "--zero-point", "conv2d_2=250"]),
 ]
 
 
 @pytest.mark.parametrize("model,edits", EDITS, ids=[e[0] for e in EDITS])
-def test_an_edited_model_predicts_the_same_in_python_onnxruntime(qplay, tmp_path, model, edits):
-    out = tmp_path / "edited.onnx"
+def test_an_edited_model_predicts_the_same_in_python(qplay, tmp_path, model, edits):
+    """ONNX: Python onnxruntime; TorchScript: torch.jit.load (fbgemm)."""
+    source = next((ROOT / "models").glob(f"{model}.*"))
+    out = tmp_path / f"edited{source.suffix}"
     diff = json.loads(qplay("edit", "--model", model, "--out", out, *edits).stdout)
-    assert diff["rows"], "the edit changed nothing"
-    onnx.checker.check_model(str(out))
+    assert len(diff["rows"]) >= 2, "the edits changed nothing"
+    if source.suffix == ".onnx":
+        onnx.checker.check_model(str(out))
 
     preds = tmp_path / "predictions.txt"
     qplay("eval", "--model", out, "--data", "lossless249", "--save-predictions", preds, "--batch-size", 100)
@@ -62,7 +66,7 @@ def test_an_edited_model_predicts_the_same_in_python_onnxruntime(qplay, tmp_path
 
     # The edit really changed inference: scores differ from the original model's.
     x = reference.to_nhwc(images[:50])
-    before = reference.Runner(ROOT / "models" / f"{model}.onnx", THREADS).run(x)
+    before = reference.Runner(source, THREADS).run(x)
     after = reference.Runner(out, THREADS).run(x)
     assert np.abs(before - after).max() > 1e-3
 

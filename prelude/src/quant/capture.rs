@@ -59,12 +59,13 @@ impl Capture {
 impl QuantModel {
     /// The names [`QuantModel::capture`] accepts, in graph order.
     pub fn capturable(&self) -> Vec<String> {
-        capturable(self.proto())
+        self.proto().map(capturable).unwrap_or_default()
     }
 
     /// Runs `batch` (NHWC, raw pixels) and returns the tensors named in `tensors` (all of them
     /// when empty). Unknown names are an error that lists the capturable ones.
     pub fn capture(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Capture> {
+        self.proto()?;
         let known = self.capturable();
         if let Some(bad) = tensors.iter().find(|t| !known.iter().any(|k| k == *t)) {
             bail!(

@@ -17,6 +17,7 @@
 pub mod capture;
 pub mod onnx_graph;
 pub mod sqnr;
+pub mod torch_script;
 pub mod version;
 
 use std::fmt;
@@ -174,6 +175,8 @@ pub struct QuantParams {
     pub quantize_nodes: usize,
     /// DequantizeLinear nodes in the graph.
     pub dequantize_nodes: usize,
+    /// The model's framework.
+    pub framework: crate::model::Framework,
 }
 
 impl QuantParams {
@@ -186,6 +189,16 @@ impl QuantParams {
         serde_json::to_value(&self.rows).unwrap_or_else(|_| json!([]))
     }
     fn headline(&self) -> String {
+        if self.framework == crate::model::Framework::Torch {
+            return format!(
+                "{} (TorchScript): {} quantize operand pairs (graph constants or attributes); \
+                 {} activations, {} packed weights (biases stay float in PyTorch)",
+                self.model,
+                self.quantize_nodes,
+                self.count(Role::Activation),
+                self.count(Role::Weight)
+            );
+        }
         format!(
             "{}: {} QuantizeLinear, {} DequantizeLinear nodes; {} activations, {} weights, {} biases",
             self.model,

@@ -109,6 +109,7 @@ pub fn layer_errors(
     if indices.is_empty() {
         bail!("layer_errors needs at least one image");
     }
+    let (fp, qp) = (float.proto()?, quant.proto()?);
     let names = quant.capturable();
     let pairs = matching_pairs(&names);
     let float_names = float.capturable();
@@ -151,8 +152,8 @@ pub fn layer_errors(
                 qdq_err: sqnr_from_sums(s[0], s[1]),
                 xmodel_err: in_float.then(|| sqnr_from_sums(s[2], s[3])),
                 relu_folded: in_float
-                    && onnx_graph::producer_op(float.proto(), name).as_deref() == Some("Relu")
-                    && onnx_graph::producer_op(quant.proto(), name).as_deref() != Some("Relu"),
+                    && onnx_graph::producer_op(fp, name).as_deref() == Some("Relu")
+                    && onnx_graph::producer_op(qp, name).as_deref() != Some("Relu"),
             }
         })
         .collect();

@@ -18,14 +18,18 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::onnx_graph::{self, proto::ModelProto};
+use super::torch_script::{self, Location, Script};
 use super::{fmt_num, QDtype, QuantParam, QuantParams, Role};
 use crate::display::{escape_html, MimeBundle, Rich};
+use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
 use crate::onnx::OnnxModel;
+use crate::torch::TorchModel;
 
 /// What all versions of one file share.
 struct Original {
     name: String,
+    framework: Framework,
     path: PathBuf,
     params: Vec<QuantParam>,
     ints: Vec<Option<Vec<i32>>>,
@@ -34,29 +38,50 @@ struct Original {
 /// A lazily created session; the error is kept as text so that the cell can be shared.
 type LazySession = Arc<OnceLock<Result<OnnxModel, String>>>;
 
+/// The model itself, per framework.
+#[derive(Clone)]
+enum Body {
+    Onnx {
+        proto: Arc<ModelProto>,
+        session: LazySession,
+        capture_session: LazySession,
+    },
+    Torch {
+        bytes: Arc<Vec<u8>>,
+        /// Where each parameter (same order as `params`) lives in the module tree.
+        locations: Arc<Vec<Location>>,
+        runner: Arc<OnceLock<Result<TorchModel, String>>>,
+    },
+}
+
+/// One edit, as the backends apply it.
+enum Change {
+    Scales(Vec<f32>),
+    ZeroPoints(Vec<i32>),
+    Ints(Vec<i32>),
+    Requantize {
+        scales: Vec<f32>,
+        zero_points: Vec<i32>,
+        ints: Vec<i32>,
+    },
+}
+
 /// One version of a quantized ONNX model (version 0 is the file as it is).
 #[derive(Clone)]
 pub struct QuantModel {
     original: Arc<Original>,
-    proto: Arc<ModelProto>,
+    body: Body,
     params: Arc<Vec<QuantParam>>,
     parent: Option<Arc<QuantModel>>,
     edits: Vec<String>,
     info: ModelInfo,
-    session: LazySession,
-    capture_session: LazySession,
 }
 
-/// Opens a quantized model for the workbench by bundled name or path (`.onnx`). The registry's
-/// model of the same file, if loaded, is not affected by anything done here.
+/// Opens a quantized model for the workbench by bundled name or path (`.onnx` QDQ, or `.pt`
+/// quantized TorchScript). The registry's model of the same file, if loaded, is not affected by
+/// anything done here.
 pub fn workbench(name_or_path: &str) -> Result<QuantModel> {
     let path = crate::registry::resolve(name_or_path)?;
-    if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
-        bail!(
-            "`{name_or_path}` is not an ONNX model; the workbench opens .onnx QDQ models \
-             (TorchScript support is not there yet)"
-        );
-    }
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path
         .file_stem()
@@ -67,31 +92,108 @@ pub fn workbench(name_or_path: &str) -> Result<QuantModel> {
 }
 
 impl QuantModel {
-    /// Version 0 of a serialized ONNX model.
+    /// Version 0 of a serialized model: TorchScript when `path` ends in `.pt`, else ONNX.
     pub fn from_bytes(name: &str, path: &Path, bytes: &[u8]) -> Result<QuantModel> {
-        let proto = onnx_graph::decode(bytes)
-            .with_context(|| format!("{} is not an ONNX model", path.display()))?;
-        let params = onnx_graph::quant_params(&proto)?;
-        let ints = params
-            .iter()
-            .map(|p| onnx_graph::read_weight_ints(&proto, p).ok())
-            .collect();
-        let original = Arc::new(Original {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            params: params.clone(),
-            ints,
-        });
-        Ok(QuantModel {
-            info: info_for(&original, 0),
-            original,
-            proto: Arc::new(proto),
-            params: Arc::new(params),
+        let torch = path.extension().and_then(|e| e.to_str()) == Some("pt");
+        let (body, params, framework) = if torch {
+            let (params, locations) = torch_params(bytes)
+                .with_context(|| format!("cannot inspect TorchScript model {}", path.display()))?;
+            let body = Body::Torch {
+                bytes: Arc::new(bytes.to_vec()),
+                locations: Arc::new(locations),
+                runner: Default::default(),
+            };
+            (body, params, Framework::Torch)
+        } else {
+            let proto = onnx_graph::decode(bytes)
+                .with_context(|| format!("{} is not an ONNX model", path.display()))?;
+            let params = onnx_graph::quant_params(&proto)?;
+            let body = Body::Onnx {
+                proto: Arc::new(proto),
+                session: Default::default(),
+                capture_session: Default::default(),
+            };
+            (body, params, Framework::Onnx)
+        };
+        let mut v = QuantModel {
+            info: ModelInfo {
+                name: String::new(),
+                framework,
+                path: path.to_path_buf(),
+                input_shape: Vec::new(),
+                output_shape: Vec::new(),
+            },
+            original: Arc::new(Original {
+                name: name.to_string(),
+                framework,
+                path: path.to_path_buf(),
+                params: params.clone(),
+                ints: Vec::new(),
+            }),
+            body,
+            params: Arc::new(params.clone()),
             parent: None,
             edits: Vec::new(),
-            session: Default::default(),
-            capture_session: Default::default(),
-        })
+        };
+        let ints = v.all_ints();
+        v.original = Arc::new(Original {
+            name: name.to_string(),
+            framework,
+            path: path.to_path_buf(),
+            params,
+            ints,
+        });
+        v.info = info_for(&v.original, 0);
+        Ok(v)
+    }
+
+    /// The integer values of every weight/bias (None for activations), in `params` order.
+    fn all_ints(&self) -> Vec<Option<Vec<i32>>> {
+        match &self.body {
+            Body::Onnx { proto, .. } => self
+                .params
+                .iter()
+                .map(|p| onnx_graph::read_weight_ints(proto, p).ok())
+                .collect(),
+            Body::Torch {
+                bytes, locations, ..
+            } => {
+                let script = Script::load(bytes).ok();
+                locations
+                    .iter()
+                    .map(|l| match (l, &script) {
+                        (Location::Weight { module }, Some(s)) => s
+                            .weight(*module)
+                            .and_then(|w| torch_script::weight_ints(&w))
+                            .ok(),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The stored integers of weight/bias `p`.
+    fn ints_of(&self, p: &QuantParam) -> Result<Vec<i32>> {
+        match &self.body {
+            Body::Onnx { proto, .. } => onnx_graph::read_weight_ints(proto, p),
+            Body::Torch {
+                bytes, locations, ..
+            } => {
+                let i = self.index_of(p)?;
+                let Location::Weight { module } = locations[i] else {
+                    bail!("`{}` is an activation; it has no stored integers", p.tensor);
+                };
+                torch_script::weight_ints(&Script::load(bytes)?.weight(module)?)
+            }
+        }
+    }
+
+    fn index_of(&self, p: &QuantParam) -> Result<usize> {
+        self.params
+            .iter()
+            .position(|q| q.tensor == p.tensor)
+            .ok_or_else(|| self.unknown(&p.tensor))
     }
 
     /// The version number: how many edits lie between this version and the file.
@@ -104,14 +206,24 @@ impl QuantModel {
         &self.edits
     }
 
-    /// The ONNX protobuf of this version.
-    pub fn proto(&self) -> &ModelProto {
-        &self.proto
+    /// The ONNX protobuf of this version (an error for TorchScript models).
+    pub fn proto(&self) -> Result<&ModelProto> {
+        match &self.body {
+            Body::Onnx { proto, .. } => Ok(proto),
+            Body::Torch { .. } => bail!(
+                "`{}` is a TorchScript model; graph capture and SQNR work on ONNX models \
+                 (TorchScript keeps no hooks on a loaded module's intermediate values)",
+                self.info.name
+            ),
+        }
     }
 
-    /// This version serialized.
+    /// This version serialized (ONNX protobuf, or a TorchScript archive).
     pub fn to_bytes(&self) -> Vec<u8> {
-        onnx_graph::encode(&self.proto)
+        match &self.body {
+            Body::Onnx { proto, .. } => onnx_graph::encode(proto),
+            Body::Torch { bytes, .. } => bytes.as_ref().clone(),
+        }
     }
 
     /// sha256 of the serialized version (hex): equal for equal models.
@@ -122,12 +234,23 @@ impl QuantModel {
 
     /// Every quantization parameter, one row per quantized tensor.
     pub fn quant_params(&self) -> QuantParams {
-        let (q, dq) = onnx_graph::qdq_counts(&self.proto);
+        let (q, dq) = match &self.body {
+            Body::Onnx { proto, .. } => onnx_graph::qdq_counts(proto),
+            // TorchScript: one quantize operand pair per activation row, no separate dequantize.
+            Body::Torch { .. } => (
+                self.params
+                    .iter()
+                    .filter(|p| p.role == Role::Activation)
+                    .count(),
+                0,
+            ),
+        };
         QuantParams {
             model: self.info.name.clone(),
             rows: self.params.as_ref().clone(),
             quantize_nodes: q,
             dequantize_nodes: dq,
+            framework: self.info.framework,
         }
     }
 
@@ -156,7 +279,7 @@ impl QuantModel {
                 self.names_with(|r| r != Role::Activation)
             );
         }
-        let ints = onnx_graph::read_weight_ints(&self.proto, p)?;
+        let ints = self.ints_of(p)?;
         let shape = p.shape.clone();
         let deq: Vec<f32> = ints
             .iter()
@@ -226,7 +349,7 @@ impl QuantModel {
             );
         }
         let what = format!("scale of {} → {}", p.tensor, summary_f32(scales));
-        self.edit(what, |m| onnx_graph::write_scales(m, &p, scales))
+        self.edit(what, &p, Change::Scales(scales.to_vec()))
     }
 
     /// A new version with `tensor`'s (per-tensor) zero point set to `zero_point`.
@@ -257,7 +380,7 @@ impl QuantModel {
         }
         check_range(&p, zero_points, "zero point")?;
         let what = format!("zero point of {} → {}", p.tensor, summary_i32(zero_points));
-        self.edit(what, |m| onnx_graph::write_zero_points(m, &p, zero_points))
+        self.edit(what, &p, Change::ZeroPoints(zero_points.to_vec()))
     }
 
     /// A new version with a weight's or bias's integer values replaced; `values` must have the
@@ -281,10 +404,10 @@ impl QuantModel {
         }
         let flat: Vec<i32> = values.iter().copied().collect();
         check_range(&p, &flat, "integer value")?;
-        let before = onnx_graph::read_weight_ints(&self.proto, &p)?;
+        let before = self.ints_of(&p)?;
         let changed = before.iter().zip(&flat).filter(|(a, b)| a != b).count();
         let what = format!("{changed} integer value(s) of {}", p.tensor);
-        self.edit(what, |m| onnx_graph::write_weight_ints(m, &p, &flat))
+        self.edit(what, &p, Change::Ints(flat))
     }
 
     /// A new version with a weight re-quantized to `bits` (2..=8) bits, simulated in its 8-bit
@@ -356,13 +479,15 @@ impl QuantModel {
             })
             .collect();
         let what = format!("{} re-quantized to {bits} bits", p.tensor);
-        self.edit(what, |m| {
-            onnx_graph::write_scales(m, &p, &scales)?;
-            if zps != p.zero_points {
-                onnx_graph::write_zero_points(m, &p, &zps)?;
-            }
-            onnx_graph::write_weight_ints(m, &p, &ints)
-        })
+        self.edit(
+            what,
+            &p,
+            Change::Requantize {
+                scales,
+                zero_points: zps,
+                ints,
+            },
+        )
     }
 
     /// The version before the last edit.
@@ -409,10 +534,8 @@ impl QuantModel {
                     after: summary_i32(&now.zero_points),
                 });
             }
-            if let (Some(Some(before)), Ok(after)) = (
-                self.original.ints.get(i),
-                onnx_graph::read_weight_ints(&self.proto, now),
-            ) {
+            if let (Some(Some(before)), Ok(after)) = (self.original.ints.get(i), self.ints_of(now))
+            {
                 let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
                 if changed > 0 {
                     let max = before
@@ -438,30 +561,27 @@ impl QuantModel {
         }
     }
 
-    /// Writes this version as an ONNX file.
+    /// Writes this version as a file: ONNX for ONNX models (loads in Python onnxruntime), a
+    /// TorchScript archive for PyTorch models (loads with `torch.jit.load`).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_bytes())
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The inference session of this version, created on first use.
-    fn runner(&self) -> Result<&OnnxModel> {
-        self.session
-            .get_or_init(|| {
-                OnnxModel::from_bytes(&self.info.name, &self.info.path, &self.to_bytes(), true)
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .as_ref()
-            .map_err(|e| anyhow!("{e}"))
-    }
-
     /// The capture session: this version unoptimized, with every float tensor a node computes
     /// exposed as a graph output. Created on first capture and kept with the version.
     pub(crate) fn capture_runner(&self) -> Result<&OnnxModel> {
-        self.capture_session
+        let proto = self.proto()?;
+        let Body::Onnx {
+            capture_session, ..
+        } = &self.body
+        else {
+            unreachable!("proto() succeeded");
+        };
+        capture_session
             .get_or_init(|| {
-                let mut proto = self.proto.as_ref().clone();
+                let mut proto = proto.clone();
                 let tensors = super::capture::capturable(&proto);
                 onnx_graph::add_outputs(&mut proto, &tensors).map_err(|e| e.to_string())?;
                 OnnxModel::from_bytes(
@@ -476,27 +596,96 @@ impl QuantModel {
             .map_err(|e| anyhow!("{e}"))
     }
 
-    fn edit(
-        &self,
-        what: String,
-        apply: impl FnOnce(&mut ModelProto) -> Result<()>,
-    ) -> Result<QuantModel> {
-        let mut proto = self.proto.as_ref().clone();
-        apply(&mut proto)?;
-        let params = onnx_graph::quant_params(&proto)?;
+    fn edit(&self, what: String, p: &QuantParam, change: Change) -> Result<QuantModel> {
+        let (body, params) = match &self.body {
+            Body::Onnx { proto, .. } => {
+                let mut proto = proto.as_ref().clone();
+                match &change {
+                    Change::Scales(s) => onnx_graph::write_scales(&mut proto, p, s)?,
+                    Change::ZeroPoints(z) => onnx_graph::write_zero_points(&mut proto, p, z)?,
+                    Change::Ints(v) => onnx_graph::write_weight_ints(&mut proto, p, v)?,
+                    Change::Requantize {
+                        scales,
+                        zero_points,
+                        ints,
+                    } => {
+                        onnx_graph::write_scales(&mut proto, p, scales)?;
+                        if *zero_points != p.zero_points {
+                            onnx_graph::write_zero_points(&mut proto, p, zero_points)?;
+                        }
+                        onnx_graph::write_weight_ints(&mut proto, p, ints)?;
+                    }
+                }
+                let params = onnx_graph::quant_params(&proto)?;
+                let body = Body::Onnx {
+                    proto: Arc::new(proto),
+                    session: Default::default(),
+                    capture_session: Default::default(),
+                };
+                (body, params)
+            }
+            Body::Torch {
+                bytes, locations, ..
+            } => {
+                let at = &locations[self.index_of(p)?];
+                // A fresh load: module types and graphs are shared between copies of one load.
+                let mut script = Script::load(bytes)?;
+                if p.role == Role::Activation {
+                    match &change {
+                        Change::Scales(s) => script.set_activation(at, Some(s[0]), None)?,
+                        Change::ZeroPoints(z) => script.set_activation(at, None, Some(z[0]))?,
+                        _ => bail!("`{}` is an activation; it has no stored integers", p.tensor),
+                    }
+                } else {
+                    let (mut scales, mut zps, mut ints) =
+                        (p.scales.clone(), p.zero_points.clone(), None);
+                    match change {
+                        Change::Scales(s) => scales = s,
+                        Change::ZeroPoints(z) => zps = z,
+                        Change::Ints(v) => ints = Some(v),
+                        Change::Requantize {
+                            scales: s,
+                            zero_points: z,
+                            ints: v,
+                        } => {
+                            scales = s;
+                            zps = z;
+                            ints = Some(v);
+                        }
+                    }
+                    let ints = match ints {
+                        Some(v) => v,
+                        None => self.ints_of(p)?,
+                    };
+                    script.set_weight_values(at, &ints, &scales, &zps)?;
+                }
+                let saved = script.save()?;
+                drop(script);
+                let (params, locations) = torch_params(&saved)?;
+                let body = Body::Torch {
+                    bytes: Arc::new(saved),
+                    locations: Arc::new(locations),
+                    runner: Default::default(),
+                };
+                (body, params)
+            }
+        };
         let mut edits = self.edits.clone();
         edits.push(what);
         Ok(QuantModel {
             original: Arc::clone(&self.original),
             info: info_for(&self.original, edits.len()),
-            proto: Arc::new(proto),
+            body,
             params: Arc::new(params),
             parent: Some(Arc::new(self.clone())),
             edits,
-            session: Default::default(),
-            capture_session: Default::default(),
         })
     }
+}
+
+/// The parameters of a TorchScript archive and where they live.
+fn torch_params(bytes: &[u8]) -> Result<(Vec<QuantParam>, Vec<Location>)> {
+    Ok(Script::load(bytes)?.params()?.into_iter().unzip())
 }
 
 fn info_for(original: &Original, version: usize) -> ModelInfo {
@@ -506,7 +695,7 @@ fn info_for(original: &Original, version: usize) -> ModelInfo {
         } else {
             format!("{}@v{version}", original.name)
         },
-        framework: crate::model::Framework::Onnx,
+        framework: original.framework,
         path: original.path.clone(),
         input_shape: vec![None, Some(32), Some(32), Some(3)],
         output_shape: vec![None, Some(10)],
@@ -576,7 +765,24 @@ impl Model for QuantModel {
         &self.info
     }
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
-        self.runner()?.run(batch)
+        let (name, path) = (&self.info.name, &self.info.path);
+        let bytes = || self.to_bytes();
+        match &self.body {
+            Body::Onnx { session, .. } => session
+                .get_or_init(|| {
+                    OnnxModel::from_bytes(name, path, &bytes(), true).map_err(|e| format!("{e:#}"))
+                })
+                .as_ref()
+                .map_err(|e| anyhow!("{e}"))?
+                .run(batch),
+            Body::Torch { runner, .. } => runner
+                .get_or_init(|| {
+                    TorchModel::from_bytes(name, path, &bytes()).map_err(|e| format!("{e:#}"))
+                })
+                .as_ref()
+                .map_err(|e| anyhow!("{e}"))?
+                .run(batch),
+        }
     }
 }
 
@@ -594,8 +800,9 @@ impl fmt::Display for QuantModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (onnx, {} quantized tensors",
+            "{} ({}, {} quantized tensors",
             self.info.name,
+            self.info.framework,
             self.params.len()
         )?;
         if self.edits.is_empty() {
