@@ -14,6 +14,8 @@
 //! its parent and owns its own ONNX Runtime session, created on first use from the edited
 //! protobuf. The registry's model of the same file is never touched.
 
+pub mod analysis;
+pub mod cache;
 pub mod capture;
 pub mod onnx_graph;
 pub mod sqnr;
@@ -27,6 +29,10 @@ use serde_json::json;
 
 use crate::display::{escape_html, MimeBundle, Rich};
 
+pub use analysis::{
+    agreement, compare_models, sensitivity, sweep, Agreement, Comparison, Knob, ParamSweep,
+    Sensitivity,
+};
 pub use capture::Capture;
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};
