@@ -5,6 +5,7 @@
 //! ([`data`]) and evaluates models on it ([`eval`]). Notebook cells start with
 //! `use qplay::prelude::*;` already in scope.
 
+pub mod charts;
 pub mod data;
 pub mod display;
 pub mod eval;
@@ -18,6 +19,10 @@ pub mod torch;
 
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
+    pub use crate::charts::{
+        confusion_chart, histogram, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart,
+        tensor_histogram,
+    };
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
