@@ -195,3 +195,49 @@ fn the_seed_project_model_is_inspected_and_edited() {
         v.run(batch().view()).unwrap()
     );
 }
+
+/// Measured, not asserted: a new TorchScript version plus a 100-image quick evaluation. Run it
+/// alone: `cargo test --release -p qplay --test workbench_torch timing -- --nocapture`.
+#[test]
+fn timing_of_a_torch_version_and_a_quick_evaluation() {
+    let data = data();
+    let m = workbench("resnet8_int8_torch").unwrap();
+    let _ = qplay::eval::quick(&m, &data, 10).unwrap();
+    let s = m.param("dense").unwrap().scales[0];
+    let w = m.param("conv2d_3.weight").unwrap().scales.clone();
+    let (mut act, mut wt, mut first, mut eval) = (vec![], vec![], vec![], vec![]);
+    let one = data.nhwc_batch(&[0]);
+    for k in 0..5 {
+        let f = 1.1 + k as f32 / 10.0;
+        let start = std::time::Instant::now();
+        let v = m.with_scale("dense", s * f).unwrap();
+        act.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = std::time::Instant::now();
+        let _ = m
+            .with_scales(
+                "conv2d_3.weight",
+                &w.iter().map(|x| x * f).collect::<Vec<_>>(),
+            )
+            .unwrap();
+        wt.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = std::time::Instant::now();
+        v.run(one.view()).unwrap();
+        first.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = std::time::Instant::now();
+        qplay::eval::quick(&v, &data, 10).unwrap();
+        eval.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "torch: activation edit {:.1} ms, weight edit {:.1} ms, module load (first 1-image run) \
+         {:.1} ms, quick(100) {:.1} ms (medians of 5, QPLAY_THREADS={})",
+        median(&mut act),
+        median(&mut wt),
+        median(&mut first),
+        median(&mut eval),
+        qplay::onnx::thread_count()
+    );
+}
