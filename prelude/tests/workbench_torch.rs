@@ -136,6 +136,12 @@ fn activation_edits_change_inference_and_history_works() {
     assert_eq!(v2.diff().rows.len(), 2);
     assert_eq!(v2.undo().unwrap().content_hash(), v1.content_hash());
     assert_eq!(v2.reset().content_hash(), m.content_hash());
+    // The same edit made twice (two loads, two saves) gives the same bytes: the evaluation
+    // cache keyed by content hash hits across kernel restarts.
+    assert_eq!(
+        m.with_zero_point(t, 250).unwrap().content_hash(),
+        v1.content_hash()
+    );
     let e = m.with_zero_point(t, 256).unwrap_err().to_string();
     assert!(e.contains(t) && e.contains("0..=255"), "{e}");
     let e = m.with_scale("add_relu", f32::NAN).unwrap_err().to_string();

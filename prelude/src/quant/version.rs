@@ -512,6 +512,8 @@ impl QuantModel {
     /// The parameters that differ from the original, one row per changed field.
     pub fn diff(&self) -> Diff {
         let mut rows = Vec::new();
+        // One read of all integers (a TorchScript version would otherwise load once per row).
+        let now_ints = self.all_ints();
         for (i, now) in self.params.iter().enumerate() {
             let Some(was) = self.original.params.iter().find(|p| p.tensor == now.tensor) else {
                 continue;
@@ -534,13 +536,14 @@ impl QuantModel {
                     after: summary_i32(&now.zero_points),
                 });
             }
-            if let (Some(Some(before)), Ok(after)) = (self.original.ints.get(i), self.ints_of(now))
+            if let (Some(Some(before)), Some(Some(after))) =
+                (self.original.ints.get(i), now_ints.get(i))
             {
-                let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+                let changed = before.iter().zip(after).filter(|(a, b)| a != b).count();
                 if changed > 0 {
                     let max = before
                         .iter()
-                        .zip(&after)
+                        .zip(after)
                         .map(|(a, b)| (*a as i64 - *b as i64).abs())
                         .max()
                         .unwrap_or(0);
