@@ -227,7 +227,7 @@ impl Script {
         let text = self.describe()?;
         let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
         let mut out = Vec::new();
-        for f in &lines {
+        for (index, f) in lines.iter().enumerate() {
             match f.first() {
                 Some(&"W") if f.len() >= 4 => {
                     let module: i64 = f[1].parse()?;
@@ -262,17 +262,27 @@ impl Script {
                         .iter()
                         .filter(|g| g.first() == Some(&"A") && g.get(1) == Some(&f[1]))
                         .count();
-                    // The op's output as the trace named it: `add_relu.1` → `add_relu`; a bare
-                    // number gets the op's name in front (`mul_190`).
+                    // Names, most telling first: the module that owns the op (one op per
+                    // module); the attribute the scale is read from without its `_scale_0`
+                    // suffix (FX names it after the quantized value); else the op and its
+                    // ordinal among the same ops of its module (`add_relu`, `add_relu_1`, …).
                     let op = f[4].rsplit("::").next().unwrap_or(f[4]);
-                    let debug = match f[11].rsplit_once('.') {
-                        Some((stem, n)) if n.chars().all(|c| c.is_ascii_digit()) => stem,
-                        _ => f[11],
-                    };
-                    let local = if debug.chars().all(|c| c.is_ascii_digit()) {
-                        format!("{op}_{debug}")
-                    } else {
-                        debug.to_string()
+                    let ordinal = lines[..index]
+                        .iter()
+                        .filter(|g| {
+                            g.first() == Some(&"A")
+                                && g.get(1) == Some(&f[1])
+                                && g.get(4) == Some(&f[4])
+                        })
+                        .count();
+                    let from_attr = f[6].strip_prefix("a:").and_then(|a| {
+                        let stem = a.rsplit_once("_scale_")?.0.trim_start_matches('_');
+                        (!stem.is_empty()).then(|| stem.to_string())
+                    });
+                    let local = match from_attr {
+                        Some(stem) => stem,
+                        None if ordinal == 0 => op.to_string(),
+                        None => format!("{op}_{ordinal}"),
                     };
                     let name = if owner.is_empty() {
                         local
