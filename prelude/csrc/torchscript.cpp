@@ -10,6 +10,7 @@
 
 #include <torch/script.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <cstdlib>
@@ -263,6 +264,49 @@ uint8_t* qpt_save(void* h, size_t* len, char** err) {
 }
 
 void qpt_free_bytes(uint8_t* b) { std::free(b); }
+
+// Makes the root `forward` return a tuple: its output, then every tensor of the root graph that
+// a quantized op, a quantize_per_tensor or a direct submodule's forward produces. Returns one
+// line per added element (tab-separated): `N  node_index  op` for an op of the root graph
+// (node indices as qpt_describe counts them, before this change), `M  child_name` for a
+// submodule call.
+char* qpt_expose_activations(void* h, char** err) {
+  try {
+    auto& root = *static_cast<torch::jit::Module*>(h);
+    auto method = root.get_method("forward");
+    auto g = method.graph();
+    std::ostringstream out;
+    std::vector<torch::jit::Value*> values{g->outputs()[0]};
+    int64_t ni = 0;
+    for (torch::jit::Node* n : g->nodes()) {
+      std::string op = n->kind().toQualString();
+      bool tensor_out = n->outputs().size() == 1 &&
+                        n->output(0)->type()->kind() == c10::TypeKind::TensorType;
+      if (tensor_out && (op == "aten::quantize_per_tensor" || op.rfind("quantized::", 0) == 0)) {
+        values.push_back(n->output(0));
+        out << "N\t" << ni << "\t" << op << "\n";
+      } else if (tensor_out && n->kind() == c10::prim::CallMethod &&
+                 n->s(c10::attr::name) == "forward") {
+        torch::jit::Node* self = n->input(0)->node();
+        if (self->kind() == c10::prim::GetAttr && self->input(0) == g->inputs()[0]) {
+          values.push_back(n->output(0));
+          out << "M\t" << self->s(c10::attr::name) << "\n";
+        }
+      }
+      ++ni;
+    }
+    torch::jit::Node* tuple = g->createTuple(values);
+    g->appendNode(tuple);
+    g->eraseOutput(0);
+    g->registerOutput(tuple->output());
+    auto& fn = torch::jit::toGraphFunction(method.function());
+    fn.setSchema(fn.getSchema().cloneWithReturns({c10::Argument("", tuple->output()->type())}));
+    return dup(out.str());
+  } catch (const std::exception& e) {
+    *err = dup(e.what());
+    return nullptr;
+  }
+}
 
 // 0: per tensor, 1: per channel, -1: not a quantized tensor / another scheme.
 int qpt_qscheme(const void* tensor) {

@@ -247,3 +247,56 @@ fn timing_of_a_torch_version_and_a_quick_evaluation() {
         qplay::onnx::thread_count()
     );
 }
+
+#[test]
+fn capture_returns_the_quantized_tensors_on_their_grids() {
+    let m = workbench("resnet8_int8_torch").unwrap();
+    let names = m.capturable();
+    for want in [
+        "input",
+        "conv2d",
+        "conv2d_2",
+        "add_relu",
+        "add_relu_2",
+        "dense",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let cap = m.capture(batch().view(), &["conv2d_2", "dense"]).unwrap();
+    assert_eq!(cap.tensors.len(), 2);
+    let p = m.param("conv2d_2").unwrap().clone();
+    let x = cap.get("conv2d_2").unwrap();
+    assert_eq!(x.shape(), &[16, 16, 32, 32]);
+    let (s, z) = (p.scales[0] as f64, p.zero_points[0] as f64);
+    let on_grid = |v: f32| {
+        let q = v as f64 / s + z;
+        (q - q.round()).abs() < 1e-3 && (0.0..=255.0).contains(&q.round())
+    };
+    assert!(x.iter().all(|&v| on_grid(v)));
+    // Zero point 250 leaves 5 steps above zero: the captured tensor clips at 5·s.
+    let v = m.with_zero_point("conv2d_2", 250).unwrap();
+    let y = v.capture(batch().view(), &["conv2d_2"]).unwrap();
+    let y = y.get("conv2d_2").unwrap();
+    let top = y.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    assert!(
+        (top - 5.0 * s).abs() < 1e-5,
+        "max {top}, expected {}",
+        5.0 * s
+    );
+    // Elsewhere nothing moves, except that values the old zero point clipped at −z·s may now
+    // go lower (the range below zero grew from z to 250 steps).
+    let floor = -z * s;
+    for (a, b) in x.iter().zip(y.iter()) {
+        let (a, b) = (*a as f64, *b as f64);
+        if a > floor + 1e-6 {
+            assert!((a.min(5.0 * s) - b).abs() < 1e-5, "{a} → {b}");
+        } else {
+            assert!(b <= floor + 1e-5, "{a} → {b}");
+        }
+    }
+    let e = m
+        .capture(batch().view(), &["nope"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope") && e.contains("conv2d_2"), "{e}");
+}

@@ -12,6 +12,7 @@ use ndarray::{ArrayD, ArrayView4};
 
 use super::onnx_graph::{self, proto::ModelProto};
 use super::QuantModel;
+use crate::model::Model;
 
 /// The tensors the capture session exposes: every output of every node except QuantizeLinear
 /// (whose outputs are integers), in graph order.
@@ -59,29 +60,38 @@ impl Capture {
 impl QuantModel {
     /// The names [`QuantModel::capture`] accepts, in graph order.
     pub fn capturable(&self) -> Vec<String> {
+        if self.framework() == crate::model::Framework::Torch {
+            return self.torch_capturable().unwrap_or_default();
+        }
         self.proto().map(capturable).unwrap_or_default()
     }
 
     /// Runs `batch` (NHWC, raw pixels) and returns the tensors named in `tensors` (all of them
     /// when empty). Unknown names are an error that lists the capturable ones.
     pub fn capture(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Capture> {
-        self.proto()?;
+        let torch = self.framework() == crate::model::Framework::Torch;
+        if !torch {
+            self.proto()?;
+        }
         let known = self.capturable();
         if let Some(bad) = tensors.iter().find(|t| !known.iter().any(|k| k == *t)) {
             bail!(
-                "`{}` has no capturable tensor `{bad}`; capturable (float tensors computed by \
-                 nodes): {}",
-                crate::model::Model::name(self),
+                "`{}` has no capturable tensor `{bad}`; capturable: {}",
+                self.name(),
                 known.join(", ")
             );
         }
-        let outputs = self.capture_runner()?.run_all(batch)?;
+        let outputs = if torch {
+            self.torch_capture_run(batch)?
+        } else {
+            self.capture_runner()?.run_all(batch)?
+        };
         let tensors = outputs
             .into_iter()
             .filter(|(name, _)| tensors.is_empty() || tensors.contains(&name.as_str()))
             .collect();
         Ok(Capture {
-            model: crate::model::Model::name(self).to_string(),
+            model: self.name().to_string(),
             tensors,
         })
     }

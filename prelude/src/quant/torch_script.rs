@@ -20,9 +20,14 @@
 //! instance and serializing it again. A version is its bytes; its `tch::CModule` for inference
 //! is loaded from them on first use.
 //!
-//! Capture: TorchScript offers no hooks on a loaded module's intermediate values (forward hooks
-//! are a Python-side feature, not serialized), so `capture()` is ONNX only; a module's output
-//! can be had by running it as a model.
+//! Capture: a loaded TorchScript module keeps no hooks on intermediate values (forward hooks
+//! are a Python-side feature), but its graph can be changed. For capture, a version's root
+//! `forward` is rewritten to return a tuple — the model output, then every tensor of the root
+//! graph that a quantize op or a direct submodule produces — and its schema updated to match
+//! (the shim's `qpt_expose_activations`). These are the *quantized* tensors (dequantized to
+//! float by tch): a quantized op computes its float result and rounds it inside one kernel, so
+//! the value before rounding is not a tensor TorchScript can give; nor are tensors inside a
+//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
@@ -63,6 +68,16 @@ extern "C" {
     fn qpt_save(h: *mut c_void, len: *mut usize, err: *mut *mut c_char) -> *mut u8;
     fn qpt_free_bytes(b: *mut u8);
     fn qpt_qscheme(tensor: *const c_void) -> i32;
+    fn qpt_expose_activations(h: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
+}
+
+/// A tensor that [`Script::expose_activations`] added to the outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exposed {
+    /// The output of node `n` of the root graph (a quantize op).
+    Node(i64),
+    /// The output of the direct submodule named so.
+    Module(String),
 }
 
 /// Whether a quantized tensor has one scale per channel.
@@ -220,6 +235,32 @@ impl Script {
             return Err(take_error(err));
         }
         Ok(())
+    }
+
+    /// Makes `forward` return a tuple: the model output, then every quantized tensor the root
+    /// graph computes (quantize ops and direct submodule calls), listed in order.
+    pub fn expose_activations(&mut self) -> Result<Vec<Exposed>> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle.
+        let text = unsafe { qpt_expose_activations(self.handle, &mut err) };
+        if text.is_null() {
+            return Err(take_error(err));
+        }
+        // SAFETY: NUL-terminated, malloc'ed by the shim, freed once.
+        let out = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { qpt_free_string(text) };
+        out.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                match f.as_slice() {
+                    ["N", n, ..] => Ok(Exposed::Node(n.parse()?)),
+                    ["M", name] => Ok(Exposed::Module(name.to_string())),
+                    _ => bail!("unexpected line from the shim: {l}"),
+                }
+            })
+            .collect()
     }
 
     /// Every quantization parameter, with where it lives.

@@ -51,7 +51,15 @@ enum Body {
         /// Where each parameter (same order as `params`) lives in the module tree.
         locations: Arc<Vec<Location>>,
         runner: Arc<OnceLock<Result<TorchModel, String>>>,
+        capture: Arc<OnceLock<Result<TorchCapture, String>>>,
     },
+}
+
+/// A TorchScript version whose `forward` also returns its quantized intermediate tensors.
+pub(crate) struct TorchCapture {
+    module: std::sync::Mutex<tch::CModule>,
+    /// Names of the tuple elements after the model output.
+    names: Vec<String>,
 }
 
 /// One edit, as the backends apply it.
@@ -102,6 +110,7 @@ impl QuantModel {
                 bytes: Arc::new(bytes.to_vec()),
                 locations: Arc::new(locations),
                 runner: Default::default(),
+                capture: Default::default(),
             };
             (body, params, Framework::Torch)
         } else {
@@ -211,8 +220,8 @@ impl QuantModel {
         match &self.body {
             Body::Onnx { proto, .. } => Ok(proto),
             Body::Torch { .. } => bail!(
-                "`{}` is a TorchScript model; graph capture and SQNR work on ONNX models \
-                 (TorchScript keeps no hooks on a loaded module's intermediate values)",
+                "`{}` is a TorchScript model; this needs an ONNX graph (TorchScript capture \
+                 covers the quantized tensors of the root graph; SQNR is ONNX only)",
                 self.info.name
             ),
         }
@@ -599,6 +608,100 @@ impl QuantModel {
             .map_err(|e| anyhow!("{e}"))
     }
 
+    /// The TorchScript capture module, built on first use: this version's `forward` changed
+    /// to also return every quantized tensor its root graph computes.
+    fn torch_capture(&self) -> Result<&TorchCapture> {
+        let Body::Torch {
+            bytes,
+            locations,
+            capture,
+            ..
+        } = &self.body
+        else {
+            bail!("`{}` is not a TorchScript model", self.info.name);
+        };
+        capture
+            .get_or_init(|| {
+                let build = || -> Result<TorchCapture> {
+                    let mut script = Script::load(bytes)?;
+                    let exposed = script.expose_activations()?;
+                    let names = exposed
+                        .iter()
+                        .map(|e| match e {
+                            torch_script::Exposed::Node(n) => locations
+                                .iter()
+                                .zip(self.params.iter())
+                                .find(|(l, _)| {
+                                    matches!(l, Location::Operand { module: 0, node, .. } if node == n)
+                                })
+                                .map(|(_, p)| p.tensor.clone())
+                                .unwrap_or_else(|| format!("node_{n}")),
+                            torch_script::Exposed::Module(name) => name.clone(),
+                        })
+                        .collect();
+                    let saved = script.save()?;
+                    let mut module = tch::CModule::load_data_on_device(
+                        &mut std::io::Cursor::new(saved),
+                        tch::Device::Cpu,
+                    )?;
+                    module.set_eval();
+                    Ok(TorchCapture {
+                        module: std::sync::Mutex::new(module),
+                        names,
+                    })
+                };
+                build().map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Names a TorchScript version can capture (its quantized tensors).
+    pub(crate) fn torch_capturable(&self) -> Result<Vec<String>> {
+        Ok(self.torch_capture()?.names.clone())
+    }
+
+    /// Runs the capture module on `batch`; returns every exposed tensor, dequantized.
+    pub(crate) fn torch_capture_run(
+        &self,
+        batch: ArrayView4<'_, f32>,
+    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+        crate::model::check_input(self, batch.shape())?;
+        let cap = self.torch_capture()?;
+        let batch = batch.as_standard_layout();
+        let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
+        let data = batch
+            .as_slice()
+            .ok_or_else(|| anyhow!("batch is not contiguous"))?;
+        let input = tch::Tensor::from_slice(data).reshape(shape.as_slice());
+        let module = cap
+            .module
+            .lock()
+            .map_err(|_| anyhow!("capture module poisoned"))?;
+        let out = tch::no_grad(|| module.forward_is(&[tch::IValue::Tensor(input)]))?;
+        let tch::IValue::Tuple(items) = out else {
+            bail!("the capture module did not return a tuple");
+        };
+        let mut all = Vec::new();
+        for (name, item) in cap.names.iter().zip(items.into_iter().skip(1)) {
+            let tch::IValue::Tensor(t) = item else {
+                continue;
+            };
+            let t = match t.kind() {
+                tch::Kind::QInt8 | tch::Kind::QUInt8 | tch::Kind::QInt32 => t.dequantize(),
+                _ => t,
+            };
+            let t = t.to_kind(tch::Kind::Float).contiguous();
+            let dims: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            let values = Vec::<f32>::try_from(&t.view(-1))?;
+            all.push((
+                name.clone(),
+                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), values)?,
+            ));
+        }
+        Ok(all)
+    }
+
     fn edit(&self, what: String, p: &QuantParam, change: Change) -> Result<QuantModel> {
         let (body, params) = match &self.body {
             Body::Onnx { proto, .. } => {
@@ -669,6 +772,7 @@ impl QuantModel {
                     bytes: Arc::new(saved),
                     locations: Arc::new(locations),
                     runner: Default::default(),
+                    capture: Default::default(),
                 };
                 (body, params)
             }
