@@ -188,6 +188,9 @@ fn the_seed_project_model_is_inspected_and_edited() {
         m.run(batch().view()).unwrap(),
         registry.run(batch().view()).unwrap()
     );
+    let cap = m.capture(batch().view(), &[]).unwrap();
+    eprintln!("seed model: {} tensors captured", cap.tensors.len());
+    assert!(cap.tensors.len() >= 16);
     let w = p
         .rows
         .iter()
