@@ -95,7 +95,7 @@ pub fn histogram(title: &str, values: &[f32], param: &QuantParam, channel: usize
             .caption(caption, (FONT, 20))
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(56)
+            .y_label_area_size(76)
             .build_cartesian_2d(x0..x1, 0.0..ymax)
             .map_err(err)?;
         chart
@@ -107,6 +107,7 @@ pub fn histogram(title: &str, values: &[f32], param: &QuantParam, channel: usize
                 param.dtype
             ))
             .y_desc("count")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .label_style((FONT, 15))
             .draw()
             .map_err(err)?;
@@ -195,7 +196,7 @@ fn bar_chart(
             .caption(caption, (FONT, 20))
             .margin(12)
             .x_label_area_size(20 + 8 * longest.min(28))
-            .y_label_area_size(56)
+            .y_label_area_size(76)
             .build_cartesian_2d(0.0..n as f64, y_range.0..y_range.1)
             .map_err(err)?;
         chart
@@ -439,7 +440,7 @@ pub fn sweep_chart(s: &ParamSweep) -> Result<Svg> {
             )
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(56)
+            .y_label_area_size(76)
             .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..100.0)
             .map_err(err)?;
         chart
