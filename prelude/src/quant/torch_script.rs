@@ -37,7 +37,6 @@ use tch::{Kind, Tensor};
 
 use super::{QDtype, QuantParam, Role};
 
-#[allow(improper_ctypes)]
 extern "C" {
     fn qpt_free_string(s: *mut c_char);
     fn qpt_load(data: *const u8, len: usize, err: *mut *mut c_char) -> *mut c_void;
@@ -443,12 +442,9 @@ impl Script {
             values
                 .internal_make_per_tensor_quantized_tensor(scales[0] as f64, zero_points[0] as i64)
         } else {
-            {
-                let s = Tensor::from_slice(&scales.iter().map(|&v| v as f64).collect::<Vec<_>>());
-                let z =
-                    Tensor::from_slice(&zero_points.iter().map(|&v| v as i64).collect::<Vec<_>>());
-                values.internal_make_per_channel_quantized_tensor(&s, &z, old.q_per_channel_axis())
-            }
+            let s = Tensor::from_slice(&scales.iter().map(|&v| v as f64).collect::<Vec<_>>());
+            let z = Tensor::from_slice(&zero_points.iter().map(|&v| v as i64).collect::<Vec<_>>());
+            values.internal_make_per_channel_quantized_tensor(&s, &z, old.q_per_channel_axis())
         };
         self.set_weight(module, &fresh)
     }
@@ -476,14 +472,12 @@ fn weight_qparams(w: &Tensor) -> Result<(Vec<f32>, Vec<i32>, Option<i64>)> {
             None,
         )
     } else {
-        {
-            let s = w.q_per_channel_scales().to_kind(Kind::Float);
-            let z = w.q_per_channel_zero_points().to_kind(Kind::Int);
-            (
-                Vec::<f32>::try_from(&s)?,
-                Vec::<i32>::try_from(&z)?,
-                Some(w.q_per_channel_axis()),
-            )
-        }
+        let s = w.q_per_channel_scales().to_kind(Kind::Float);
+        let z = w.q_per_channel_zero_points().to_kind(Kind::Int);
+        (
+            Vec::<f32>::try_from(&s)?,
+            Vec::<i32>::try_from(&z)?,
+            Some(w.q_per_channel_axis()),
+        )
     })
 }
