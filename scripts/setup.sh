@@ -34,6 +34,10 @@ step python "requirements.txt requirements-torch.txt constraints.txt" python_env
 
 # shellcheck source=env.sh
 source scripts/env.sh
+# Every crate of the lock file, for all targets: the kernel's evcxr build resolves its own lock
+# offline and needs them in Cargo's cache (plotters names wasm-only crates that a plain build
+# for this machine never downloads).
+cargo fetch --quiet
 echo "==> setup: cargo build --release"
 cargo build --release --workspace --quiet
 
@@ -42,4 +46,4 @@ step kernelspec "target/release/qplay scripts/env.sh" qplay install --sys-prefix
 
 # Compile the prelude once into the persistent evcxr build directory, so that a new kernel's
 # first cell does not pay for the dependency tree (minutes) but only for itself.
-step evcxr "Cargo.lock prelude/Cargo.toml prelude/src/*.rs" qplay prewarm
+step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs" qplay prewarm

@@ -11,6 +11,7 @@ mod eval;
 mod install;
 mod kernel_cmd;
 mod link;
+mod quant_cmd;
 mod widgets;
 
 use std::process::ExitCode;
@@ -43,6 +44,12 @@ enum Command {
     Kernel(kernel_cmd::KernelArgs),
     /// Install the Jupyter kernelspec "qplay" (Rust · qplay).
     Install(install::InstallArgs),
+    /// List a quantized model's quantization parameters.
+    Inspect(quant_cmd::InspectArgs),
+    /// Per-layer SQNR of a QDQ model against its float model (onnxruntime's qdq_loss_debug).
+    Sqnr(quant_cmd::SqnrArgs),
+    /// Edit a quantized model's parameters and save the result.
+    Edit(quant_cmd::EditArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -63,6 +70,9 @@ fn main() -> ExitCode {
         Command::Prewarm { cells } => prewarm(&cells),
         Command::Kernel(args) => kernel_cmd::run(args),
         Command::Install(args) => install::run(args),
+        Command::Inspect(args) => quant_cmd::inspect(args),
+        Command::Sqnr(args) => quant_cmd::sqnr(args),
+        Command::Edit(args) => quant_cmd::edit(args),
     };
     report(result)
 }

@@ -5,6 +5,7 @@
 //! ([`data`]) and evaluates models on it ([`eval`]). Notebook cells start with
 //! `use qplay::prelude::*;` already in scope.
 
+pub mod charts;
 pub mod data;
 pub mod display;
 pub mod eval;
@@ -12,16 +13,27 @@ pub mod model;
 pub mod onnx;
 pub mod paths;
 pub mod process;
+pub mod quant;
 pub mod registry;
 pub mod torch;
 pub mod widgets;
 
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
+    pub use crate::charts::{
+        confusion_chart, histogram, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart,
+        tensor_histogram,
+    };
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
+    pub use crate::quant::sqnr::layer_errors;
+    pub use crate::quant::{
+        agreement, compare_models, sensitivity, sweep, workbench, Agreement, Capture, Comparison,
+        Diff, Knob, LayerErrors, ParamSweep, QDtype, QuantModel, QuantParam, QuantParams, Role,
+        Sensitivity, Weights,
+    };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{
         button, checkbox, dropdown, form, hbox, int_slider, live, output, progress, slider, text,

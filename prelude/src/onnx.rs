@@ -64,8 +64,32 @@ impl OnnxModel {
     /// Loads `path` into a new session named `name`.
     pub fn load(name: &str, path: &Path) -> Result<OnnxModel> {
         let env = environment()?;
-        let session = Self::session(env, path)
+        let session = Self::builder(env, GraphOptimizationLevel::Level3)
+            .and_then(|mut b| b.commit_from_file(path))
             .with_context(|| format!("cannot load ONNX model {}", path.display()))?;
+        Self::from_session(name, path, session)
+    }
+
+    /// A session for a serialized model held in memory (an edited model version), named
+    /// `name`, recorded as coming from `path`. `optimize: false` runs the graph as written
+    /// (no fusion), as onnxruntime's QDQ debugging tools do, so that every intermediate tensor
+    /// can be captured.
+    pub fn from_bytes(name: &str, path: &Path, bytes: &[u8], optimize: bool) -> Result<OnnxModel> {
+        let env = environment()?;
+        let level = if optimize {
+            GraphOptimizationLevel::Level3
+        } else {
+            GraphOptimizationLevel::Disable
+        };
+        // Many versions may hold sessions at once: their idle threads must not spin.
+        let session = Self::builder(env, level)
+            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+            .and_then(|mut b| b.commit_from_memory(bytes))
+            .with_context(|| format!("cannot create an ONNX Runtime session for `{name}`"))?;
+        Self::from_session(name, path, session)
+    }
+
+    fn from_session(name: &str, path: &Path, session: Session) -> Result<OnnxModel> {
         let input = session
             .inputs()
             .first()
@@ -86,14 +110,37 @@ impl OnnxModel {
             session: Mutex::new(session),
         })
     }
-}
 
-impl OnnxModel {
-    fn session(env: &Environment, path: &Path) -> ort::Result<Session> {
-        Session::builder(env)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)?
-            .with_intra_threads(thread_count())?
-            .commit_from_file(path)
+    fn builder(
+        env: &Environment,
+        level: GraphOptimizationLevel,
+    ) -> ort::Result<ort::session::builder::SessionBuilder> {
+        Ok(Session::builder(env)?
+            .with_optimization_level(level)?
+            .with_intra_threads(thread_count())?)
+    }
+
+    /// Runs a batch and returns every float32 output by name (for capture).
+    pub fn run_all(
+        &self,
+        batch: ArrayView4<'_, f32>,
+    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+        check_input(self, batch.shape())?;
+        let batch = batch.as_standard_layout();
+        let input = TensorRef::from_array_view(batch.view())?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("session poisoned"))?;
+        let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
+        let mut all = Vec::new();
+        for (name, value) in outputs.iter() {
+            // Integer tensors (QuantizeLinear outputs) are skipped.
+            if let Ok(array) = value.try_extract_array::<f32>() {
+                all.push((name.to_string(), array.to_owned()));
+            }
+        }
+        Ok(all)
     }
 }
 

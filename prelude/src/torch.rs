@@ -25,7 +25,7 @@ pub struct TorchModel {
 
 /// Sets libtorch's thread count and its quantized engine (fbgemm, which the bundled int8 model
 /// was quantized for; libtorch's default on x86, "x86", may pick other kernels).
-fn init_runtime() -> Result<()> {
+pub(crate) fn init_runtime() -> Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         tch::set_num_threads(crate::onnx::thread_count() as i32);
@@ -41,8 +41,21 @@ impl TorchModel {
     /// Loads a TorchScript file and checks that it classifies NHWC `[n, 32, 32, 3]` batches.
     pub fn load(name: &str, path: &Path) -> Result<TorchModel> {
         init_runtime()?;
-        let mut module = CModule::load_on_device(path, Device::Cpu)
+        let module = CModule::load_on_device(path, Device::Cpu)
             .with_context(|| format!("cannot load TorchScript model {}", path.display()))?;
+        Self::from_module(name, path, module)
+    }
+
+    /// Loads a serialized TorchScript module held in memory (an edited model version), named
+    /// `name`, recorded as coming from `path`.
+    pub fn from_bytes(name: &str, path: &Path, bytes: &[u8]) -> Result<TorchModel> {
+        init_runtime()?;
+        let module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), Device::Cpu)
+            .with_context(|| format!("cannot load TorchScript model `{name}` from memory"))?;
+        Self::from_module(name, path, module)
+    }
+
+    fn from_module(name: &str, path: &Path, mut module: CModule) -> Result<TorchModel> {
         module.set_eval();
         let mut model = TorchModel {
             info: ModelInfo {

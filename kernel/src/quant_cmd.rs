@@ -1,0 +1,131 @@
+//! `qplay inspect`, `qplay sqnr` and `qplay edit`: the quantization workbench for scripts and
+//! CI (see `qplay::quant`).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use qplay::data::Dataset;
+use qplay::quant::{sqnr::layer_errors, workbench, QuantModel};
+
+/// Arguments of `qplay inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Bundled model name (e.g. resnet8_int8) or path to an .onnx file.
+    #[arg(long)]
+    model: String,
+    /// Print the rows as a JSON list instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay inspect`.
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let params = workbench(&args.model)?.quant_params();
+    let text = if args.json {
+        serde_json::to_string_pretty(&params.to_json())? + "\n"
+    } else {
+        params.to_string()
+    };
+    crate::print_out(&text)
+}
+
+/// Arguments of `qplay sqnr`.
+#[derive(Args)]
+pub struct SqnrArgs {
+    /// The float model (bundled name or .onnx path).
+    #[arg(long = "float")]
+    float_model: String,
+    /// The quantized QDQ model (bundled name or .onnx path).
+    #[arg(long = "quant")]
+    quant_model: String,
+    /// test (JPEG-q75 copy, 10k) | lossless249 | train4000 | a .bin file, directory, .tar.gz or URL.
+    #[arg(long, default_value = "test")]
+    data: String,
+    /// Use only the first N images.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print a JSON list of {"tensor", "qdq_err", "xmodel_err", "relu_folded"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay sqnr`.
+pub fn sqnr(args: SqnrArgs) -> Result<()> {
+    let data = Dataset::open(
+        &args.data,
+        &qplay::paths::root(),
+        &qplay::paths::cache_dir(),
+    )?;
+    let float = workbench(&args.float_model)?;
+    let quant = workbench(&args.quant_model)?;
+    let indices: Vec<usize> = (0..args.limit.min(data.len())).collect();
+    let errors = layer_errors(&float, &quant, &data, &indices)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&errors.to_json())? + "\n"
+    } else {
+        errors.to_string()
+    };
+    crate::print_out(&text)
+}
+
+/// Arguments of `qplay edit`.
+#[derive(Args)]
+pub struct EditArgs {
+    /// Bundled model name or path to an .onnx file.
+    #[arg(long)]
+    model: String,
+    /// Where to write the edited model.
+    #[arg(long)]
+    out: PathBuf,
+    /// TENSOR=SCALE, or TENSOR=S1,S2,… for every channel.
+    #[arg(long = "scale")]
+    scales: Vec<String>,
+    /// TENSOR=ZERO_POINT, or TENSOR=Z1,Z2,… for every channel.
+    #[arg(long = "zero-point")]
+    zero_points: Vec<String>,
+    /// TENSOR=BITS: re-quantize a weight to 2..8 bits.
+    #[arg(long = "bits")]
+    bits: Vec<String>,
+}
+
+fn split(arg: &str) -> Result<(&str, &str)> {
+    arg.rsplit_once('=')
+        .ok_or_else(|| anyhow!("`{arg}` is not TENSOR=VALUE"))
+}
+
+fn numbers<T: std::str::FromStr>(text: &str) -> Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .with_context(|| format!("`{v}` is not a number"))
+        })
+        .collect()
+}
+
+/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits), saves the result
+/// and prints the diff against the original as JSON.
+pub fn edit(args: EditArgs) -> Result<()> {
+    let mut v: QuantModel = workbench(&args.model)?;
+    for arg in &args.scales {
+        let (t, value) = split(arg)?;
+        v = v.with_scales(t, &numbers::<f32>(value)?)?;
+    }
+    for arg in &args.zero_points {
+        let (t, value) = split(arg)?;
+        v = v.with_zero_points(t, &numbers::<i32>(value)?)?;
+    }
+    for arg in &args.bits {
+        let (t, value) = split(arg)?;
+        let bits = value
+            .parse()
+            .with_context(|| format!("`{value}` is not a bit count"))?;
+        v = v.with_bits(t, bits)?;
+    }
+    v.save(&args.out)?;
+    crate::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
+}

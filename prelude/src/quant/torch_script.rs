@@ -1,0 +1,483 @@
+//! The PyTorch side of the workbench: quantized TorchScript modules (FX graph mode, fbgemm).
+//!
+//! What is where in such a module, and how it is reached:
+//! - A quantized conv/linear weight sits in a `_packed_params` attribute, an opaque libtorch
+//!   custom-class object that tch cannot open. A small C++ shim (`prelude/csrc/torchscript.cpp`,
+//!   compiled by build.rs against the wheel's libtorch headers) unpacks it with the boxed
+//!   dispatcher call `quantized::conv2d_unpack` / `linear_unpack`, and repacks an edited weight
+//!   with `quantized::conv2d_prepack` (keeping bias, stride, padding, dilation and groups) or
+//!   `linear_prepack`. The weight comes back as a quantized `tch::Tensor` (qint8, per tensor or
+//!   per channel), read and rebuilt with tch.
+//! - An activation's scale and zero point are operands of the op that produces it:
+//!   `quantized::conv2d_relu(x, packed, scale, zero_point)`, `quantized::add_relu(a, b, …)`,
+//!   `aten::quantize_per_tensor(x, scale, zero_point, dtype)`. Tracing bakes them into the
+//!   `forward` graph as constants, or reads them from module attributes (buffers). The shim lists
+//!   these operands in every module's `forward` graph and replaces them: a new graph constant, or
+//!   a new attribute value.
+//!
+//! Copy-on-write: module types and their graphs are shared between copies of a loaded module,
+//! so every version is made by loading its parent's serialized bytes afresh, editing that
+//! instance and serializing it again. A version is its bytes; its `tch::CModule` for inference
+//! is loaded from them on first use.
+//!
+//! Capture: a loaded TorchScript module keeps no hooks on intermediate values (forward hooks
+//! are a Python-side feature), but its graph can be changed. For capture, a version's root
+//! `forward` is rewritten to return a tuple — the model output, then every tensor of the root
+//! graph that a quantize op or a direct submodule produces — and its schema updated to match
+//! (the shim's `qpt_expose_activations`). These are the *quantized* tensors (dequantized to
+//! float by tch): a quantized op computes its float result and rounds it inside one kernel, so
+//! the value before rounding is not a tensor TorchScript can give; nor are tensors inside a
+//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::ptr;
+
+use anyhow::{anyhow, bail, Result};
+use tch::{Kind, Tensor};
+
+use super::{QDtype, QuantParam, Role};
+
+extern "C" {
+    fn qpt_free_string(s: *mut c_char);
+    fn qpt_load(data: *const u8, len: usize, err: *mut *mut c_char) -> *mut c_void;
+    fn qpt_free(h: *mut c_void);
+    fn qpt_describe(h: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
+    fn qpt_get_weight(
+        h: *mut c_void,
+        module: i64,
+        weight: *mut *mut c_void,
+        bias: *mut *mut c_void,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn qpt_set_weight(
+        h: *mut c_void,
+        module: i64,
+        weight: *const c_void,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn qpt_set_operand(
+        h: *mut c_void,
+        module: i64,
+        node: i64,
+        input: i64,
+        value: f64,
+        is_int: i32,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn qpt_save(h: *mut c_void, len: *mut usize, err: *mut *mut c_char) -> *mut u8;
+    fn qpt_free_bytes(b: *mut u8);
+    fn qpt_qscheme(tensor: *const c_void) -> i32;
+    fn qpt_expose_activations(h: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
+}
+
+/// A tensor that [`Script::expose_activations`] added to the outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exposed {
+    /// The output of node `n` of the root graph (a quantize op).
+    Node(i64),
+    /// The output of the direct submodule named so.
+    Module(String),
+}
+
+/// Whether a quantized tensor has one scale per channel.
+fn per_channel(w: &Tensor) -> Result<bool> {
+    // SAFETY: a valid tensor pointer; the shim only reads it.
+    match unsafe { qpt_qscheme(w.as_ptr() as *const c_void) } {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => bail!("the weight is not a per-tensor or per-channel affine quantized tensor"),
+    }
+}
+
+fn take_error(err: *mut c_char) -> anyhow::Error {
+    if err.is_null() {
+        return anyhow!("libtorch failed without a message");
+    }
+    // SAFETY: the shim returns a malloc'ed NUL-terminated string, freed here once.
+    let text = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { qpt_free_string(err) };
+    anyhow!("libtorch: {text}")
+}
+
+/// A TorchScript module loaded by the shim (not shared with any other loaded copy).
+pub struct Script {
+    handle: *mut c_void,
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from qpt_load and is freed once.
+        unsafe { qpt_free(self.handle) }
+    }
+}
+
+/// Where a parameter lives in the module tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// The packed weight of module number `module` (in `named_modules` order).
+    Weight {
+        /// Module index.
+        module: i64,
+    },
+    /// The scale/zero-point operands of node `node` of module `module`'s forward graph.
+    Operand {
+        /// Module index.
+        module: i64,
+        /// Node index in the graph.
+        node: i64,
+        /// Operand index of the scale.
+        scale_input: i64,
+        /// Operand index of the zero point.
+        zp_input: i64,
+    },
+}
+
+impl Script {
+    /// Loads a module from TorchScript bytes.
+    pub fn load(bytes: &[u8]) -> Result<Script> {
+        crate::torch::init_runtime()?;
+        let mut err = ptr::null_mut();
+        // SAFETY: valid slice; err is an out-parameter.
+        let handle = unsafe { qpt_load(bytes.as_ptr(), bytes.len(), &mut err) };
+        if handle.is_null() {
+            return Err(take_error(err));
+        }
+        Ok(Script { handle })
+    }
+
+    /// Serializes the module.
+    pub fn save(&self) -> Result<Vec<u8>> {
+        let mut err = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: valid handle; out-parameters.
+        let buf = unsafe { qpt_save(self.handle, &mut len, &mut err) };
+        if buf.is_null() {
+            return Err(take_error(err));
+        }
+        // SAFETY: buf holds len bytes, malloc'ed by the shim and freed once here.
+        let out = unsafe { std::slice::from_raw_parts(buf, len) }.to_vec();
+        unsafe { qpt_free_bytes(buf) };
+        Ok(out)
+    }
+
+    fn describe(&self) -> Result<String> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle.
+        let text = unsafe { qpt_describe(self.handle, &mut err) };
+        if text.is_null() {
+            return Err(take_error(err));
+        }
+        // SAFETY: NUL-terminated, malloc'ed by the shim, freed once.
+        let out = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { qpt_free_string(text) };
+        Ok(out)
+    }
+
+    /// The quantized weight of module `module`.
+    pub fn weight(&self, module: i64) -> Result<Tensor> {
+        let (mut w, mut b, mut err) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid handle; out-parameters.
+        if unsafe { qpt_get_weight(self.handle, module, &mut w, &mut b, &mut err) } == 0 {
+            return Err(take_error(err));
+        }
+        // SAFETY: the shim returns new at::Tensor objects, which tch's Tensor owns.
+        let weight = unsafe { Tensor::from_ptr(w as *mut torch_sys::C_tensor) };
+        if !b.is_null() {
+            drop(unsafe { Tensor::from_ptr(b as *mut torch_sys::C_tensor) });
+        }
+        Ok(weight)
+    }
+
+    fn set_weight(&mut self, module: i64, weight: &Tensor) -> Result<()> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle and tensor pointer.
+        let ok = unsafe {
+            qpt_set_weight(
+                self.handle,
+                module,
+                weight.as_ptr() as *const c_void,
+                &mut err,
+            )
+        };
+        if ok == 0 {
+            return Err(take_error(err));
+        }
+        Ok(())
+    }
+
+    fn set_operand(
+        &mut self,
+        module: i64,
+        node: i64,
+        input: i64,
+        value: f64,
+        int: bool,
+    ) -> Result<()> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle.
+        let ok = unsafe {
+            qpt_set_operand(
+                self.handle,
+                module,
+                node,
+                input,
+                value,
+                int as i32,
+                &mut err,
+            )
+        };
+        if ok == 0 {
+            return Err(take_error(err));
+        }
+        Ok(())
+    }
+
+    /// Makes `forward` return a tuple: the model output, then every quantized tensor the root
+    /// graph computes (quantize ops and direct submodule calls), listed in order.
+    pub fn expose_activations(&mut self) -> Result<Vec<Exposed>> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle.
+        let text = unsafe { qpt_expose_activations(self.handle, &mut err) };
+        if text.is_null() {
+            return Err(take_error(err));
+        }
+        // SAFETY: NUL-terminated, malloc'ed by the shim, freed once.
+        let out = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { qpt_free_string(text) };
+        out.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                match f.as_slice() {
+                    ["N", n, ..] => Ok(Exposed::Node(n.parse()?)),
+                    ["M", name] => Ok(Exposed::Module(name.to_string())),
+                    _ => bail!("unexpected line from the shim: {l}"),
+                }
+            })
+            .collect()
+    }
+
+    /// Every quantization parameter, with where it lives.
+    pub fn params(&self) -> Result<Vec<(QuantParam, Location)>> {
+        let text = self.describe()?;
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        let mut out = Vec::new();
+        for (index, f) in lines.iter().enumerate() {
+            match f.first() {
+                Some(&"W") if f.len() >= 4 => {
+                    let module: i64 = f[1].parse()?;
+                    let owner = f[2].strip_suffix("._packed_params").unwrap_or(f[2]);
+                    let w = self.weight(module)?;
+                    let (scales, zero_points, axis) = weight_qparams(&w)?;
+                    out.push((
+                        QuantParam {
+                            tensor: format!("{owner}.weight"),
+                            role: Role::Weight,
+                            dtype: weight_dtype(&w)?,
+                            scales,
+                            zero_points,
+                            axis,
+                            shape: w.size().iter().map(|&d| d as usize).collect(),
+                            producer: None,
+                            consumers: vec![owner.to_string()],
+                            quantize_node: None,
+                            dequantize_nodes: Vec::new(),
+                            scale_initializer: format!("{}._packed_params", f[2]),
+                            zero_point_initializer: format!("{}._packed_params", f[2]),
+                            quantized_initializer: Some(format!("{}._packed_params", f[2])),
+                            dequantized_output: None,
+                        },
+                        Location::Weight { module },
+                    ));
+                }
+                Some(&"A") if f.len() >= 13 => {
+                    let module: i64 = f[1].parse()?;
+                    let owner = f[2];
+                    let same_module = lines
+                        .iter()
+                        .filter(|g| g.first() == Some(&"A") && g.get(1) == Some(&f[1]))
+                        .count();
+                    // Names, most telling first: the module that owns the op (one op per
+                    // module); the attribute the scale is read from without its `_scale_0`
+                    // suffix (FX names it after the quantized value); else the op and its
+                    // ordinal among the same ops of its module (`add_relu`, `add_relu_1`, …).
+                    let op = f[4].rsplit("::").next().unwrap_or(f[4]);
+                    let ordinal = lines[..index]
+                        .iter()
+                        .filter(|g| {
+                            g.first() == Some(&"A")
+                                && g.get(1) == Some(&f[1])
+                                && g.get(4) == Some(&f[4])
+                        })
+                        .count();
+                    let from_attr = f[6].strip_prefix("a:").and_then(|a| {
+                        let stem = a.rsplit_once("_scale_")?.0.trim_start_matches('_');
+                        (!stem.is_empty()).then(|| stem.to_string())
+                    });
+                    let local = match from_attr {
+                        Some(stem) => stem,
+                        None if ordinal == 0 => op.to_string(),
+                        None => format!("{op}_{ordinal}"),
+                    };
+                    let name = if owner.is_empty() {
+                        local
+                    } else if same_module == 1 {
+                        owner.to_string()
+                    } else {
+                        format!("{owner}/{local}")
+                    };
+                    let dtype = match f[12] {
+                        "12" => QDtype::Int8,
+                        _ => QDtype::Uint8,
+                    };
+                    let source = |s: &str| match s.strip_prefix("a:") {
+                        Some(attr) => format!("attribute {attr}"),
+                        None => "graph constant".to_string(),
+                    };
+                    out.push((
+                        QuantParam {
+                            tensor: name,
+                            role: Role::Activation,
+                            dtype,
+                            scales: vec![f[7].parse::<f64>()? as f32],
+                            zero_points: vec![f[10].parse::<f64>()? as i32],
+                            axis: None,
+                            shape: Vec::new(),
+                            producer: Some(if owner.is_empty() {
+                                f[4].to_string()
+                            } else {
+                                format!("{owner}: {}", f[4])
+                            }),
+                            consumers: Vec::new(),
+                            quantize_node: Some(format!(
+                                "{} #{} ({})",
+                                if owner.is_empty() { "forward" } else { owner },
+                                f[3],
+                                f[4]
+                            )),
+                            dequantize_nodes: Vec::new(),
+                            scale_initializer: source(f[6]),
+                            zero_point_initializer: source(f[9]),
+                            quantized_initializer: None,
+                            dequantized_output: None,
+                        },
+                        Location::Operand {
+                            module,
+                            node: f[3].parse()?,
+                            scale_input: f[5].parse()?,
+                            zp_input: f[8].parse()?,
+                        },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if out.is_empty() {
+            bail!("the TorchScript module has no quantized weights or quantize operands");
+        }
+        // Names must identify one parameter each.
+        let names: Vec<String> = out.iter().map(|(p, _)| p.tensor.clone()).collect();
+        for (i, (p, _)) in out.iter_mut().enumerate() {
+            if names.iter().filter(|n| **n == names[i]).count() > 1 {
+                p.tensor = format!("{}#{i}", names[i]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets an activation's scale or zero point.
+    pub fn set_activation(
+        &mut self,
+        at: &Location,
+        scale: Option<f32>,
+        zp: Option<i32>,
+    ) -> Result<()> {
+        let Location::Operand {
+            module,
+            node,
+            scale_input,
+            zp_input,
+        } = *at
+        else {
+            bail!("not an activation");
+        };
+        if let Some(s) = scale {
+            self.set_operand(module, node, scale_input, s as f64, false)?;
+        }
+        if let Some(z) = zp {
+            self.set_operand(module, node, zp_input, z as f64, true)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a weight with `ints` quantized by `scales`/`zero_points` (per tensor, or per
+    /// channel along the weight's axis).
+    pub fn set_weight_values(
+        &mut self,
+        at: &Location,
+        ints: &[i32],
+        scales: &[f32],
+        zero_points: &[i32],
+    ) -> Result<()> {
+        let Location::Weight { module } = *at else {
+            bail!("not a weight");
+        };
+        let old = self.weight(module)?;
+        let shape = old.size();
+        let kind = old.kind();
+        let int_kind = match kind {
+            Kind::QInt8 => Kind::Int8,
+            Kind::QUInt8 => Kind::Uint8,
+            other => bail!("weight of kind {other:?} is not handled"),
+        };
+        let values = Tensor::from_slice(ints)
+            .to_kind(int_kind)
+            .reshape(shape.as_slice());
+        let fresh = if !per_channel(&old)? {
+            values
+                .internal_make_per_tensor_quantized_tensor(scales[0] as f64, zero_points[0] as i64)
+        } else {
+            let s = Tensor::from_slice(&scales.iter().map(|&v| v as f64).collect::<Vec<_>>());
+            let z = Tensor::from_slice(&zero_points.iter().map(|&v| v as i64).collect::<Vec<_>>());
+            values.internal_make_per_channel_quantized_tensor(&s, &z, old.q_per_channel_axis())
+        };
+        self.set_weight(module, &fresh)
+    }
+}
+
+/// The integer values of a quantized weight.
+pub fn weight_ints(w: &Tensor) -> Result<Vec<i32>> {
+    let ints = w.int_repr().to_kind(Kind::Int).contiguous().view(-1);
+    Ok(Vec::<i32>::try_from(&ints)?)
+}
+
+fn weight_dtype(w: &Tensor) -> Result<QDtype> {
+    match w.kind() {
+        Kind::QInt8 => Ok(QDtype::Int8),
+        Kind::QUInt8 => Ok(QDtype::Uint8),
+        other => bail!("weight of kind {other:?} is not handled"),
+    }
+}
+
+fn weight_qparams(w: &Tensor) -> Result<(Vec<f32>, Vec<i32>, Option<i64>)> {
+    Ok(if !per_channel(w)? {
+        (
+            vec![w.q_scale() as f32],
+            vec![w.q_zero_point() as i32],
+            None,
+        )
+    } else {
+        let s = w.q_per_channel_scales().to_kind(Kind::Float);
+        let z = w.q_per_channel_zero_points().to_kind(Kind::Int);
+        (
+            Vec::<f32>::try_from(&s)?,
+            Vec::<i32>::try_from(&z)?,
+            Some(w.q_per_channel_axis()),
+        )
+    })
+}
