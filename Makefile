@@ -8,7 +8,7 @@ setup:
 	@scripts/setup.sh
 
 lab: setup
-	$(ENV) cd notebooks && jupyter lab 01-evaluate.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(ENV) cd notebooks && jupyter lab playground.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup browser
 	@$(MAKE) --no-print-directory test-rust test-python
@@ -35,3 +35,4 @@ browser:
 
 screenshot: setup browser
 	$(ENV) node tests/browser/lab.mjs screenshot notebooks/01-evaluate.ipynb docs/screenshot-evaluate.png
+	$(ENV) node tests/browser/playground.mjs target/browser && cp target/browser/playground-edit.png docs/screenshot-playground.png

@@ -194,6 +194,26 @@ impl QuantParams {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.rows).unwrap_or_else(|_| json!([]))
     }
+    /// The rows whose tensor, producer or consumers contain `text` (case-insensitive); all
+    /// rows for an empty `text`.
+    pub fn filter(&self, text: &str) -> QuantParams {
+        let needle = text.trim().to_lowercase();
+        let hit = |s: &str| s.to_lowercase().contains(&needle);
+        QuantParams {
+            rows: self
+                .rows
+                .iter()
+                .filter(|r| {
+                    needle.is_empty()
+                        || hit(&r.tensor)
+                        || r.producer.as_deref().is_some_and(hit)
+                        || r.consumers.iter().any(|c| hit(c))
+                })
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
     fn headline(&self) -> String {
         if self.framework == crate::model::Framework::Torch {
             return format!(

@@ -49,7 +49,12 @@ fn check_range(kind: &str, description: &str, min: f64, max: f64) {
 
 fn open_control(model: &str, extra: Value, build: impl FnOnce(&str, &str) -> State) -> Arc<Core> {
     let hub = hub();
-    let layout = hub.open(models::layout(), false, Value::Null);
+    let mut layout = models::layout();
+    if model == "ButtonModel" {
+        // Wide enough for its label (ipywidgets' fixed default width cuts long ones off).
+        layout.insert("width".into(), "max-content".into());
+    }
+    let layout = hub.open(layout, false, Value::Null);
     let style = models::style_model_of(model).unwrap_or("DescriptionStyleModel");
     let style = hub.open(models::style(style), false, Value::Null);
     hub.open(build(&layout.id, &style.id), true, extra)

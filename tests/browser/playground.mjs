@@ -1,0 +1,126 @@
+// The playground notebook in a real JupyterLab: run all, move one layer's scale slider and see
+// the quick accuracy and the histogram change (the model cell does not rerun), press the
+// full-evaluation button and see the progress bar reach its end and the result appear, press
+// Reset and see the original numbers back. Prints a JSON summary; exits non-zero on a failed
+// check. Screenshots go to OUT_DIR.
+//
+//   node tests/browser/playground.mjs OUT_DIR
+
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  REPO, startLab, launchBrowser, openNotebook, waitKernelIdle, runAll, screenshotNotebook,
+} from './lab.mjs';
+
+const NOTEBOOK = path.join(REPO, 'notebooks', 'playground.ipynb');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error(`[playground ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+/** Output text and SVG count of the code cell whose source contains `marker`. */
+function cellOutput(page, marker) {
+  return page.evaluate((marker) => {
+    const w = window.jupyterapp.shell.currentWidget;
+    const cell = w.content.widgets.find((c) => c.model.type === 'code'
+      && c.model.sharedModel.getSource().includes(marker));
+    if (!cell) return null;
+    const out = cell.node.querySelector('.jp-Cell-outputWrapper');
+    return {
+      text: out ? out.innerText : '',
+      svgs: out ? [...out.querySelectorAll('svg, img')].map((s) => (s.outerHTML || '').length) : [],
+      progress: out ? [...out.querySelectorAll('.progress-bar')].map((b) => b.style.width) : [],
+    };
+  }, marker);
+}
+
+async function waitFor(page, what, marker, predicate, timeoutMs = 300_000) {
+  const deadline = Date.now() + timeoutMs;
+  let out = null;
+  while (Date.now() < deadline) {
+    out = await cellOutput(page, marker);
+    if (out && predicate(out)) return out;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}; output: ${JSON.stringify(out).slice(0, 3000)}`);
+}
+
+/** The quick-evaluation accuracy line ("… : 74.50 % (149/200) …"). */
+const accuracy = (text) => (text.match(/(\d+\.\d+) % \(\d+\/\d+\)/) || [])[0];
+const EDIT = 'let v = m.with_scale';
+const FULL = 'if run_full.clicks()';
+
+async function main(outDir) {
+  await fsp.mkdir(outDir, { recursive: true });
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-playground-'));
+  await fsp.copyFile(NOTEBOOK, path.join(dir, 'playground.ipynb'));
+  const lab = await startLab(dir);
+  const browser = await launchBrowser({ width: 1300, height: 1000 });
+  const { page } = browser;
+  const summary = { checks: [] };
+  const check = (name, ok, detail) => {
+    summary.checks.push({ name, ok, detail: String(detail).slice(0, 300) });
+    if (!ok) throw new Error(`check failed: ${name}: ${detail}`);
+  };
+  try {
+    await openNotebook(page, lab.url, 'playground.ipynb');
+    await waitKernelIdle(page);
+    log('kernel idle; running all cells');
+    await runAll(page);
+    log('ran all cells');
+    const before = await waitFor(page, 'the edited version', EDIT, (o) => accuracy(o.text));
+    check('quick accuracy shown', accuracy(before.text), before.text);
+    check('model loaded once', before.text.includes('loaded 1 time(s)'), before.text);
+    await screenshotNotebook(page, path.join(outDir, 'playground.png'), { width: 1300, height: 1000 });
+
+    // Move the scale slider ("scale × k") to its end.
+    const handle = page.locator('.widget-slider', { hasText: 'scale × k' }).locator('.noUi-handle').first();
+    await handle.focus();
+    await page.keyboard.press('End');
+    log('scale slider moved');
+    const moved = await waitFor(page, 'the rerun after the slider', EDIT,
+      (o) => accuracy(o.text) && o.text !== before.text && o.text.includes('→'));
+    check('quick accuracy changed', accuracy(moved.text) !== accuracy(before.text),
+      `${accuracy(before.text)} → ${accuracy(moved.text)}`);
+    check('histogram redrawn', JSON.stringify(moved.svgs) !== JSON.stringify(before.svgs), JSON.stringify(moved.svgs));
+    check('model cell did not rerun', moved.text.includes('loaded 1 time(s)'), moved.text);
+    // The picture for the README: the edited layer, its numbers and its histogram.
+    await page.setViewportSize({ width: 1300, height: 1150 });
+    await page.evaluate(() => {
+      const h = [...document.querySelectorAll('h2')].find((e) => e.textContent.includes('3. Edit one layer'));
+      if (h) h.scrollIntoView();
+    });
+    await sleep(500);
+    await page.screenshot({ path: path.join(outDir, 'playground-edit.png') });
+
+    // The full evaluation behind its button.
+    await page.getByRole('button', { name: /Evaluate the current version/ }).click();
+    log('full evaluation pressed');
+    const full = await waitFor(page, 'the full evaluation', FULL,
+      (o) => o.text.includes('10,000') && o.text.includes('%') && o.svgs.length >= 2);
+    check('progress bar reached its end', full.progress.includes('100%'), JSON.stringify(full.progress));
+    check('full result shown', /\d+\.\d+ %/.test(full.text), full.text.slice(0, 200));
+    await screenshotNotebook(page, path.join(outDir, 'playground-full.png'), { width: 1300, height: 1000 });
+
+    // Reset: the sliders go back and the original numbers return.
+    await page.getByRole('button', { name: 'Reset' }).click();
+    log('reset pressed');
+    const back = await waitFor(page, 'the reset', EDIT, (o) => accuracy(o.text) === accuracy(before.text));
+    check('original numbers back after reset', accuracy(back.text) === accuracy(before.text),
+      `${accuracy(before.text)} vs ${accuracy(back.text)}`);
+    summary.consoleErrors = browser.consoleErrors.filter((e) => !e.includes('favicon'));
+    return summary;
+  } catch (e) {
+    try { await page.screenshot({ path: path.join(outDir, 'playground-failed.png'), fullPage: true }); } catch { /* ignore */ }
+    e.message += `\n--- jupyter lab (tail) ---\n${lab.logs().slice(-3000)}`;
+    throw e;
+  } finally {
+    await browser.close();
+    await lab.stop();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+main(process.argv[2] || 'target/browser').then(
+  (s) => { console.log(JSON.stringify(s, null, 2)); process.exit(0); },
+  (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
+);
