@@ -34,3 +34,14 @@ def qplay(tmp_path_factory):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """A qplay kernel under jupyter_client, one per test module: (manager, client)."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)

@@ -6,17 +6,8 @@ import time
 import uuid
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 120  # a cell may compile for a while on a loaded 2-core machine
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
 
 
 def run(kc, code, timeout=TIMEOUT):

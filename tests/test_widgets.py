@@ -6,18 +6,9 @@ import time
 import uuid
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 120
 VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
 
 
 def collect(kc, msg_id, timeout=TIMEOUT):

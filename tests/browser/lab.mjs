@@ -424,3 +424,55 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
   );
 }
+
+/**
+ * A browser test of one notebook: copies it into a fresh folder, starts JupyterLab and
+ * Chromium, opens it, waits for the kernel, runs all cells, then calls
+ * `body({ page, check, log })`. `check(name, ok, detail)` records a check and throws if it
+ * failed. On failure a screenshot `<name>-failed.png` goes to `outDir`. Always stops browser
+ * and server. Resolves to { checks, consoleErrors }.
+ */
+export async function checkNotebook(notebook, outDir, body) {
+  const name = path.basename(notebook, '.ipynb');
+  const say = (...a) => console.error(`[${name} ${new Date().toISOString().slice(11, 19)}]`, ...a);
+  await fsp.mkdir(outDir, { recursive: true });
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `qplay-${name}-`));
+  await fsp.copyFile(notebook, path.join(dir, `${name}.ipynb`));
+  const lab = await startLab(dir);
+  let browser = null;
+  const summary = { checks: [] };
+  const check = (what, ok, detail) => {
+    summary.checks.push({ name: what, ok: !!ok, detail: String(detail).slice(0, 300) });
+    if (!ok) throw new Error(`check failed: ${what}: ${detail}`);
+  };
+  try {
+    browser = await launchBrowser({ width: 1300, height: 1000 });
+    const { page } = browser;
+    await openNotebook(page, lab.url, `${name}.ipynb`);
+    await waitKernelIdle(page);
+    say('kernel idle; running all cells');
+    await runAll(page);
+    say('ran all cells');
+    await body({ page, check, log: say, reopen: () => openNotebook(page, lab.url, `${name}.ipynb`) });
+    summary.consoleErrors = browser.consoleErrors.filter((e) => !e.includes('favicon'));
+    return summary;
+  } catch (e) {
+    if (browser) {
+      try { await browser.page.screenshot({ path: path.join(outDir, `${name}-failed.png`), fullPage: true }); } catch { /* ignore */ }
+    }
+    e.message += `\n--- jupyter lab (tail) ---\n${lab.logs().slice(-3000)}`;
+    throw e;
+  } finally {
+    if (browser) await browser.close();
+    await lab.stop();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs a `checkNotebook` test as a command: prints its summary as JSON, exits 1 on failure. */
+export function cli(run) {
+  run(process.argv[2] || path.join(REPO, 'target', 'browser')).then(
+    (s) => { console.log(JSON.stringify(s, null, 2)); process.exit(0); },
+    (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
+  );
+}

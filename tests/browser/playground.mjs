@@ -6,16 +6,11 @@
 //
 //   node tests/browser/playground.mjs OUT_DIR
 
-import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  REPO, startLab, launchBrowser, openNotebook, waitKernelIdle, runAll, screenshotNotebook,
-} from './lab.mjs';
+import { REPO, checkNotebook, cli, screenshotNotebook } from './lab.mjs';
 
 const NOTEBOOK = path.join(REPO, 'notebooks', 'playground.ipynb');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (...a) => console.error(`[playground ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 /** Output text and SVG count of the code cell whose source contains `marker`. */
 function cellOutput(page, marker) {
@@ -49,24 +44,7 @@ const accuracy = (text) => (text.match(/(\d+\.\d+) % \(\d+\/\d+\)/) || [])[0];
 const EDIT = 'let v = m.with_scale';
 const FULL = 'if run_full.clicks()';
 
-async function main(outDir) {
-  await fsp.mkdir(outDir, { recursive: true });
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-playground-'));
-  await fsp.copyFile(NOTEBOOK, path.join(dir, 'playground.ipynb'));
-  const lab = await startLab(dir);
-  const browser = await launchBrowser({ width: 1300, height: 1000 });
-  const { page } = browser;
-  const summary = { checks: [] };
-  const check = (name, ok, detail) => {
-    summary.checks.push({ name, ok, detail: String(detail).slice(0, 300) });
-    if (!ok) throw new Error(`check failed: ${name}: ${detail}`);
-  };
-  try {
-    await openNotebook(page, lab.url, 'playground.ipynb');
-    await waitKernelIdle(page);
-    log('kernel idle; running all cells');
-    await runAll(page);
-    log('ran all cells');
+cli((outDir) => checkNotebook(NOTEBOOK, outDir, async ({ page, check, log }) => {
     const before = await waitFor(page, 'the edited version', EDIT, (o) => accuracy(o.text));
     check('quick accuracy shown', accuracy(before.text), before.text);
     check('model loaded once', before.text.includes('loaded 1 time(s)'), before.text);
@@ -107,20 +85,4 @@ async function main(outDir) {
     const back = await waitFor(page, 'the reset', EDIT, (o) => accuracy(o.text) === accuracy(before.text));
     check('original numbers back after reset', accuracy(back.text) === accuracy(before.text),
       `${accuracy(before.text)} vs ${accuracy(back.text)}`);
-    summary.consoleErrors = browser.consoleErrors.filter((e) => !e.includes('favicon'));
-    return summary;
-  } catch (e) {
-    try { await page.screenshot({ path: path.join(outDir, 'playground-failed.png'), fullPage: true }); } catch { /* ignore */ }
-    e.message += `\n--- jupyter lab (tail) ---\n${lab.logs().slice(-3000)}`;
-    throw e;
-  } finally {
-    await browser.close();
-    await lab.stop();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-}
-
-main(process.argv[2] || 'target/browser').then(
-  (s) => { console.log(JSON.stringify(s, null, 2)); process.exit(0); },
-  (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
-);
+}));

@@ -4,16 +4,11 @@
 //
 //   node tests/browser/reactive.mjs OUT_DIR
 
-import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  REPO, startLab, launchBrowser, openNotebook, waitKernelIdle, runAll, screenshotNotebook,
-} from './lab.mjs';
+import { REPO, checkNotebook, cli, waitKernelIdle, screenshotNotebook } from './lab.mjs';
 
 const NOTEBOOK = path.join(REPO, 'notebooks', '02-reactive.ipynb');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (...a) => console.error(`[reactive ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 /** Rendered text of each code cell's outputs. */
 function cellTexts(page) {
@@ -35,24 +30,7 @@ async function waitFor(page, what, predicate, timeoutMs = 180_000) {
   throw new Error(`timed out waiting for ${what}; cells: ${JSON.stringify(texts)}`);
 }
 
-async function main(outDir) {
-  await fsp.mkdir(outDir, { recursive: true });
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-reactive-'));
-  await fsp.copyFile(NOTEBOOK, path.join(dir, 'reactive.ipynb'));
-  const lab = await startLab(dir);
-  const browser = await launchBrowser({ width: 1300, height: 1000 });
-  const { page } = browser;
-  const summary = { checks: [] };
-  const check = (name, ok, detail) => {
-    summary.checks.push({ name, ok, detail });
-    if (!ok) throw new Error(`check failed: ${name}: ${detail}`);
-  };
-  try {
-    await openNotebook(page, lab.url, 'reactive.ipynb');
-    await waitKernelIdle(page);
-    log('kernel idle; running all cells');
-    await runAll(page);
-    log('ran all cells');
+cli((outDir) => checkNotebook(NOTEBOOK, outDir, async ({ page, check, log, reopen }) => {
     let texts = await waitFor(page, 'the first run', (t) => t[2].includes('200 images;'));
     check('dependent cell ran once', texts[2].includes('resnet8_int8 loaded 1 time(s)'), texts[2]);
     check('live view drawn', texts[3].includes('20 images per class'), texts[3]);
@@ -67,8 +45,6 @@ async function main(outDir) {
     check('dependent cell reran with the new value', texts[2].includes('1000 images;'), texts[2]);
     check('model cell did not rerun', texts[2].includes('resnet8_int8 loaded 1 time(s)'), texts[2]);
     check('live view redrawn', texts[3].includes('= 1000 images in all'), texts[3]);
-    const prompts = await page.evaluate(() => [...document.querySelectorAll('.jp-InputArea-prompt')].map((p) => p.textContent.trim()));
-    summary.prompts = prompts;
     await screenshotNotebook(page, path.join(outDir, 'reactive-after.png'), { width: 1300, height: 1000 });
 
     log('rerun seen; saving and reloading the page');
@@ -76,33 +52,14 @@ async function main(outDir) {
     // kernel for every model's state again (jupyter.widget.control, request_states).
     await page.evaluate(() => window.jupyterapp.commands.execute('docmanager:save'));
     await page.reload({ waitUntil: 'domcontentloaded' });
-    await openNotebook(page, lab.url, 'reactive.ipynb');
+    await reopen();
     await waitKernelIdle(page);
-    const readouts = await (async () => {
-      const deadline = Date.now() + 60_000;
-      while (Date.now() < deadline) {
-        const r = await page.evaluate(() => [...document.querySelectorAll('.widget-readout')].map((e) => e.innerText.trim()));
-        if (r.length) return r;
-        await sleep(250);
-      }
-      return [];
-    })();
+    let readouts = [];
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !readouts.length) {
+      readouts = await page.evaluate(() => [...document.querySelectorAll('.widget-readout')].map((e) => e.innerText.trim()));
+      await sleep(250);
+    }
     check('widgets come back after a reload with the user\'s value', readouts.includes('100'), JSON.stringify(readouts));
     await screenshotNotebook(page, path.join(outDir, 'reactive-reloaded.png'), { width: 1300, height: 1000 });
-    summary.consoleErrors = browser.consoleErrors.filter((e) => !e.includes('favicon'));
-    return summary;
-  } catch (e) {
-    try { await page.screenshot({ path: path.join(outDir, 'reactive-failed.png'), fullPage: true }); } catch { /* ignore */ }
-    e.message += `\n--- jupyter lab (tail) ---\n${lab.logs().slice(-3000)}`;
-    throw e;
-  } finally {
-    await browser.close();
-    await lab.stop();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-}
-
-main(process.argv[2] || 'target/browser').then(
-  (s) => { console.log(JSON.stringify(s, null, 2)); process.exit(0); },
-  (e) => { console.error(`FAILED: ${e.stack || e}`); process.exit(1); },
-);
+}));
