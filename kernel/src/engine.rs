@@ -205,6 +205,16 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner()) =
             self.ctx.process_handle().lock().ok().map(|c| c.id());
         let result = self.ctx.execute(code);
+        if std::env::var_os("QPLAY_PHASES").is_some() {
+            if let Ok(outputs) = &result {
+                let phases: Vec<String> = outputs
+                    .phases
+                    .iter()
+                    .map(|p| format!("{} {:.0} ms", p.name, p.duration.as_secs_f64() * 1e3))
+                    .collect();
+                eprintln!("qplay: evcxr phases: {}", phases.join(", "));
+            }
+        }
         *self
             .interrupter
             .pid

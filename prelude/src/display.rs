@@ -119,6 +119,25 @@ pub fn print_evcxr_blocks(bundle: &MimeBundle) {
     let _ = out.flush();
 }
 
+/// Gives every `Debug` value an `evcxr_display` method that prints it as `text/plain`, the way
+/// evcxr's own fallback does. evcxr shows a cell's last value by compiling a call to
+/// `evcxr_display`, and when that does not compile, compiles the whole cell again with
+/// `Debug` — a second compile for every cell that ends in a plain value. With this trait in
+/// scope (the prelude imports it) the first compile succeeds. Types with an inherent
+/// `evcxr_display` (qplay's rich types, plotters' charts) keep theirs: inherent methods win.
+pub trait DebugDisplay {
+    /// Prints `{:?}` in evcxr's content-block convention.
+    fn evcxr_display(&self);
+}
+
+impl<T: std::fmt::Debug + ?Sized> DebugDisplay for T {
+    fn evcxr_display(&self) {
+        let mut bundle = MimeBundle::new();
+        bundle.insert("text/plain".into(), format!("{self:?}").into());
+        print_evcxr_blocks(&bundle);
+    }
+}
+
 /// Escapes text for HTML.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -25,6 +25,8 @@ pub mod prelude {
         tensor_histogram,
     };
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
+    /// In scope for its method only (one compile per cell; see the trait).
+    pub use crate::display::DebugDisplay as _;
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
