@@ -132,10 +132,20 @@ pub trait DebugDisplay {
 
 impl<T: std::fmt::Debug + ?Sized> DebugDisplay for T {
     fn evcxr_display(&self) {
-        let mut bundle = MimeBundle::new();
-        bundle.insert("text/plain".into(), format!("{self:?}").into());
-        print_evcxr_blocks(&bundle);
+        // Only the formatting is generic: it is compiled into the cell, the rest is not.
+        print_text_plain(format_args!("{self:?}"));
     }
+}
+
+/// Prints one `text/plain` content block.
+#[inline(never)]
+fn print_text_plain(text: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(
+        out,
+        "EVCXR_BEGIN_CONTENT text/plain\n{text}\nEVCXR_END_CONTENT\n"
+    );
+    let _ = out.flush();
 }
 
 /// Escapes text for HTML.
