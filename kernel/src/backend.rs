@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::completeness::{completeness, Completeness};
-use crate::dataflow::{analyze, Graph};
+use crate::dataflow::{analyze, CellSyntax, Graph};
 use crate::engine::{CellError, Engine, Interrupter, OutputSink};
 use crate::link::RuntimeLink;
 use crate::widgets::{Apply, OutputArea, Widgets};
@@ -92,16 +92,17 @@ impl QplayBackend {
     }
 
     /// Runs one cell (a user's execute or a rerun), keeping the graph and the cell's widgets
-    /// up to date. Outputs go to `sink`; the result bundle, if any, is returned.
+    /// up to date; `syntax` is `code` analyzed. Outputs go to `sink`; the result bundle, if any,
+    /// is returned.
     fn run_cell(
         &mut self,
         key: &str,
         code: &str,
+        syntax: CellSyntax,
         sink: Arc<dyn OutputSink>,
         output: Option<String>,
         iopub: &Iopub,
     ) -> Result<Option<MimeBundle>, CellError> {
-        let syntax = analyze(code);
         self.widgets.begin_cell(key, code);
         let result = match self.engine(true) {
             Ok(engine) => engine.execute(code, sink),
@@ -149,6 +150,7 @@ impl QplayBackend {
         &mut self,
         key: &str,
         code: &str,
+        syntax: CellSyntax,
         ctx: &ExecuteContext,
     ) -> Result<Option<MimeBundle>, CellError> {
         let widgets = self.widgets.clone();
@@ -164,7 +166,14 @@ impl QplayBackend {
             id.clone(),
             ctx.iopub.clone(),
         ));
-        let result = self.run_cell(key, code, area.clone(), Some(id.clone()), &ctx.iopub);
+        let result = self.run_cell(
+            key,
+            code,
+            syntax,
+            area.clone(),
+            Some(id.clone()),
+            &ctx.iopub,
+        );
         if let Ok(Some(bundle)) = &result {
             area.push(
                 json!({"output_type": "execute_result", "data": bundle, "metadata": {},
@@ -205,13 +214,13 @@ impl QplayBackend {
             let Some(node) = self.graph.get(&key) else {
                 continue;
             };
-            let code = node.code.clone();
+            let (code, syntax) = (node.code.clone(), node.syntax.clone());
             let Some(area_id) = node.output.clone().filter(|id| widgets.exists(id)) else {
                 eprintln!("qplay: cell {key} depends on a widget but ran before it existed; run it again to make it reactive");
                 continue;
             };
             let area = Arc::new(OutputArea::new(widgets.clone(), area_id, ctx.iopub.clone()));
-            let result = self.run_cell(&key, &code, area.clone(), None, &ctx.iopub);
+            let result = self.run_cell(&key, &code, syntax, area.clone(), None, &ctx.iopub);
             match result {
                 Ok(Some(bundle)) => {
                     area.push(json!({"output_type": "execute_result", "data": bundle,
@@ -298,12 +307,13 @@ impl Backend for QplayBackend {
             return ExecuteOutcome::ok();
         }
         let key = cell_key(ctx, code);
-        let reactive = !ctx.silent && self.graph.is_reactive(&key, &analyze(code));
+        let syntax = analyze(code);
+        let reactive = !ctx.silent && self.graph.is_reactive(&key, &syntax);
         let result = if reactive {
-            self.execute_reactive(&key, code, ctx)
+            self.execute_reactive(&key, code, syntax, ctx)
         } else {
             let sink = Arc::new(IopubSink(ctx.iopub.clone()));
-            self.run_cell(&key, code, sink, None, &ctx.iopub)
+            self.run_cell(&key, code, syntax, sink, None, &ctx.iopub)
         };
         match result {
             Ok(Some(bundle)) => {
@@ -374,7 +384,7 @@ impl Backend for QplayBackend {
         let sink: Arc<dyn OutputSink> = Arc::new(IopubSink(ctx.iopub.clone()));
         let widgets = self.widgets.clone();
         let applied = match self.engine(true) {
-            Ok(engine) => engine.with_sink(sink, || widgets.forward(&apply)),
+            Ok(engine) => engine.with_sink(sink, |_| widgets.forward(&apply)),
             Err(_) => false,
         };
         if applied && !ctx.superseded.check() {

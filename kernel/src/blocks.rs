@@ -112,9 +112,7 @@ fn display_line(value: &Shown, n: u64) -> String {
         data.insert(mime.clone(), v);
     }
     let id = format!("qplay-block-{}-{n}", std::process::id());
-    let message = json!({"kind": "display", "data": data, "display_id": id});
-    let text = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
-    format!("{}{text}", qplay::display::DISPLAY_PREFIX)
+    qplay::display::message_line(&json!({"kind": "display", "data": data, "display_id": id}))
 }
 
 #[cfg(test)]

@@ -194,17 +194,10 @@ impl Engine {
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
         use Ordering::SeqCst;
-        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
         self.panicked.store(false, SeqCst);
         self.interrupter.interrupted.store(false, SeqCst);
         let before = self.variables();
-        *self
-            .interrupter
-            .pid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) =
-            self.ctx.process_handle().lock().ok().map(|c| c.id());
-        let result = self.ctx.execute(code);
+        let result = self.with_sink(sink, |ctx| ctx.execute(code));
         if std::env::var_os("QPLAY_PHASES").is_some() {
             if let Ok(outputs) = &result {
                 let phases: Vec<String> = outputs
@@ -215,13 +208,6 @@ impl Engine {
                 eprintln!("qplay: evcxr phases: {}", phases.join(", "));
             }
         }
-        *self
-            .interrupter
-            .pid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        self.flush();
-        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
 
         let lost: Vec<String> = before.difference(&self.variables()).cloned().collect();
         let lost_note = if lost.is_empty() {
@@ -321,9 +307,14 @@ impl Engine {
         self.flushing.store(false, Ordering::Release);
     }
 
-    /// Runs `f` (which makes the runtime print, e.g. live views redrawn by a widget update)
-    /// with the runtime's output going to `sink`; an interrupt meanwhile stops the runtime.
-    pub fn with_sink<R>(&mut self, sink: Arc<dyn OutputSink>, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` (a cell, or a widget update that makes the runtime redraw live views) with the
+    /// runtime's output going to `sink` until all of it is published; an interrupt meanwhile
+    /// stops the runtime.
+    pub fn with_sink<R>(
+        &mut self,
+        sink: Arc<dyn OutputSink>,
+        f: impl FnOnce(&mut CommandContext) -> R,
+    ) -> R {
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
         *self
             .interrupter
@@ -331,7 +322,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) =
             self.ctx.process_handle().lock().ok().map(|c| c.id());
-        let result = f();
+        let result = f(&mut self.ctx);
         *self
             .interrupter
             .pid

@@ -91,16 +91,23 @@ pub(crate) fn emit_message(message: &Value) {
 /// [`emit_message`] on stdout, or on stderr for threads that run outside any cell: evcxr reads
 /// the runtime's stdout only while a cell runs, its stderr always.
 pub(crate) fn emit_message_on(message: &Value, stderr: bool) {
-    let line = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
+    let line = message_line(message);
     if stderr {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{DISPLAY_PREFIX}{line}");
+        let _ = writeln!(err, "{line}");
         let _ = err.flush();
     } else {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{DISPLAY_PREFIX}{line}");
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
+}
+
+/// A message for the kernel as one line: [`DISPLAY_PREFIX`] and the JSON, with `EVCXR_`
+/// escaped.
+pub fn message_line(message: &Value) -> String {
+    let json = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
+    format!("{DISPLAY_PREFIX}{json}")
 }
 
 /// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.
@@ -334,11 +341,10 @@ mod tests {
     #[test]
     fn payload_never_contains_evcxr_markers() {
         let html = Html("EVCXR_BEGIN_CONTENT text/html <b>x</b>".into());
-        let message = json!({"data": html.mime_bundle()})
-            .to_string()
-            .replace("EVCXR_", "EVCXR\\u005f");
-        assert!(!message.contains("EVCXR_BEGIN_CONTENT"));
-        let back: Value = serde_json::from_str(&message).unwrap();
+        let line = message_line(&json!({"data": html.mime_bundle()}));
+        assert!(!line.contains("EVCXR_BEGIN_CONTENT"));
+        let message = line.strip_prefix(DISPLAY_PREFIX).unwrap();
+        let back: Value = serde_json::from_str(message).unwrap();
         assert_eq!(
             back["data"]["text/html"],
             "EVCXR_BEGIN_CONTENT text/html <b>x</b>"

@@ -120,11 +120,12 @@ impl OnnxModel {
             .with_intra_threads(thread_count())?)
     }
 
-    /// Runs a batch and returns every float32 output by name (for capture).
-    pub fn run_all(
+    /// Runs a batch (after checking its shape) and hands the session's outputs to `read`.
+    fn with_outputs<R>(
         &self,
         batch: ArrayView4<'_, f32>,
-    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R>,
+    ) -> Result<R> {
         check_input(self, batch.shape())?;
         let batch = batch.as_standard_layout();
         let input = TensorRef::from_array_view(batch.view())?;
@@ -133,14 +134,24 @@ impl OnnxModel {
             .lock()
             .map_err(|_| anyhow!("session poisoned"))?;
         let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
-        let mut all = Vec::new();
-        for (name, value) in outputs.iter() {
-            // Integer tensors (QuantizeLinear outputs) are skipped.
-            if let Ok(array) = value.try_extract_array::<f32>() {
-                all.push((name.to_string(), array.to_owned()));
+        read(&outputs)
+    }
+
+    /// Runs a batch and returns every float32 output by name (for capture).
+    pub fn run_all(
+        &self,
+        batch: ArrayView4<'_, f32>,
+    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+        self.with_outputs(batch, |outputs| {
+            let mut all = Vec::new();
+            for (name, value) in outputs.iter() {
+                // Integer tensors (QuantizeLinear outputs) are skipped.
+                if let Ok(array) = value.try_extract_array::<f32>() {
+                    all.push((name.to_string(), array.to_owned()));
+                }
             }
-        }
-        Ok(all)
+            Ok(all)
+        })
     }
 }
 
@@ -150,20 +161,15 @@ impl Model for OnnxModel {
     }
 
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
-        check_input(self, batch.shape())?;
-        let batch = batch.as_standard_layout();
-        let input = TensorRef::from_array_view(batch.view())?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| anyhow!("session poisoned"))?;
-        let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
-        let scores = outputs[0]
-            .try_extract_array::<f32>()
-            .with_context(|| format!("model `{}`: output is not float32", self.info.name))?;
-        let scores = scores
-            .into_dimensionality::<Ix2>()
-            .with_context(|| format!("model `{}`: output is not [n, classes]", self.info.name))?;
-        Ok(scores.to_owned())
+        let name = &self.info.name;
+        self.with_outputs(batch, |outputs| {
+            let scores = outputs[0]
+                .try_extract_array::<f32>()
+                .with_context(|| format!("model `{name}`: output is not float32"))?;
+            let scores = scores
+                .into_dimensionality::<Ix2>()
+                .with_context(|| format!("model `{name}`: output is not [n, classes]"))?;
+            Ok(scores.to_owned())
+        })
     }
 }

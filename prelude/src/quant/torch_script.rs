@@ -93,12 +93,25 @@ fn take_error(err: *mut c_char) -> anyhow::Error {
     if err.is_null() {
         return anyhow!("libtorch failed without a message");
     }
+    anyhow!("libtorch: {}", take_string(err))
+}
+
+/// Copies a string the shim returned and frees it.
+fn take_string(text: *mut c_char) -> String {
     // SAFETY: the shim returns a malloc'ed NUL-terminated string, freed here once.
-    let text = unsafe { CStr::from_ptr(err) }
+    let out = unsafe { CStr::from_ptr(text) }
         .to_string_lossy()
         .into_owned();
-    unsafe { qpt_free_string(err) };
-    anyhow!("libtorch: {text}")
+    unsafe { qpt_free_string(text) };
+    out
+}
+
+/// The string a shim call returned, or the error it set (a null result).
+fn shim_string(text: *mut c_char, err: *mut c_char) -> Result<String> {
+    if text.is_null() {
+        return Err(take_error(err));
+    }
+    Ok(take_string(text))
 }
 
 /// A TorchScript module loaded by the shim (not shared with any other loaded copy).
@@ -166,15 +179,7 @@ impl Script {
         let mut err = ptr::null_mut();
         // SAFETY: valid handle.
         let text = unsafe { qpt_describe(self.handle, &mut err) };
-        if text.is_null() {
-            return Err(take_error(err));
-        }
-        // SAFETY: NUL-terminated, malloc'ed by the shim, freed once.
-        let out = unsafe { CStr::from_ptr(text) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { qpt_free_string(text) };
-        Ok(out)
+        shim_string(text, err)
     }
 
     /// The quantized weight of module `module`.
@@ -242,15 +247,8 @@ impl Script {
         let mut err = ptr::null_mut();
         // SAFETY: valid handle.
         let text = unsafe { qpt_expose_activations(self.handle, &mut err) };
-        if text.is_null() {
-            return Err(take_error(err));
-        }
-        // SAFETY: NUL-terminated, malloc'ed by the shim, freed once.
-        let out = unsafe { CStr::from_ptr(text) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { qpt_free_string(text) };
-        out.lines()
+        shim_string(text, err)?
+            .lines()
             .map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
                 match f.as_slice() {
