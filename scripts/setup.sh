@@ -44,6 +44,13 @@ cargo build --release --workspace --quiet
 # The kernelspec "qplay" in the venv, where `make lab` (the venv's Jupyter) finds it.
 step kernelspec "target/release/qplay scripts/env.sh" qplay install --sys-prefix
 
-# Compile the prelude once into the persistent evcxr build directory, so that a new kernel's
-# first cell does not pay for the dependency tree (minutes) but only for itself.
-step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs" qplay prewarm
+# Checkouts from before build slots had one build directory, .evcxr itself: it becomes slot 0.
+if [[ -d .evcxr/target && ! -e .evcxr/slot-0 ]]; then
+    mkdir .evcxr/slot-0
+    mv .evcxr/Cargo.toml .evcxr/Cargo.lock .evcxr/src .evcxr/target .evcxr/slot-0/
+    if [[ -d .evcxr/.cargo ]]; then mv .evcxr/.cargo .evcxr/slot-0/; fi
+fi
+# Compile the prelude once into a persistent evcxr build slot (.evcxr/slot-N), which every new
+# kernel starts from, so that its first cell does not pay for the dependency tree (minutes) but
+# only for itself (kernel/src/slots.rs).
+step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs kernel/src/slots.rs" qplay prewarm

@@ -182,3 +182,35 @@ def test_each_evcxr_content_block_is_its_own_output(kernel):
              for m in out if m["msg_type"] in ("display_data", "stream", "execute_result")]
     assert shown == [("display_data", "<b>one</b>"), ("display_data", "<b>two</b>"),
                      ("stream", "between\n"), ("execute_result", "<i>last</i>")]
+
+
+def test_two_kernels_at_once_build_apart(kernel):
+    """Two notebooks open at once: each kernel compiles in its own build slot, so cells that
+    run at the same moment never load each other's code (with one shared build directory the
+    second round here crashed one runtime)."""
+    import threading
+
+    from jupyter_client.manager import start_new_kernel
+
+    _, a = kernel
+    km_b, b = start_new_kernel(kernel_name="qplay", startup_timeout=300)
+    try:
+        for r in range(3):
+            results = {}
+
+            def go(name, kc, code):
+                reply, out = run(kc, code)
+                results[name] = (reply["status"], [o["data"]["text/plain"] for o in of_type(out, "execute_result")])
+
+            threads = [threading.Thread(target=go, args=("a", a, f'let slot_a{r} = "kernel a {r}"; slot_a{r}')),
+                       threading.Thread(target=go, args=("b", b, f"let slot_b{r} = {r} * 1000 + 7; slot_b{r}"))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert results == {"a": ("ok", [f'"kernel a {r}"']), "b": ("ok", [str(r * 1000 + 7)])}
+        reply, out = run(a, 'format!("{slot_a0}|{slot_a1}|{slot_a2}")')
+        assert of_type(out, "execute_result")[0]["data"]["text/plain"] == '"kernel a 0|kernel a 1|kernel a 2"'
+    finally:
+        b.stop_channels()
+        km_b.shutdown_kernel(now=True)

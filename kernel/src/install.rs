@@ -1,6 +1,6 @@
 //! `qplay install`: writes the Jupyter kernelspec "qplay" ("Rust · qplay"), whose argv runs this
 //! binary as `qplay kernel -f {connection_file}` with the environment the kernel and its evcxr
-//! runtime need (library paths, `QPLAY_HOME`, the persistent `EVCXR_TMPDIR`).
+//! runtime need (library paths, `QPLAY_HOME`, the persistent build root `QPLAY_BUILD_DIR`).
 
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,7 @@ fn kernel_env() -> Result<serde_json::Value> {
     let mut env = json!({
         "QPLAY_HOME": root,
         "ORT_DYLIB_PATH": ort,
-        "EVCXR_TMPDIR": crate::evcxr_tmpdir(),
+        "QPLAY_BUILD_DIR": crate::slots::build_root(),
     });
     for var in [
         "LIBTORCH",

@@ -20,7 +20,7 @@ pub struct KernelArgs {
 
 /// Serves the kernel until a shutdown request.
 pub fn run(args: KernelArgs) -> Result<()> {
-    crate::default_evcxr_tmpdir();
+    let _slot = crate::slots::acquire()?;
     let interrupter = Interrupter::default();
     let backend = QplayBackend::start(interrupter.clone())?;
     jupyter::serve(&args.connection_file, backend, move || {

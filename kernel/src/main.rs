@@ -12,6 +12,7 @@ mod install;
 mod kernel_cmd;
 mod link;
 mod quant_cmd;
+mod slots;
 mod widgets;
 
 use std::process::ExitCode;
@@ -34,8 +35,9 @@ enum Command {
     /// Measure qplay against the reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Compile the prelude into the evcxr build directory ($EVCXR_TMPDIR), so that a new
-    /// kernel's first cell is fast; then run the given cells (or a trivial one) and print them.
+    /// Compile the prelude into a build slot of $QPLAY_BUILD_DIR (default `.evcxr/`), which
+    /// new kernels then start from, so that their first cell is fast; then run the given cells
+    /// (or a trivial one) and print them.
     Prewarm {
         /// Cells to run after start-up.
         cells: Vec<String>,
@@ -77,28 +79,18 @@ fn main() -> ExitCode {
     report(result)
 }
 
-/// evcxr's build directory: `$EVCXR_TMPDIR` if the user chose one, else the project's
-/// persistent `.evcxr/` (the one set-up pre-warms).
-pub fn evcxr_tmpdir() -> std::path::PathBuf {
-    std::env::var_os("EVCXR_TMPDIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| qplay::paths::root().join(".evcxr"))
-}
-
-/// Points evcxr at [`evcxr_tmpdir`] unless the user chose one.
-pub fn default_evcxr_tmpdir() {
-    if std::env::var_os("EVCXR_TMPDIR").is_none() {
-        std::env::set_var("EVCXR_TMPDIR", evcxr_tmpdir());
-    }
-}
-
 fn prewarm(cells: &[String]) -> Result<()> {
-    default_evcxr_tmpdir();
+    let slot = slots::acquire()?;
     let start = std::time::Instant::now();
     let widgets = std::sync::Arc::new(widgets::Widgets::new(link::RuntimeLink::listen()?));
     let mut engine = engine::Engine::start(engine::Interrupter::default(), widgets)?;
     engine.warm_up_analyzer();
-    eprintln!("engine started in {:.1} s", start.elapsed().as_secs_f64());
+    slots::mark_warm(&slot)?;
+    eprintln!(
+        "engine started in {:.1} s in {}",
+        start.elapsed().as_secs_f64(),
+        slot.dir.display()
+    );
     let trivial = ["1 + 1".to_string()];
     let cells = if cells.is_empty() {
         &trivial[..]
