@@ -45,3 +45,13 @@ def kernel():
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
+
+
+def start_endless_cell(kc, timeout=120):
+    """Starts a cell that never ends and returns its msg_id once it is really running
+    (compiled, and printed its line), so that an interrupt now stops running code."""
+    msg_id = kc.execute('println!("spinning"); loop { std::hint::spin_loop(); }')
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            return msg_id

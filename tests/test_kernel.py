@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from conftest import start_endless_cell
 
 TIMEOUT = 120  # a cell may compile for a while on a loaded 2-core machine
 
@@ -121,12 +122,7 @@ def test_panic_is_reported_and_kernel_lives(kernel):
 def test_interrupt_stops_an_endless_loop(kernel):
     km, kc = kernel
     run(kc, "let before = 1;")
-    msg_id = kc.execute('println!("spinning"); loop { std::hint::spin_loop(); }')
-    # Interrupt once the loop is really running (compiled, and printed its line).
-    while True:
-        msg = kc.get_iopub_msg(timeout=TIMEOUT)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            break
+    msg_id = start_endless_cell(kc, TIMEOUT)
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=TIMEOUT)
     assert reply["parent_header"]["msg_id"] == msg_id

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from conftest import start_endless_cell
 
 TIMEOUT = 120
 VIEW = "application/vnd.jupyter.widget-view+json"
@@ -299,3 +300,41 @@ def test_deps_shows_the_graph(kernel, notebook):
     (result,) = of_type(out, "execute_result")
     html = result["content"]["data"]["text/html"]
     assert "<table" in html and "scale" in html and "model" in html
+
+
+def test_widgets_of_a_restarted_runtime_show_disabled(kernel):
+    """Interrupting a cell restarts the runtime, which held the widgets' values and callbacks:
+    the browser is told to show those controls disabled, the error names them, and rerunning
+    the widget's cell makes it anew with the user's value."""
+    km, kc = kernel
+    code = 'let gain = slider("gain", 0.0, 2.0, 1.0);\ngain'
+    reply, out = execute(kc, code, "gain")
+    assert reply["status"] == "ok", reply
+    (gain,) = opened(out, "FloatSliderModel")
+    gain_id = gain["content"]["comm_id"]
+    assert gain["content"]["data"]["state"]["disabled"] is False
+    update(kc, gain_id, {"value": 1.25})
+
+    msg_id = start_endless_cell(kc, TIMEOUT)
+    km.interrupt_kernel()
+    disabled = False
+    while True:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if (msg["msg_type"] == "comm_msg" and msg["content"]["comm_id"] == gain_id
+                and msg["content"]["data"].get("state") == {"disabled": True}):
+            disabled = True
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"):
+            break
+    assert disabled, "the slider of the old runtime is shown disabled"
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["content"]["ename"] == "Interrupted"
+    assert 'FloatSlider "gain"' in reply["content"]["evalue"], reply["content"]["evalue"]
+
+    reply, out = execute(kc, code, "gain")
+    assert reply["status"] == "ok", reply
+    (again,) = opened(out, "FloatSliderModel")
+    assert again["content"]["data"]["state"]["value"] == 1.25
+    assert again["content"]["data"]["state"]["disabled"] is False

@@ -269,11 +269,21 @@ impl Engine {
                         "the runtime process stopped and was restarted",
                     )
                 };
+                let orphans = self.widgets.disable_orphans();
+                let widget_note = if orphans.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Its widgets no longer respond and are shown disabled ({}): run their \
+                         cells again.",
+                        orphans.join(", ")
+                    )
+                };
                 Err(CellError {
                     ename: ename.into(),
-                    evalue: format!("{what}.{lost_note}"),
+                    evalue: format!("{what}.{lost_note}{widget_note}"),
                     traceback: vec![
-                        format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}"),
+                        format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}{widget_note}"),
                         message,
                     ],
                 })

@@ -412,6 +412,32 @@ impl Widgets {
         }
     }
 
+    /// The runtime was restarted: the values and callbacks behind its widgets are gone. Their
+    /// controls are shown disabled in the browser, so that nobody moves a slider that no longer
+    /// does anything; returns their descriptions. Rerunning a widget's cell makes it anew with
+    /// the value it had.
+    pub fn disable_orphans(&self) -> Vec<String> {
+        let Some(iopub) = lock(&self.detached).clone() else {
+            return Vec::new();
+        };
+        let mut book = lock(&self.book);
+        let mut disabled = Vec::new();
+        for (id, model) in book.models.iter_mut() {
+            if model.state.get("disabled") == Some(&Value::Bool(false)) {
+                model.state.insert("disabled".into(), Value::Bool(true));
+                iopub.comm_msg(
+                    id,
+                    json!({"method": "update", "state": {"disabled": true}, "buffer_paths": []}),
+                    protocol_metadata(),
+                    Vec::new(),
+                );
+                disabled.push(model.description());
+            }
+        }
+        disabled.sort();
+        disabled
+    }
+
     /// Hands changes to the runtime and waits until it has applied them (and redrawn its live
     /// views). Returns false if no runtime took them.
     pub fn forward(&self, apply: &Apply) -> bool {
