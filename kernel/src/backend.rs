@@ -10,6 +10,7 @@
 //! widget changes the kernel can rerun it and replace its outputs in place, in its own cell.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
@@ -39,9 +40,10 @@ pub struct QplayBackend {
 }
 
 impl QplayBackend {
-    /// Starts the engine in the background; `interrupter` reaches it once it runs.
-    pub fn start(interrupter: Interrupter) -> anyhow::Result<QplayBackend> {
-        let widgets = Arc::new(Widgets::new(RuntimeLink::listen()?));
+    /// Starts the engine in the background, building in `slot`; `interrupter` reaches it once
+    /// it runs.
+    pub fn start(interrupter: Interrupter, slot: &Path) -> anyhow::Result<QplayBackend> {
+        let widgets = Arc::new(Widgets::new(RuntimeLink::listen(slot)?));
         let (tx, rx) = std::sync::mpsc::channel();
         let for_engine = widgets.clone();
         std::thread::spawn(move || {

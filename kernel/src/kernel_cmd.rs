@@ -20,9 +20,9 @@ pub struct KernelArgs {
 
 /// Serves the kernel until a shutdown request.
 pub fn run(args: KernelArgs) -> Result<()> {
-    let _slot = crate::slots::acquire()?;
+    let slot = crate::slots::acquire()?;
     let interrupter = Interrupter::default();
-    let backend = QplayBackend::start(interrupter.clone())?;
+    let backend = QplayBackend::start(interrupter.clone(), &slot.dir)?;
     jupyter::serve(&args.connection_file, backend, move || {
         interrupter.interrupt()
     })

@@ -3,8 +3,10 @@
 //!
 //! evcxr owns the runtime's stdin and stdout, so this second channel carries kernel → runtime
 //! messages; the runtime answers on stdout, in order with the rest of its output. The socket
-//! lives in a private temporary folder; its path reaches the runtime in `QPLAY_CHANNEL`. A
-//! restarted runtime connects again and replaces the old connection.
+//! lives in the kernel's build slot (`kernel/src/slots.rs`), which no other live kernel uses, so
+//! a killed kernel leaves nothing behind that the next one does not replace; its path reaches
+//! the runtime in `QPLAY_CHANNEL`. A restarted runtime connects again and replaces the old
+//! connection.
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,21 +20,45 @@ use serde_json::Value;
 /// How long a message waits for a runtime that has not connected yet.
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
 
+/// The socket's file name in the build slot.
+const SOCKET: &str = "link.sock";
+/// The longest socket path Linux takes (`sun_path` is 108 bytes with its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// The listening socket and the runtime's current connection.
 pub struct RuntimeLink {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// A private folder for the socket when the build slot's path is too long for one.
+    _fallback: Option<tempfile::TempDir>,
     current: Arc<(Mutex<Option<UnixStream>>, Condvar)>,
 }
 
 impl RuntimeLink {
-    /// Listens on a fresh socket and accepts runtimes in the background.
-    pub fn listen() -> Result<RuntimeLink> {
-        let dir = tempfile::Builder::new()
-            .prefix("qplay-link-")
-            .tempdir()
-            .context("cannot create the widget link folder")?;
-        let listener = UnixListener::bind(dir.path().join("runtime.sock"))
-            .context("cannot listen on the widget link socket")?;
+    /// Listens on a socket in `slot` (the kernel's own build directory, replacing what a killed
+    /// kernel left there) and accepts runtimes in the background.
+    pub fn listen(slot: &Path) -> Result<RuntimeLink> {
+        let mut path = slot.join(SOCKET);
+        let mut fallback = None;
+        if path.as_os_str().len() > MAX_SOCKET_PATH {
+            let dir = tempfile::Builder::new()
+                .prefix("qplay-link-")
+                .tempdir()
+                .context("cannot create the widget link folder")?;
+            path = dir.path().join(SOCKET);
+            fallback = Some(dir);
+        } else {
+            std::fs::create_dir_all(slot)
+                .with_context(|| format!("cannot create {}", slot.display()))?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        let listener = UnixListener::bind(&path).with_context(|| {
+            format!("cannot listen on the widget link socket {}", path.display())
+        })?;
         let current: Arc<(Mutex<Option<UnixStream>>, Condvar)> = Default::default();
         let accepted = current.clone();
         std::thread::Builder::new()
@@ -45,12 +71,16 @@ impl RuntimeLink {
                 }
             })
             .context("cannot start the widget link thread")?;
-        Ok(RuntimeLink { dir, current })
+        Ok(RuntimeLink {
+            path,
+            _fallback: fallback,
+            current,
+        })
     }
 
     /// The socket's path, for the runtime's environment.
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join("runtime.sock")
+        self.path.clone()
     }
 
     /// Whether a runtime is connected now.
@@ -81,6 +111,12 @@ impl RuntimeLink {
             return false;
         }
         true
+    }
+}
+
+impl Drop for RuntimeLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 fn prewarm(cells: &[String]) -> Result<()> {
     let slot = slots::acquire()?;
     let start = std::time::Instant::now();
-    let widgets = std::sync::Arc::new(widgets::Widgets::new(link::RuntimeLink::listen()?));
+    let widgets = std::sync::Arc::new(widgets::Widgets::new(link::RuntimeLink::listen(&slot.dir)?));
     let mut engine = engine::Engine::start(engine::Interrupter::default(), widgets)?;
     engine.warm_up_analyzer();
     slots::mark_warm(&slot)?;
