@@ -261,7 +261,7 @@ impl Engine {
                 let (ename, what) = if self.interrupter.interrupted.load(SeqCst) {
                     (
                         "Interrupted",
-                        "interrupted: the runtime process was stopped and restarted",
+                        "the runtime process was stopped and restarted",
                     )
                 } else {
                     (

@@ -1,6 +1,6 @@
 // The reactive notebook in a real JupyterLab: run all, move a slider, see the dependent cell and
 // the live view change while the model cell does not rerun, reload the page and see the
-// widgets again. Prints a JSON summary; exits non-zero on any failed check.
+// widgets again, interrupt an endless cell and see the old runtime's sliders disabled. Prints a JSON summary; exits non-zero on any failed check.
 //
 //   node tests/browser/reactive.mjs OUT_DIR
 
@@ -62,4 +62,29 @@ cli((outDir) => checkNotebook(NOTEBOOK, outDir, async ({ page, check, log, reope
     }
     check('widgets come back after a reload with the user\'s value', readouts.includes('100'), JSON.stringify(readouts));
     await screenshotNotebook(page, path.join(outDir, 'reactive-reloaded.png'), { width: 1300, height: 1000 });
+
+    // An interrupt restarts the runtime, which held the widgets' values and callbacks: the
+    // sliders must turn disabled rather than keep moving to no effect.
+    log('running an endless cell and interrupting it');
+    await page.evaluate(async () => {
+      const app = window.jupyterapp;
+      const nb = app.shell.currentWidget.content;
+      nb.activeCellIndex = nb.widgets.length - 1;
+      await app.commands.execute('notebook:insert-cell-below');
+      nb.activeCell.model.sharedModel.setSource('println!("spinning"); loop { std::hint::spin_loop(); }');
+      // Not awaited: running the cell ends only with the interrupt below.
+      void app.commands.execute('notebook:run-cell');
+    });
+    await waitFor(page, 'the endless cell', (t) => t[t.length - 1].includes('spinning'));
+    await page.evaluate(() => window.jupyterapp.commands.execute('kernelmenu:interrupt'));
+    texts = await waitFor(page, 'the interrupt', (t) => t[t.length - 1].includes('Interrupted'));
+    check('the interrupt names the disabled widgets', texts[texts.length - 1].includes('shown disabled'), texts[texts.length - 1]);
+    let disabled = 0;
+    const until = Date.now() + 30_000;
+    while (Date.now() < until && !disabled) {
+      disabled = await page.evaluate(() => document.querySelectorAll('.widget-slider .noUi-target[disabled]').length);
+      await sleep(250);
+    }
+    check('the old runtime\'s sliders are disabled', disabled > 0, `${disabled} disabled sliders`);
+    await screenshotNotebook(page, path.join(outDir, 'reactive-restarted.png'), { width: 1300, height: 1000 });
 }));
