@@ -285,10 +285,41 @@ fn the_seed_project_model_is_inspected_and_edited() {
         .tensor
         .clone();
     let v = m.with_bits(&w, 2).unwrap();
-    assert_ne!(
-        m.run(batch().view()).unwrap(),
-        v.run(batch().view()).unwrap()
+    let base = m.run(batch().view()).unwrap();
+    assert_ne!(base, v.run(batch().view()).unwrap());
+    // Graph-constant activations, in the root graph and in submodules: each edit changes the
+    // outputs, leaves the original's alone, and predicts as its saved copy.
+    let dir = tempfile::tempdir().unwrap();
+    let constants: Vec<_> = p
+        .rows
+        .iter()
+        .filter(|r| r.role == Role::Activation && r.scale_initializer == "graph constant")
+        .collect();
+    let in_root = |r: &qplay::quant::QuantParam| {
+        r.quantize_node
+            .as_deref()
+            .is_some_and(|q| q.starts_with("forward #"))
+    };
+    let picks = [
+        constants.iter().find(|r| in_root(r)),
+        constants.iter().find(|r| !in_root(r)),
+    ];
+    eprintln!(
+        "seed model: {} graph-constant activations; editing {:?}",
+        constants.len(),
+        picks.map(|r| r.map(|r| r.tensor.clone()))
     );
+    for r in picks.into_iter().flatten() {
+        let v = m.with_scale(&r.tensor, r.scales[0] * 3.0).unwrap();
+        let out = v.run(batch().view()).unwrap();
+        assert_ne!(out, base, "{}", r.tensor);
+        assert_eq!(m.run(batch().view()).unwrap(), base, "{}", r.tensor);
+        let path = dir.path().join("v.pt");
+        v.save(&path).unwrap();
+        let fresh = workbench(path.to_str().unwrap()).unwrap();
+        assert_eq!(fresh.run(batch().view()).unwrap(), out, "{}", r.tensor);
+        assert_eq!(fresh.quant_params().rows, v.quant_params().rows);
+    }
 }
 
 /// Measured, not asserted: a new TorchScript version, its first 1-image run and a 100-image
