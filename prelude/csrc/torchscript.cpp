@@ -1,11 +1,15 @@
 // A small C interface to the parts of libtorch's TorchScript API that tch does not expose,
 // for the quantization workbench (prelude/src/quant/torch_script.rs):
-//   - load a module from bytes, save it to bytes;
+//   - load a module from bytes, save it to bytes, run its `forward`;
 //   - list its quantized weights (the `_packed_params` objects of quantized conv/linear
 //     modules) and the scale / zero-point operands of quantize ops (graph constants or module
 //     attributes) in each module's `forward` graph;
 //   - unpack / repack a weight through the dispatcher's boxed calls (no private ATen headers);
-//   - replace a scale or zero-point operand (a new graph constant, or a new attribute value).
+//   - make an edited version of a module in memory (`fork`, below): a new scale or zero-point
+//     operand (a new graph constant, or a new attribute value), a repacked weight, or a `forward`
+//     that also returns the quantized intermediate tensors (capture).
+// A handle is never changed after the call that made it returns: every edit returns a new
+// handle and leaves its input, and every module it shares objects or code with, as it was.
 // Every function catches exceptions and reports them as a malloc'ed message in `*err`.
 
 #include <torch/script.h>
@@ -15,11 +19,14 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 namespace {
+
+using torch::jit::Module;
 
 char* dup(const std::string& s) {
   char* out = static_cast<char*>(std::malloc(s.size() + 1));
@@ -27,17 +34,35 @@ char* dup(const std::string& s) {
   return out;
 }
 
-std::vector<torch::jit::NameModule> modules(torch::jit::Module& m) {
+Module& root_of(void* h) { return *static_cast<Module*>(h); }
+
+std::vector<torch::jit::NameModule> modules(const Module& m) {
   std::vector<torch::jit::NameModule> all;
   for (const auto& nm : m.named_modules()) all.push_back(nm);
   return all;
 }
 
-torch::jit::Module module_at(torch::jit::Module& m, int64_t index) {
+torch::jit::NameModule named_module_at(const Module& m, int64_t index) {
   auto all = modules(m);
   if (index < 0 || index >= static_cast<int64_t>(all.size()))
     throw std::runtime_error("module index out of range");
-  return all[index].value;
+  return all[index];
+}
+
+Module module_at(const Module& m, int64_t index) { return named_module_at(m, index).value; }
+
+// Node indices count the nodes of a graph that are not prim::Constant, so that a constant
+// inserted by an edit moves no other node's index (and a saved and reloaded module, whose
+// constants may be pooled differently, numbers its nodes the same way).
+bool counted(const torch::jit::Node* n) { return n->kind() != c10::prim::Constant; }
+
+torch::jit::Node* node_at(const std::shared_ptr<torch::jit::Graph>& g, int64_t ni) {
+  int64_t i = 0;
+  for (torch::jit::Node* n : g->nodes()) {
+    if (!counted(n)) continue;
+    if (i++ == ni) return n;
+  }
+  throw std::runtime_error("node index out of range");
 }
 
 bool is_packed(const c10::IValue& v, std::string* kind) {
@@ -61,7 +86,7 @@ torch::jit::Stack call(const char* op, torch::jit::Stack stack) {
 }
 
 // Describes where operand `i` of node `n` comes from: "c" (constant) or "a:<attr>" and its value.
-bool operand(torch::jit::Module& owner, const std::shared_ptr<torch::jit::Graph>& g,
+bool operand(const Module& owner, const std::shared_ptr<torch::jit::Graph>& g,
              torch::jit::Node* n, size_t i, std::string* source, double* value) {
   torch::jit::Value* v = n->input(i);
   torch::jit::Node* p = v->node();
@@ -85,6 +110,97 @@ bool operand(torch::jit::Module& owner, const std::shared_ptr<torch::jit::Graph>
   return true;
 }
 
+// ---- Versions in memory -------------------------------------------------------------------
+//
+// A module is a tree of objects (ivalue::Object: a class type and attribute slots); its code
+// lives in the class types (one GraphFunction per method, each with its own graph executor),
+// which a compilation unit owns. Objects of one type share its graphs and executors, and a
+// caller's graph names the exact types of the submodules it calls (prim::CallMethod is bound to
+// the callee's type when the caller's code is compiled, and the executor inlines the callee's
+// graph into the caller's). So:
+//   - a new attribute value (a packed weight, a scale buffer) needs new objects from the root
+//     down to the module that holds it (shallow copies: same types, same slots), and nothing
+//     else: every other object, and all code, is shared with the parent, whose executors are
+//     already compiled;
+//   - a new graph constant needs, in addition, new types for those same modules (their methods
+//     copied with the types of the path remapped, as Module::clone_method does), owned by a new
+//     compilation unit that only the new objects reference, so that it is freed with the version.
+//     (Module::clone would copy every type and method, run each module's __setstate__ — which
+//     repacks every weight — and register all of it in the original compilation unit, where it
+//     stays for as long as any module of that load lives: about 3 MiB per version.)
+// Objects and types are never changed after the call that made them returns.
+
+// The name of a type made for a version: its own name with `___qplay_<token>` as the last
+// namespace (an earlier `___qplay_` namespace is dropped). The token comes from the version's
+// key, so names are unique within any module tree the workbench makes, and the same edits give
+// the same names (and the same saved bytes).
+c10::QualifiedName fresh_name(const c10::QualifiedName& name, const std::string& token) {
+  const auto& all = name.atoms();
+  std::vector<std::string> atoms;
+  for (size_t i = 0; i + 1 < all.size(); ++i)
+    if (all[i].rfind("___qplay_", 0) != 0) atoms.push_back(all[i]);
+  atoms.push_back("___qplay_" + token);
+  atoms.push_back(all.back());
+  return c10::QualifiedName(atoms);
+}
+
+// A copy of `orig` (same slots) whose attribute `child_name` is `child`, when `child` is given.
+// With `cu`, the copy gets a new type in `cu`: the same attributes (the child's typed as the new
+// child's), constants and methods (copied, with the types of the new objects remapped).
+Module copy_module(const Module& orig, const std::string& child_name, const Module* child,
+                   const std::shared_ptr<torch::jit::CompilationUnit>& cu,
+                   const std::string& token) {
+  if (!cu) {
+    Module r = orig.copy();
+    if (child) r._ivalue()->setAttr(child_name, child->_ivalue());
+    return r;
+  }
+  auto t = orig.type();
+  if (!t->getForwardHooks().empty() || !t->getForwardPreHooks().empty() ||
+      !t->properties().empty())
+    throw std::runtime_error("module type " + t->repr_str() +
+                             " has hooks or properties, which an edit cannot copy");
+  Module r(fresh_name(*t->name(), token), cu, /*shouldMangle=*/false);
+  for (size_t i = 0; i < t->numAttributes(); ++i) {
+    const std::string& name = t->getAttributeName(i);
+    c10::TypePtr type = t->getAttribute(i);
+    c10::IValue value = orig._ivalue()->getSlot(i);
+    if (child && name == child_name) {
+      type = child->type();
+      value = child->_ivalue();
+    }
+    r.type()->addAttribute(name, type, t->is_parameter(i), t->is_buffer(i));
+    r._ivalue()->setSlot(i, std::move(value));
+  }
+  for (size_t i = 0; i < t->numConstants(); ++i)
+    r.type()->addConstant(t->getConstantName(i), t->getConstant(i));
+  // clone_method maps the type of every module under `orig` to the type of the module at the
+  // same place under `r` (new types on the path, the same types elsewhere).
+  for (torch::jit::Function* fn : t->methods()) r.clone_method(orig, fn->name());
+  return r;
+}
+
+// A new root whose module `mi` and its ancestors are new objects (with new types in a new
+// compilation unit when `retype`); everything else is shared with `root`.
+Module fork(const Module& root, int64_t mi, bool retype, const std::string& token) {
+  std::string name = named_module_at(root, mi).name;
+  std::vector<std::string> path;
+  for (size_t start = 0; !name.empty();) {
+    size_t dot = name.find('.', start);
+    path.push_back(name.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  std::vector<Module> chain{root};
+  for (const auto& p : path) chain.push_back(chain.back().attr(p).toModule());
+  auto cu = retype ? std::make_shared<torch::jit::CompilationUnit>() : nullptr;
+  Module cur = copy_module(chain.back(), "", nullptr, cu, token);
+  for (size_t i = path.size(); i-- > 0;) cur = copy_module(chain[i], path[i], &cur, cu, token);
+  return cur;
+}
+
+void* handle_for(Module m) { return new Module(std::move(m)); }
+
 }  // namespace
 
 extern "C" {
@@ -95,7 +211,7 @@ void* qpt_load(const uint8_t* data, size_t len, char** err) {
   try {
     std::string bytes(reinterpret_cast<const char*>(data), len);
     std::istringstream in(bytes);
-    auto* m = new torch::jit::Module(torch::jit::load(in, c10::Device(c10::kCPU)));
+    auto* m = new Module(torch::jit::load(in, c10::Device(c10::kCPU)));
     m->eval();
     return m;
   } catch (const std::exception& e) {
@@ -104,7 +220,7 @@ void* qpt_load(const uint8_t* data, size_t len, char** err) {
   }
 }
 
-void qpt_free(void* h) { delete static_cast<torch::jit::Module*>(h); }
+void qpt_free(void* h) { delete static_cast<Module*>(h); }
 
 // One line per quantized weight and per quantize operand pair (tab-separated):
 //   W  module_index  module_name  conv2d|linear
@@ -112,7 +228,7 @@ void qpt_free(void* h) { delete static_cast<torch::jit::Module*>(h); }
 //      zp_input  zp_source  zero_point  output_name  dtype (ScalarType code, -1 unknown)
 char* qpt_describe(void* h, char** err) {
   try {
-    auto& root = *static_cast<torch::jit::Module*>(h);
+    const Module& root = root_of(h);
     std::ostringstream out;
     out.precision(17);
     auto all = modules(root);
@@ -125,6 +241,7 @@ char* qpt_describe(void* h, char** err) {
       auto g = m.get_method("forward").graph();
       int64_t ni = 0;
       for (torch::jit::Node* n : g->nodes()) {
+        if (!counted(n)) continue;
         std::string op = n->kind().toQualString();
         size_t si = 0, zi = 0;
         int64_t dtype = -1;
@@ -160,7 +277,7 @@ char* qpt_describe(void* h, char** err) {
 // The quantized weight (and float bias, or null) of module `mi`, as new at::Tensor objects.
 int qpt_get_weight(void* h, int64_t mi, void** weight, void** bias, char** err) {
   try {
-    auto m = module_at(*static_cast<torch::jit::Module*>(h), mi);
+    auto m = module_at(root_of(h), mi);
     std::string kind;
     auto packed = m.attr("_packed_params");
     if (!is_packed(packed, &kind)) throw std::runtime_error("module has no packed weight");
@@ -175,13 +292,12 @@ int qpt_get_weight(void* h, int64_t mi, void** weight, void** bias, char** err) 
   }
 }
 
-// Repacks module `mi`'s weight from `weight` (a quantized tensor), keeping its bias and its
-// convolution settings.
-int qpt_set_weight(void* h, int64_t mi, const void* weight, char** err) {
+// A new version whose module `mi` has its weight packed from `weight` (a quantized tensor),
+// keeping its bias and its convolution settings.
+void* qpt_with_weight(void* h, int64_t mi, const void* weight, char** err) {
   try {
-    auto m = module_at(*static_cast<torch::jit::Module*>(h), mi);
     std::string kind;
-    auto packed = m.attr("_packed_params");
+    auto packed = module_at(root_of(h), mi).attr("_packed_params");
     if (!is_packed(packed, &kind)) throw std::runtime_error("module has no packed weight");
     const at::Tensor& w = *static_cast<const at::Tensor*>(weight);
     c10::IValue fresh;
@@ -196,39 +312,40 @@ int qpt_set_weight(void* h, int64_t mi, const void* weight, char** err) {
       auto old = call("quantized::linear_unpack", {packed});
       fresh = call("quantized::linear_prepack", {w, old[1]})[0];
     }
-    m.setattr("_packed_params", fresh);
-    return 1;
+    Module root = fork(root_of(h), mi, /*retype=*/false, "");
+    module_at(root, mi).setattr("_packed_params", fresh);
+    return handle_for(std::move(root));
   } catch (const std::exception& e) {
     *err = dup(e.what());
-    return 0;
+    return nullptr;
   }
 }
 
-// Sets operand `input` of node `ni` in module `mi`'s forward graph to `value`: a new graph
-// constant (float, or int when `is_int`) where it was a constant, else a new value of the module
-// attribute it was read from (same type; a tensor keeps its dtype).
-int qpt_set_operand(void* h, int64_t mi, int64_t ni, int64_t input, double value, int is_int,
-                    char** err) {
+// A new version whose operand `input` of node `ni` in module `mi`'s forward graph is `value`: a
+// new graph constant (float, or int when `is_int`) where it was a constant (the module and its
+// ancestors get new types named with `token`), else a new value of the module attribute it was
+// read from (same type; a tensor keeps its dtype).
+void* qpt_with_operand(void* h, int64_t mi, int64_t ni, int64_t input, double value, int is_int,
+                       const char* token, char** err) {
   try {
-    auto m = module_at(*static_cast<torch::jit::Module*>(h), mi);
-    auto g = m.get_method("forward").graph();
-    torch::jit::Node* n = nullptr;
-    int64_t i = 0;
-    for (torch::jit::Node* k : g->nodes()) {
-      if (i++ == ni) {
-        n = k;
-        break;
-      }
-    }
-    if (!n || input < 0 || input >= static_cast<int64_t>(n->inputs().size()))
-      throw std::runtime_error("node or operand index out of range");
+    auto g = module_at(root_of(h), mi).get_method("forward").graph();
+    torch::jit::Node* n = node_at(g, ni);
+    if (input < 0 || input >= static_cast<int64_t>(n->inputs().size()))
+      throw std::runtime_error("operand index out of range");
     torch::jit::Node* p = n->input(input)->node();
     if (p->kind() == c10::prim::Constant) {
-      torch::jit::WithInsertPoint guard(n);
+      Module root = fork(root_of(h), mi, /*retype=*/true, token);
+      auto graph = module_at(root, mi).get_method("forward").graph();
+      torch::jit::Node* node = node_at(graph, ni);
+      torch::jit::WithInsertPoint guard(node);
       c10::IValue iv = is_int ? c10::IValue(static_cast<int64_t>(value)) : c10::IValue(value);
-      n->replaceInput(input, g->insertConstant(iv));
-    } else if (p->kind() == c10::prim::GetAttr) {
+      node->replaceInput(input, graph->insertConstant(iv));
+      return handle_for(std::move(root));
+    }
+    if (p->kind() == c10::prim::GetAttr && p->input(0) == g->inputs()[0]) {
       std::string name = p->s(c10::attr::name);
+      Module root = fork(root_of(h), mi, /*retype=*/false, "");
+      Module m = module_at(root, mi);
       auto old = m.attr(name);
       if (old.isTensor()) {
         auto t = old.toTensor();
@@ -238,20 +355,19 @@ int qpt_set_operand(void* h, int64_t mi, int64_t ni, int64_t input, double value
       } else {
         m.setattr(name, value);
       }
-    } else {
-      throw std::runtime_error("operand is neither a constant nor a module attribute");
+      return handle_for(std::move(root));
     }
-    return 1;
+    throw std::runtime_error("operand is neither a constant nor a module attribute");
   } catch (const std::exception& e) {
     *err = dup(e.what());
-    return 0;
+    return nullptr;
   }
 }
 
 uint8_t* qpt_save(void* h, size_t* len, char** err) {
   try {
     std::ostringstream out;
-    static_cast<torch::jit::Module*>(h)->save(out);
+    root_of(h).save(out);
     std::string s = out.str();
     auto* buf = static_cast<uint8_t*>(std::malloc(s.size()));
     std::memcpy(buf, s.data(), s.size());
@@ -265,20 +381,48 @@ uint8_t* qpt_save(void* h, size_t* len, char** err) {
 
 void qpt_free_bytes(uint8_t* b) { std::free(b); }
 
-// Makes the root `forward` return a tuple: its output, then every tensor of the root graph that
-// a quantized op, a quantize_per_tensor or a direct submodule's forward produces. Returns one
-// line per added element (tab-separated): `N  node_index  op` for an op of the root graph
-// (node indices as qpt_describe counts them, before this change), `M  child_name` for a
-// submodule call.
-char* qpt_expose_activations(void* h, char** err) {
+// Runs `forward` on one tensor without autograd. Returns a malloc'ed array of `*count` new
+// at::Tensor objects: the output, or each element of an output tuple (null where an element is
+// not a tensor). Null with `*err` set on failure.
+void** qpt_forward(void* h, const void* input, size_t* count, char** err) {
   try {
-    auto& root = *static_cast<torch::jit::Module*>(h);
+    torch::NoGradGuard no_grad;
+    const at::Tensor& x = *static_cast<const at::Tensor*>(input);
+    c10::IValue out = root_of(h).forward({x});
+    std::vector<c10::IValue> items;
+    if (out.isTuple()) {
+      for (const auto& item : out.toTupleRef().elements()) items.push_back(item);
+    } else {
+      items.push_back(out);
+    }
+    auto** tensors = static_cast<void**>(std::malloc(sizeof(void*) * items.size()));
+    for (size_t i = 0; i < items.size(); ++i)
+      tensors[i] = items[i].isTensor() ? new at::Tensor(items[i].toTensor()) : nullptr;
+    *count = items.size();
+    return tensors;
+  } catch (const std::exception& e) {
+    *err = dup(e.what());
+    return nullptr;
+  }
+}
+
+void qpt_free_array(void** a) { std::free(a); }
+
+// A new version whose root `forward` returns a tuple: its output, then every tensor of the root
+// graph that a quantized op, a quantize_per_tensor or a direct submodule's forward produces (the
+// root gets a new type named with `token`). `*listing` gets one line per added element
+// (tab-separated): `N  node_index  op` for an op of the root graph (node indices as
+// qpt_describe counts them), `M  child_name` for a submodule call.
+void* qpt_expose_activations(void* h, const char* token, char** listing, char** err) {
+  try {
+    Module root = fork(root_of(h), 0, /*retype=*/true, token);
     auto method = root.get_method("forward");
     auto g = method.graph();
     std::ostringstream out;
     std::vector<torch::jit::Value*> values{g->outputs()[0]};
     int64_t ni = 0;
     for (torch::jit::Node* n : g->nodes()) {
+      if (!counted(n)) continue;
       std::string op = n->kind().toQualString();
       bool tensor_out = n->outputs().size() == 1 &&
                         n->output(0)->type()->kind() == c10::TypeKind::TensorType;
@@ -301,7 +445,8 @@ char* qpt_expose_activations(void* h, char** err) {
     g->registerOutput(tuple->output());
     auto& fn = torch::jit::toGraphFunction(method.function());
     fn.setSchema(fn.getSchema().cloneWithReturns({c10::Argument("", tuple->output()->type())}));
-    return dup(out.str());
+    *listing = dup(out.str());
+    return handle_for(std::move(root));
   } catch (const std::exception& e) {
     *err = dup(e.what());
     return nullptr;

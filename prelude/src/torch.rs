@@ -46,15 +46,6 @@ impl TorchModel {
         Self::from_module(name, path, module)
     }
 
-    /// Loads a serialized TorchScript module held in memory (an edited model version), named
-    /// `name`, recorded as coming from `path`.
-    pub fn from_bytes(name: &str, path: &Path, bytes: &[u8]) -> Result<TorchModel> {
-        init_runtime()?;
-        let module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), Device::Cpu)
-            .with_context(|| format!("cannot load TorchScript model `{name}` from memory"))?;
-        Self::from_module(name, path, module)
-    }
-
     fn from_module(name: &str, path: &Path, mut module: CModule) -> Result<TorchModel> {
         module.set_eval();
         let mut model = TorchModel {
@@ -79,29 +70,38 @@ impl TorchModel {
     }
 
     fn forward(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
-        let batch = batch.as_standard_layout();
-        let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
-        let data = batch
-            .as_slice()
-            .ok_or_else(|| anyhow!("batch is not contiguous"))?;
-        let input = Tensor::from_slice(data).reshape(shape.as_slice());
+        let input = input_tensor(batch)?;
+        let n = input.size()[0];
         let output = tch::no_grad(|| self.module.forward_ts(&[input]))?;
-        let output = output.to_kind(Kind::Float).contiguous();
-        let dims = output.size();
-        if dims.len() != 2 || dims[0] != shape[0] {
-            bail!(
-                "TorchScript model `{}` returned shape {:?} for a batch of {}; expected [n, classes]",
-                self.info.name,
-                dims,
-                shape[0]
-            );
-        }
-        let values = Vec::<f32>::try_from(&output.view(-1))?;
-        Ok(Array2::from_shape_vec(
-            (dims[0] as usize, dims[1] as usize),
-            values,
-        )?)
+        scores(&self.info.name, &output, n)
     }
+}
+
+/// An NHWC float batch as a tensor (copied).
+pub(crate) fn input_tensor(batch: ArrayView4<'_, f32>) -> Result<Tensor> {
+    let batch = batch.as_standard_layout();
+    let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
+    let data = batch
+        .as_slice()
+        .ok_or_else(|| anyhow!("batch is not contiguous"))?;
+    Ok(Tensor::from_slice(data).reshape(shape.as_slice()))
+}
+
+/// The `[n, classes]` scores a TorchScript model (named `name`) returned for a batch of `n`.
+pub(crate) fn scores(name: &str, output: &Tensor, n: i64) -> Result<Array2<f32>> {
+    let output = output.to_kind(Kind::Float).contiguous();
+    let dims = output.size();
+    if dims.len() != 2 || dims[0] != n {
+        bail!(
+            "TorchScript model `{name}` returned shape {dims:?} for a batch of {n}; expected \
+             [n, classes]"
+        );
+    }
+    let values = Vec::<f32>::try_from(&output.view(-1))?;
+    Ok(Array2::from_shape_vec(
+        (dims[0] as usize, dims[1] as usize),
+        values,
+    )?)
 }
 
 impl Model for TorchModel {

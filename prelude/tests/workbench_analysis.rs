@@ -26,7 +26,7 @@ fn a_repeated_evaluation_comes_from_the_cache_even_in_a_new_version_object() {
         .unwrap()
         .with_scale("activation_4", 0.3)
         .unwrap();
-    assert_eq!(again.content_hash(), v.content_hash());
+    assert_eq!(again.content_hash().unwrap(), v.content_hash().unwrap());
     let start = std::time::Instant::now();
     let second = again.quick(&data, 10).unwrap();
     let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -41,6 +41,54 @@ fn a_repeated_evaluation_comes_from_the_cache_even_in_a_new_version_object() {
     );
     // Another selection is another key.
     assert_eq!(again.quick(&data, 5).unwrap().total(), 50);
+}
+
+/// A TorchScript version's cache key needs no serialization: version 0's is the file's sha256
+/// (as for the registry's model of the file), an edited version's hashes its parent's key and
+/// the exact values the edit wrote. The same edits give the same key in a new object (as after a
+/// kernel restart); any other edit, another key.
+#[test]
+fn a_torch_version_is_cached_by_its_file_and_its_edits() {
+    let data = setup();
+    let m = workbench("resnet8_int8_torch").unwrap();
+    let file = qplay::registry::resolve("resnet8_int8_torch").unwrap();
+    assert_eq!(
+        m.cache_key().unwrap(),
+        qplay::quant::cache::file_hash(&file).unwrap()
+    );
+    let edit = |m: &qplay::quant::QuantModel, s: f32| {
+        m.with_scale("dense", s)
+            .unwrap()
+            .with_bits("conv2d_1.weight", 4)
+            .unwrap()
+    };
+    let v = edit(&m, 0.5);
+    let again = edit(&workbench("resnet8_int8_torch").unwrap(), 0.5);
+    assert_eq!(again.cache_key().unwrap(), v.cache_key().unwrap());
+    for other in [
+        edit(&m, 0.500_000_06),
+        m.with_scale("dense", 0.5).unwrap(),
+        m.with_bits("conv2d_1.weight", 4)
+            .unwrap()
+            .with_scale("dense", 0.5)
+            .unwrap(),
+    ] {
+        assert_ne!(other.cache_key().unwrap(), v.cache_key().unwrap());
+    }
+    let s = sensitivity(&v, &data, 5, Knob::Bits(2), false).unwrap();
+    assert_eq!(s.rows.len(), 10);
+    let cached = sensitivity(&again, &data, 5, Knob::Bits(2), false).unwrap();
+    assert!(cached.rows.iter().all(|r| r.cached));
+    let drops = |s: &qplay::quant::Sensitivity| {
+        let mut d: Vec<_> = s
+            .rows
+            .iter()
+            .map(|r| (r.tensor.clone(), r.drop_pp))
+            .collect();
+        d.sort_by(|a, b| a.0.cmp(&b.0));
+        d
+    };
+    assert_eq!(drops(&cached), drops(&s));
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub struct Sensitivity {
 fn quick_cached(m: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<(Evaluation, bool)> {
     evaluate_cached(
         m,
-        &m.content_hash(),
+        &m.cache_key()?,
         data,
         indices,
         true,

@@ -1,9 +1,11 @@
 //! A persistent evaluation cache: predictions of a model on a data selection, stored under
-//! `paths::cache_dir()/evals/` and keyed by the model's content hash (sha256 of its bytes) and
-//! the selection (data set description and size, sha256 of all labels and of the pixels of the
-//! first and last images, and of the selected indices). Evaluating the same model version on the
-//! same selection again — in this process or after a kernel restart — reads the file instead of
-//! running the model.
+//! `paths::cache_dir()/evals/` and keyed by the model's key and the selection (data set
+//! description and size, sha256 of all labels and of the pixels of the first and last images,
+//! and of the selected indices). A model's key is its content hash (sha256 of its bytes: a
+//! registry model's file, an ONNX version's protobuf), or for an edited TorchScript version a
+//! hash of its file's and its edits ([`super::QuantModel::cache_key`]). Evaluating the same model
+//! version on the same selection again — in this process or after a kernel restart — reads the
+//! file instead of running the model.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,7 +53,7 @@ fn path_for(key: &str) -> PathBuf {
         .join(format!("{key}.json"))
 }
 
-/// Evaluates `model` (whose bytes hash to `model_hash`) on `indices` of `data`, or returns the
+/// Evaluates `model` (whose key is `model_hash`) on `indices` of `data`, or returns the
 /// stored result of an earlier identical evaluation. The second value says whether it came from
 /// the cache; then `seconds` is the time the lookup took.
 pub fn evaluate_cached(
@@ -112,7 +114,7 @@ impl super::QuantModel {
         let indices = data.stratified(per_class)?;
         Ok(evaluate_cached(
             self,
-            &self.content_hash(),
+            &self.cache_key()?,
             data,
             &indices,
             true,
@@ -126,7 +128,7 @@ impl super::QuantModel {
         let indices: Vec<usize> = (0..data.len()).collect();
         Ok(evaluate_cached(
             self,
-            &self.content_hash(),
+            &self.cache_key()?,
             data,
             &indices,
             false,

@@ -15,10 +15,21 @@
 //!   these operands in every module's `forward` graph and replaces them: a new graph constant, or
 //!   a new attribute value.
 //!
-//! Copy-on-write: module types and their graphs are shared between copies of a loaded module,
-//! so every version is made by loading its parent's serialized bytes afresh, editing that
-//! instance and serializing it again. A version is its bytes; its `tch::CModule` for inference
-//! is loaded from them on first use.
+//! Versions in memory: a version is a module held by the shim (a [`Script`]), never changed
+//! once made; an edit makes a new one that shares with its parent everything the edit does not
+//! touch, with no save or load. A module is a tree of objects; its code lives in their class
+//! types (one graph per method, each with its own graph executor), and a caller's graph is bound
+//! to the exact types of the submodules it calls. So a new attribute value (a repacked weight,
+//! a scale buffer) gets new objects from the root down to the module that holds it — shallow
+//! copies, same types — and shares every other object and all compiled code with the parent; a
+//! new graph constant also gets new types for those modules (methods copied with the path's types
+//! remapped) in a compilation unit of its own, freed with the version. libtorch's
+//! `Module::clone` is not used: it copies every type and method, repacks every weight through
+//! `__setstate__`, and registers it all in the original compilation unit, which keeps it for as
+//! long as any module of that load lives (about 3 MiB per version). A version runs inference
+//! through the shim on its own handle. Node indices skip graph constants, so a constant an edit
+//! inserts moves no other node's index, and a version's parameter table is its parent's with the
+//! edited row updated. Bytes are made only when asked for ([`Script::save`]).
 //!
 //! Capture: a loaded TorchScript module keeps no hooks on intermediate values (forward hooks
 //! are a Python-side feature), but its graph can be changed. For capture, a version's root
@@ -49,25 +60,38 @@ extern "C" {
         bias: *mut *mut c_void,
         err: *mut *mut c_char,
     ) -> i32;
-    fn qpt_set_weight(
+    fn qpt_with_weight(
         h: *mut c_void,
         module: i64,
         weight: *const c_void,
         err: *mut *mut c_char,
-    ) -> i32;
-    fn qpt_set_operand(
+    ) -> *mut c_void;
+    fn qpt_with_operand(
         h: *mut c_void,
         module: i64,
         node: i64,
         input: i64,
         value: f64,
         is_int: i32,
+        token: *const c_char,
         err: *mut *mut c_char,
-    ) -> i32;
+    ) -> *mut c_void;
     fn qpt_save(h: *mut c_void, len: *mut usize, err: *mut *mut c_char) -> *mut u8;
     fn qpt_free_bytes(b: *mut u8);
+    fn qpt_forward(
+        h: *mut c_void,
+        input: *const c_void,
+        count: *mut usize,
+        err: *mut *mut c_char,
+    ) -> *mut *mut c_void;
+    fn qpt_free_array(a: *mut *mut c_void);
     fn qpt_qscheme(tensor: *const c_void) -> i32;
-    fn qpt_expose_activations(h: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
+    fn qpt_expose_activations(
+        h: *mut c_void,
+        token: *const c_char,
+        listing: *mut *mut c_char,
+        err: *mut *mut c_char,
+    ) -> *mut c_void;
 }
 
 /// A tensor that [`Script::expose_activations`] added to the outputs.
@@ -114,16 +138,40 @@ fn shim_string(text: *mut c_char, err: *mut c_char) -> Result<String> {
     Ok(take_string(text))
 }
 
-/// A TorchScript module loaded by the shim (not shared with any other loaded copy).
+/// One version of a TorchScript module, held by the shim. A `Script` is never changed: an edit
+/// returns a new `Script` that shares every object and all code it does not change with this one.
 pub struct Script {
     handle: *mut c_void,
 }
 
+// SAFETY: the module behind a handle is never changed after the shim call that made it returns
+// (edits make new objects and types, see csrc/torchscript.cpp), and libtorch's `Module::forward`
+// may run on several threads at once (graph executors compile under a lock).
+unsafe impl Send for Script {}
+unsafe impl Sync for Script {}
+
 impl Drop for Script {
     fn drop(&mut self) {
-        // SAFETY: the handle came from qpt_load and is freed once.
+        // SAFETY: the handle came from the shim and is freed once.
         unsafe { qpt_free(self.handle) }
     }
+}
+
+/// A new `Script` from a handle the shim returned, or the error it set (a null handle).
+fn script(handle: *mut c_void, err: *mut c_char) -> Result<Script> {
+    if handle.is_null() {
+        return Err(take_error(err));
+    }
+    Ok(Script { handle })
+}
+
+/// A token for the names of the types an edit makes (the shim appends it to a type's namespace).
+fn c_token(token: &str) -> Result<std::ffi::CString> {
+    anyhow::ensure!(
+        !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "type name token `{token}` must be a non-empty identifier"
+    );
+    Ok(std::ffi::CString::new(token)?)
 }
 
 /// Where a parameter lives in the module tree.
@@ -138,7 +186,8 @@ pub enum Location {
     Operand {
         /// Module index.
         module: i64,
-        /// Node index in the graph.
+        /// Node index in the graph, not counting constants (an edit that inserts a constant
+        /// moves no other node's index).
         node: i64,
         /// Operand index of the scale.
         scale_input: i64,
@@ -160,8 +209,15 @@ impl Script {
         Ok(Script { handle })
     }
 
-    /// Serializes the module.
+    /// Serializes the module; the bytes depend only on what the module is. (libtorch's pickler
+    /// memoizes an object or tensor when anything else holds a reference to it too, and
+    /// versions share objects with each other, so a module is saved once, loaded back — a tree
+    /// that shares nothing — and saved again.)
     pub fn save(&self) -> Result<Vec<u8>> {
+        Script::load(&self.save_as_is()?)?.save_as_is()
+    }
+
+    fn save_as_is(&self) -> Result<Vec<u8>> {
         let mut err = ptr::null_mut();
         let mut len = 0usize;
         // SAFETY: valid handle; out-parameters.
@@ -197,57 +253,85 @@ impl Script {
         Ok(weight)
     }
 
-    fn set_weight(&mut self, module: i64, weight: &Tensor) -> Result<()> {
+    fn with_weight(&self, module: i64, weight: &Tensor) -> Result<Script> {
         let mut err = ptr::null_mut();
         // SAFETY: valid handle and tensor pointer.
-        let ok = unsafe {
-            qpt_set_weight(
+        let handle = unsafe {
+            qpt_with_weight(
                 self.handle,
                 module,
                 weight.as_ptr() as *const c_void,
                 &mut err,
             )
         };
-        if ok == 0 {
-            return Err(take_error(err));
-        }
-        Ok(())
+        script(handle, err)
     }
 
-    fn set_operand(
-        &mut self,
-        module: i64,
-        node: i64,
-        input: i64,
+    fn with_operand(
+        &self,
+        (module, node, input): (i64, i64, i64),
         value: f64,
         int: bool,
-    ) -> Result<()> {
+        token: &str,
+    ) -> Result<Script> {
+        let token = c_token(token)?;
         let mut err = ptr::null_mut();
-        // SAFETY: valid handle.
-        let ok = unsafe {
-            qpt_set_operand(
+        // SAFETY: valid handle and NUL-terminated token.
+        let handle = unsafe {
+            qpt_with_operand(
                 self.handle,
                 module,
                 node,
                 input,
                 value,
                 int as i32,
+                token.as_ptr(),
                 &mut err,
             )
         };
-        if ok == 0 {
-            return Err(take_error(err));
-        }
-        Ok(())
+        script(handle, err)
     }
 
-    /// Makes `forward` return a tuple: the model output, then every quantized tensor the root
-    /// graph computes (quantize ops and direct submodule calls), listed in order.
-    pub fn expose_activations(&mut self) -> Result<Vec<Exposed>> {
-        let mut err = ptr::null_mut();
-        // SAFETY: valid handle.
-        let text = unsafe { qpt_expose_activations(self.handle, &mut err) };
-        shim_string(text, err)?
+    /// Runs `forward` on `input` (no autograd): the output, or the elements of an output tuple
+    /// (None where an element is not a tensor).
+    pub fn forward(&self, input: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let (mut count, mut err) = (0usize, ptr::null_mut());
+        // SAFETY: valid handle and tensor pointer; out-parameters.
+        let array = unsafe {
+            qpt_forward(
+                self.handle,
+                input.as_ptr() as *const c_void,
+                &mut count,
+                &mut err,
+            )
+        };
+        if array.is_null() {
+            return Err(take_error(err));
+        }
+        // SAFETY: `array` holds `count` pointers, each null or a new at::Tensor that tch's Tensor
+        // then owns; the array itself is malloc'ed by the shim and freed once here.
+        let items = unsafe { std::slice::from_raw_parts(array, count) }
+            .iter()
+            .map(|&t| {
+                (!t.is_null()).then(|| unsafe { Tensor::from_ptr(t as *mut torch_sys::C_tensor) })
+            })
+            .collect();
+        unsafe { qpt_free_array(array) };
+        Ok(items)
+    }
+
+    /// A new version whose `forward` returns a tuple: the model output, then every quantized
+    /// tensor the root graph computes (quantize ops and direct submodule calls), listed in order.
+    /// Its root gets a new type, named with `token`.
+    pub fn expose_activations(&self, token: &str) -> Result<(Script, Vec<Exposed>)> {
+        let token = c_token(token)?;
+        let (mut listing, mut err) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid handle and token; out-parameters.
+        let handle =
+            unsafe { qpt_expose_activations(self.handle, token.as_ptr(), &mut listing, &mut err) };
+        let exposed = script(handle, err)?;
+        let listing = take_string(listing);
+        let items = listing
             .lines()
             .map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
@@ -257,7 +341,8 @@ impl Script {
                     _ => bail!("unexpected line from the shim: {l}"),
                 }
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((exposed, items))
     }
 
     /// Every quantization parameter, with where it lives.
@@ -388,13 +473,10 @@ impl Script {
         Ok(out)
     }
 
-    /// Sets an activation's scale or zero point.
-    pub fn set_activation(
-        &mut self,
-        at: &Location,
-        scale: Option<f32>,
-        zp: Option<i32>,
-    ) -> Result<()> {
+    /// A new version with an activation's scale or zero point set: a new graph constant (the
+    /// module that holds it, and its ancestors, get new types named with `token`) or a new
+    /// attribute value.
+    pub fn with_activation(&self, at: &Location, value: Operand, token: &str) -> Result<Script> {
         let Location::Operand {
             module,
             node,
@@ -404,24 +486,25 @@ impl Script {
         else {
             bail!("not an activation");
         };
-        if let Some(s) = scale {
-            self.set_operand(module, node, scale_input, s as f64, false)?;
+        match value {
+            Operand::Scale(s) => {
+                self.with_operand((module, node, scale_input), s as f64, false, token)
+            }
+            Operand::ZeroPoint(z) => {
+                self.with_operand((module, node, zp_input), z as f64, true, token)
+            }
         }
-        if let Some(z) = zp {
-            self.set_operand(module, node, zp_input, z as f64, true)?;
-        }
-        Ok(())
     }
 
-    /// Replaces a weight with `ints` quantized by `scales`/`zero_points` (per tensor, or per
-    /// channel along the weight's axis).
-    pub fn set_weight_values(
-        &mut self,
+    /// A new version with a weight replaced by `ints` quantized by `scales`/`zero_points` (per
+    /// tensor, or per channel along the weight's axis).
+    pub fn with_weight_values(
+        &self,
         at: &Location,
         ints: &[i32],
         scales: &[f32],
         zero_points: &[i32],
-    ) -> Result<()> {
+    ) -> Result<Script> {
         let Location::Weight { module } = *at else {
             bail!("not a weight");
         };
@@ -444,8 +527,17 @@ impl Script {
             let z = Tensor::from_slice(&zero_points.iter().map(|&v| v as i64).collect::<Vec<_>>());
             values.internal_make_per_channel_quantized_tensor(&s, &z, old.q_per_channel_axis())
         };
-        self.set_weight(module, &fresh)
+        self.with_weight(module, &fresh)
     }
+}
+
+/// A new value for an activation's quantization operand.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Operand {
+    /// The scale.
+    Scale(f32),
+    /// The zero point.
+    ZeroPoint(i32),
 }
 
 /// The integer values of a quantized weight.

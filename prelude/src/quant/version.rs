@@ -1,12 +1,18 @@
 //! Model versions: a quantized model and the edits made to it, copy-on-write.
 //!
-//! A [`QuantModel`] is a value: the original file (shared by all its versions), the edited
-//! protobuf of this version, its parent version (for [`QuantModel::undo`]) and the log of edits.
-//! Each version creates its ONNX Runtime sessions on first use from its own serialized bytes —
-//! one optimized session for inference (the same settings as the registry's, so version 0
-//! predicts exactly as `load()`'s model does) and one unoptimized session with every
-//! intermediate tensor exposed as an output, for capture. Edits validate first and change
-//! nothing when they fail.
+//! A [`QuantModel`] is a value: the original file (shared by all its versions), the edited model
+//! of this version, its parent version (for [`QuantModel::undo`]) and the log of edits. Edits
+//! validate first and change nothing when they fail.
+//!
+//! ONNX: the edited model is a protobuf. Each version creates its ONNX Runtime sessions on first
+//! use from its own serialized bytes — one optimized session for inference (the same settings as
+//! the registry's, so version 0 predicts exactly as `load()`'s model does) and one unoptimized
+//! session with every intermediate tensor exposed as an output, for capture.
+//!
+//! TorchScript: the edited model is a module in memory (see [`super::torch_script`]), which
+//! runs inference itself; it shares with its parent all it does not change. It is serialized only
+//! for [`QuantModel::save`] and [`QuantModel::content_hash`]; the evaluation cache keys it by
+//! [`QuantModel::cache_key`], which needs no bytes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,13 +24,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::onnx_graph::{self, proto::ModelProto};
-use super::torch_script::{self, Location, Script};
+use super::torch_script::{self, Location, Operand, Script};
 use super::{fmt_num, QDtype, QuantParam, QuantParams, Role};
 use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
 use crate::onnx::OnnxModel;
-use crate::torch::TorchModel;
 
 /// What all versions of one file share.
 struct Original {
@@ -47,17 +52,21 @@ enum Body {
         capture_session: LazySession,
     },
     Torch {
-        bytes: Arc<Vec<u8>>,
+        /// The module, in memory; it runs inference too.
+        script: Arc<Script>,
         /// Where each parameter (same order as `params`) lives in the module tree.
         locations: Arc<Vec<Location>>,
-        runner: Arc<OnceLock<Result<TorchModel, String>>>,
+        /// The evaluation cache key (see [`torch_key`]).
+        key: Arc<str>,
+        /// The serialized module, made on first use (version 0: the file's bytes).
+        bytes: Arc<OnceLock<Result<Vec<u8>, String>>>,
         capture: Arc<OnceLock<Result<TorchCapture, String>>>,
     },
 }
 
 /// A TorchScript version whose `forward` also returns its quantized intermediate tensors.
 pub(crate) struct TorchCapture {
-    module: std::sync::Mutex<tch::CModule>,
+    script: Script,
     /// Names of the tuple elements after the model output.
     names: Vec<String>,
 }
@@ -104,12 +113,18 @@ impl QuantModel {
     pub fn from_bytes(name: &str, path: &Path, bytes: &[u8]) -> Result<QuantModel> {
         let torch = path.extension().and_then(|e| e.to_str()) == Some("pt");
         let (body, params, framework) = if torch {
-            let (params, locations) = torch_params(bytes)
-                .with_context(|| format!("cannot inspect TorchScript model {}", path.display()))?;
+            let script = Script::load(bytes)
+                .with_context(|| format!("cannot load TorchScript model {}", path.display()))?;
+            let (params, locations): (Vec<_>, Vec<_>) = script
+                .params()
+                .with_context(|| format!("cannot inspect TorchScript model {}", path.display()))?
+                .into_iter()
+                .unzip();
             let body = Body::Torch {
-                bytes: Arc::new(bytes.to_vec()),
+                script: Arc::new(script),
                 locations: Arc::new(locations),
-                runner: Default::default(),
+                key: hex(&Sha256::digest(bytes)).into(),
+                bytes: Arc::new(OnceLock::from(Ok(bytes.to_vec()))),
                 capture: Default::default(),
             };
             (body, params, Framework::Torch)
@@ -165,20 +180,17 @@ impl QuantModel {
                 .map(|p| onnx_graph::read_weight_ints(proto, p).ok())
                 .collect(),
             Body::Torch {
-                bytes, locations, ..
-            } => {
-                let script = Script::load(bytes).ok();
-                locations
-                    .iter()
-                    .map(|l| match (l, &script) {
-                        (Location::Weight { module }, Some(s)) => s
-                            .weight(*module)
-                            .and_then(|w| torch_script::weight_ints(&w))
-                            .ok(),
-                        _ => None,
-                    })
-                    .collect()
-            }
+                script, locations, ..
+            } => locations
+                .iter()
+                .map(|l| match l {
+                    Location::Weight { module } => script
+                        .weight(*module)
+                        .and_then(|w| torch_script::weight_ints(&w))
+                        .ok(),
+                    Location::Operand { .. } => None,
+                })
+                .collect(),
         }
     }
 
@@ -187,13 +199,13 @@ impl QuantModel {
         match &self.body {
             Body::Onnx { proto, .. } => onnx_graph::read_weight_ints(proto, p),
             Body::Torch {
-                bytes, locations, ..
+                script, locations, ..
             } => {
                 let i = self.index_of(p)?;
                 let Location::Weight { module } = locations[i] else {
                     bail!("`{}` is an activation; it has no stored integers", p.tensor);
                 };
-                torch_script::weight_ints(&Script::load(bytes)?.weight(module)?)
+                torch_script::weight_ints(&script.weight(module)?)
             }
         }
     }
@@ -227,18 +239,32 @@ impl QuantModel {
         }
     }
 
-    /// This version serialized (ONNX protobuf, or a TorchScript archive).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// This version serialized (ONNX protobuf, or a TorchScript archive: the file's bytes for
+    /// version 0, else saved from memory on first use and kept).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         match &self.body {
-            Body::Onnx { proto, .. } => onnx_graph::encode(proto),
-            Body::Torch { bytes, .. } => bytes.as_ref().clone(),
+            Body::Onnx { proto, .. } => Ok(onnx_graph::encode(proto)),
+            Body::Torch { script, bytes, .. } => bytes
+                .get_or_init(|| script.save().map_err(|e| format!("{e:#}")))
+                .clone()
+                .map_err(|e| anyhow!("cannot serialize `{}`: {e}", self.info.name)),
         }
     }
 
-    /// sha256 of the serialized version (hex): equal for equal models.
-    pub fn content_hash(&self) -> String {
-        let digest = Sha256::digest(self.to_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+    /// sha256 of the serialized version (hex): equal for equal models (the same edits made in
+    /// the same order give the same TorchScript bytes).
+    pub fn content_hash(&self) -> Result<String> {
+        Ok(hex(&Sha256::digest(self.to_bytes()?)))
+    }
+
+    /// The key of this version in the evaluation cache: its content hash for ONNX; for
+    /// TorchScript, which would have to serialize the module to hash it, version 0's content hash
+    /// and, for an edited version, a hash of its parent's key and the edit (see [`torch_key`]).
+    pub fn cache_key(&self) -> Result<String> {
+        match &self.body {
+            Body::Onnx { .. } => self.content_hash(),
+            Body::Torch { key, .. } => Ok(key.to_string()),
+        }
     }
 
     /// Every quantization parameter, one row per quantized tensor.
@@ -577,7 +603,7 @@ impl QuantModel {
     /// TorchScript archive for PyTorch models (loads with `torch.jit.load`).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_bytes())
+        std::fs::write(path, self.to_bytes()?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
@@ -612,7 +638,7 @@ impl QuantModel {
     /// to also return every quantized tensor its root graph computes.
     fn torch_capture(&self) -> Result<&TorchCapture> {
         let Body::Torch {
-            bytes,
+            script,
             locations,
             capture,
             ..
@@ -623,8 +649,7 @@ impl QuantModel {
         capture
             .get_or_init(|| {
                 let build = || -> Result<TorchCapture> {
-                    let mut script = Script::load(bytes)?;
-                    let exposed = script.expose_activations()?;
+                    let (script, exposed) = script.expose_activations("capture")?;
                     let names = exposed
                         .iter()
                         .map(|e| match e {
@@ -639,16 +664,7 @@ impl QuantModel {
                             torch_script::Exposed::Module(name) => name.clone(),
                         })
                         .collect();
-                    let saved = script.save()?;
-                    let mut module = tch::CModule::load_data_on_device(
-                        &mut std::io::Cursor::new(saved),
-                        tch::Device::Cpu,
-                    )?;
-                    module.set_eval();
-                    Ok(TorchCapture {
-                        module: std::sync::Mutex::new(module),
-                        names,
-                    })
+                    Ok(TorchCapture { script, names })
                 };
                 build().map_err(|e| format!("{e:#}"))
             })
@@ -668,23 +684,17 @@ impl QuantModel {
     ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
         crate::model::check_input(self, batch.shape())?;
         let cap = self.torch_capture()?;
-        let batch = batch.as_standard_layout();
-        let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
-        let data = batch
-            .as_slice()
-            .ok_or_else(|| anyhow!("batch is not contiguous"))?;
-        let input = tch::Tensor::from_slice(data).reshape(shape.as_slice());
-        let module = cap
-            .module
-            .lock()
-            .map_err(|_| anyhow!("capture module poisoned"))?;
-        let out = tch::no_grad(|| module.forward_is(&[tch::IValue::Tensor(input)]))?;
-        let tch::IValue::Tuple(items) = out else {
-            bail!("the capture module did not return a tuple");
-        };
+        let items = cap.script.forward(&crate::torch::input_tensor(batch)?)?;
+        if items.len() != cap.names.len() + 1 {
+            bail!(
+                "the capture module returned {} values; expected {}",
+                items.len(),
+                cap.names.len() + 1
+            );
+        }
         let mut all = Vec::new();
         for (name, item) in cap.names.iter().zip(items.into_iter().skip(1)) {
-            let tch::IValue::Tensor(t) = item else {
+            let Some(t) = item else {
                 continue;
             };
             let t = match t.kind() {
@@ -731,17 +741,31 @@ impl QuantModel {
                 (body, params)
             }
             Body::Torch {
-                bytes, locations, ..
+                script,
+                locations,
+                key,
+                ..
             } => {
-                let at = &locations[self.index_of(p)?];
-                // A fresh load: module types and graphs are shared between copies of one load.
-                let mut script = Script::load(bytes)?;
-                if p.role == Role::Activation {
-                    match &change {
-                        Change::Scales(s) => script.set_activation(at, Some(s[0]), None)?,
-                        Change::ZeroPoints(z) => script.set_activation(at, None, Some(z[0]))?,
+                // The new module shares with this one every object and all code the edit does
+                // not change, and the parameter table is this one's with the edited row updated
+                // (checked against the shim's listing of the new module by the unit test
+                // `torch_tables_match_a_fresh_listing_and_parents_stay_as_they_were`).
+                let i = self.index_of(p)?;
+                let at = &locations[i];
+                let mut row = p.clone();
+                let (key, script) = if p.role == Role::Activation {
+                    let value = match &change {
+                        Change::Scales(s) => Operand::Scale(s[0]),
+                        Change::ZeroPoints(z) => Operand::ZeroPoint(z[0]),
                         _ => bail!("`{}` is an activation; it has no stored integers", p.tensor),
+                    };
+                    match value {
+                        Operand::Scale(s) => row.scales = vec![s],
+                        Operand::ZeroPoint(z) => row.zero_points = vec![z],
                     }
+                    let key = torch_key(key, &p.tensor, &TorchWrite::Activation(value));
+                    let script = script.with_activation(at, value, &key[..16])?;
+                    (key, script)
                 } else {
                     let (mut scales, mut zps, mut ints) =
                         (p.scales.clone(), p.zero_points.clone(), None);
@@ -763,15 +787,27 @@ impl QuantModel {
                         Some(v) => v,
                         None => self.ints_of(p)?,
                     };
-                    script.set_weight_values(at, &ints, &scales, &zps)?;
-                }
-                let saved = script.save()?;
-                drop(script);
-                let (params, locations) = torch_params(&saved)?;
+                    let script = script.with_weight_values(at, &ints, &scales, &zps)?;
+                    let key = torch_key(
+                        key,
+                        &p.tensor,
+                        &TorchWrite::Weight {
+                            ints: &ints,
+                            scales: &scales,
+                            zero_points: &zps,
+                        },
+                    );
+                    row.scales = scales;
+                    row.zero_points = zps;
+                    (key, script)
+                };
+                let mut params = self.params.as_ref().clone();
+                params[i] = row;
                 let body = Body::Torch {
-                    bytes: Arc::new(saved),
-                    locations: Arc::new(locations),
-                    runner: Default::default(),
+                    script: Arc::new(script),
+                    locations: Arc::clone(locations),
+                    key: key.into(),
+                    bytes: Default::default(),
                     capture: Default::default(),
                 };
                 (body, params)
@@ -790,9 +826,65 @@ impl QuantModel {
     }
 }
 
-/// The parameters of a TorchScript archive and where they live.
-fn torch_params(bytes: &[u8]) -> Result<(Vec<QuantParam>, Vec<Location>)> {
-    Ok(Script::load(bytes)?.params()?.into_iter().unzip())
+/// What a TorchScript edit writes.
+enum TorchWrite<'a> {
+    /// An activation's scale or zero point.
+    Activation(Operand),
+    /// A weight, repacked from these values.
+    Weight {
+        ints: &'a [i32],
+        scales: &'a [f32],
+        zero_points: &'a [i32],
+    },
+}
+
+/// The evaluation cache key of a TorchScript version made from the version keyed `parent` by
+/// writing `write` to parameter `tensor`: sha256 (hex) of a format tag, `parent`, `tensor` and
+/// the exact values written (f32 bit patterns, integers), each part length-prefixed. Version 0's
+/// key is the sha256 of its file, as for registry models. So equal keys mean the same file
+/// edited by the same writes in the same order, hence the same module (a cache hit is never
+/// wrong); two routes to one module get two keys (a miss). Change the tag when what an edit
+/// writes for the same values changes.
+fn torch_key(parent: &str, tensor: &str, write: &TorchWrite<'_>) -> String {
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(b"qplay torchscript edit v1");
+    part(parent.as_bytes());
+    part(tensor.as_bytes());
+    let le_f32 = |v: &[f32]| {
+        v.iter()
+            .flat_map(|x| x.to_bits().to_le_bytes())
+            .collect::<Vec<_>>()
+    };
+    let le_i32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>();
+    match write {
+        TorchWrite::Activation(Operand::Scale(s)) => {
+            part(b"activation scale");
+            part(&le_f32(&[*s]));
+        }
+        TorchWrite::Activation(Operand::ZeroPoint(z)) => {
+            part(b"activation zero point");
+            part(&le_i32(&[*z]));
+        }
+        TorchWrite::Weight {
+            ints,
+            scales,
+            zero_points,
+        } => {
+            part(b"weight");
+            part(&le_i32(ints));
+            part(&le_f32(scales));
+            part(&le_i32(zero_points));
+        }
+    }
+    hex(&h.finalize())
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn info_for(original: &Original, version: usize) -> ModelInfo {
@@ -873,22 +965,24 @@ impl Model for QuantModel {
     }
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
         let (name, path) = (&self.info.name, &self.info.path);
-        let bytes = || self.to_bytes();
         match &self.body {
-            Body::Onnx { session, .. } => session
+            Body::Onnx { proto, session, .. } => session
                 .get_or_init(|| {
-                    OnnxModel::from_bytes(name, path, &bytes(), true).map_err(|e| format!("{e:#}"))
+                    OnnxModel::from_bytes(name, path, &onnx_graph::encode(proto), true)
+                        .map_err(|e| format!("{e:#}"))
                 })
                 .as_ref()
                 .map_err(|e| anyhow!("{e}"))?
                 .run(batch),
-            Body::Torch { runner, .. } => runner
-                .get_or_init(|| {
-                    TorchModel::from_bytes(name, path, &bytes()).map_err(|e| format!("{e:#}"))
-                })
-                .as_ref()
-                .map_err(|e| anyhow!("{e}"))?
-                .run(batch),
+            Body::Torch { script, .. } => {
+                crate::model::check_input(self, batch.shape())?;
+                let input = crate::torch::input_tensor(batch)?;
+                let n = input.size()[0];
+                match script.forward(&input)?.as_slice() {
+                    [Some(output)] => crate::torch::scores(name, output, n),
+                    _ => bail!("TorchScript model `{name}` did not return one tensor"),
+                }
+            }
         }
     }
 }
@@ -1030,3 +1124,90 @@ impl Rich for Diff {
 }
 
 crate::evcxr_display_via_rich!(QuantModel, Diff);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(v: &QuantModel) -> &Script {
+        match &v.body {
+            Body::Torch { script, .. } => script,
+            Body::Onnx { .. } => panic!("not a TorchScript version"),
+        }
+    }
+
+    /// sha256 of the module's canonical serialization, as it is in memory now.
+    fn saved(v: &QuantModel) -> String {
+        hex(&Sha256::digest(script(v).save().unwrap()))
+    }
+
+    /// A TorchScript version's parameter table and locations, derived from its parent's and
+    /// the edit, are what the shim lists for the new module in memory; and making and running
+    /// versions leaves every parent's module as it was (its graphs, attributes and packed
+    /// weights: the canonical saved bytes).
+    #[test]
+    fn torch_tables_match_a_fresh_listing_and_parents_stay_as_they_were() {
+        let m = workbench("resnet8_int8_torch").unwrap();
+        let x = ndarray::Array4::<f32>::from_shape_fn((4, 32, 32, 3), |(n, h, w, c)| {
+            ((n * 7 + h * 3 + w * 5 + c) % 17) as f32 / 17.0
+        });
+        fn s(v: &QuantModel, t: &str) -> Vec<f32> {
+            v.param(t).unwrap().scales.clone()
+        }
+        type Edit = Box<dyn Fn(&QuantModel) -> QuantModel>;
+        let edits: Vec<(&str, Edit)> = vec![
+            // a constant of the root graph
+            (
+                "add_relu_1",
+                Box::new(|v| {
+                    v.with_scale("add_relu_1", s(v, "add_relu_1")[0] * 1.5)
+                        .unwrap()
+                }),
+            ),
+            // a constant of a submodule's graph
+            (
+                "conv2d_2",
+                Box::new(|v| v.with_zero_point("conv2d_2", 250).unwrap()),
+            ),
+            // a root attribute (a buffer)
+            (
+                "input",
+                Box::new(|v| v.with_scale("input", s(v, "input")[0] * 2.0).unwrap()),
+            ),
+            // a conv weight (per channel) and the linear weight (in a nested packed-params module)
+            (
+                "conv2d_4.weight",
+                Box::new(|v| v.with_bits("conv2d_4.weight", 3).unwrap()),
+            ),
+            (
+                "dense.weight",
+                Box::new(|v| {
+                    let scales: Vec<f32> = s(v, "dense.weight").iter().map(|x| x * 0.5).collect();
+                    v.with_scales("dense.weight", &scales).unwrap()
+                }),
+            ),
+        ];
+        let mut chain = vec![m.clone()];
+        for (tensor, edit) in &edits {
+            let parent = chain.last().unwrap().clone();
+            parent.run(x.view()).unwrap();
+            let before = saved(&parent);
+            // The same edit on the parent twice (siblings), then the one the chain goes on with.
+            let sibling = edit(&parent);
+            sibling.run(x.view()).unwrap();
+            let v = edit(&sibling.undo().unwrap());
+            v.run(x.view()).unwrap();
+            assert_eq!(saved(&parent), before, "{tensor}: parent changed");
+            assert_eq!(saved(&sibling), saved(&v), "{tensor}: siblings differ");
+            let (rows, locations): (Vec<_>, Vec<_>) =
+                script(&v).params().unwrap().into_iter().unzip();
+            assert_eq!(v.params.as_ref(), &rows, "{tensor}: table");
+            let Body::Torch { locations: l, .. } = &v.body else {
+                unreachable!()
+            };
+            assert_eq!(l.as_ref(), &locations, "{tensor}: locations");
+            assert_ne!(v.param(tensor).unwrap(), parent.param(tensor).unwrap());
+            chain.push(v);
+        }
+    }
+}
