@@ -189,11 +189,33 @@ impl Rich for Html {
 }
 
 impl Rich for Svg {
+    /// The SVG as `image/svg+xml`, and inline in `text/html`, which JupyterLab prefers: it shows
+    /// `image/svg+xml` as an `<img>` at the SVG's own pixel size, cut off at the edge of a
+    /// narrow output area, while an inline `<svg>` shrinks with the area (JupyterLab's
+    /// stylesheet, and the style added here for other HTML views, give it `max-width: 100%;
+    /// height: auto`; its `viewBox` keeps the proportions).
     fn mime_bundle(&self) -> MimeBundle {
         let mut b = MimeBundle::new();
         b.insert("image/svg+xml".into(), self.0.clone().into());
+        b.insert("text/html".into(), inline_svg(&self.0).into());
         b.insert("text/plain".into(), "<SVG image>".into());
         b
+    }
+}
+
+/// `svg` for inline use in HTML: without an XML declaration, and with the root element scaled
+/// down to its container's width when that is narrower.
+fn inline_svg(svg: &str) -> String {
+    let svg = match svg.trim_start().strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map_or(svg, |(_, body)| body),
+        None => svg,
+    };
+    match svg.find("<svg") {
+        Some(at) if svg.contains("viewBox") => {
+            let (head, tail) = svg.split_at(at + "<svg".len());
+            format!(r#"{head} style="max-width:100%;height:auto"{tail}"#)
+        }
+        _ => svg.to_string(),
     }
 }
 
@@ -332,6 +354,20 @@ evcxr_display_via_rich!(Html, Svg);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn svgs_are_also_inline_html_that_scales_down() {
+        let svg = Svg(r#"<?xml version="1.0"?><svg width="760" height="400" viewBox="0 0 760 400"><rect/></svg>"#.into());
+        let b = svg.mime_bundle();
+        assert_eq!(b["image/svg+xml"], svg.0.as_str());
+        assert_eq!(
+            b["text/html"],
+            r#"<svg style="max-width:100%;height:auto" width="760" height="400" viewBox="0 0 760 400"><rect/></svg>"#
+        );
+        // Without a viewBox a scaled width would not scale the drawing: left as it is.
+        let plain = Svg("<svg width='1'></svg>".into()).mime_bundle();
+        assert_eq!(plain["text/html"], "<svg width='1'></svg>");
+    }
 
     #[test]
     fn display_ids_are_unique() {
