@@ -28,9 +28,8 @@ const GENERATION_FILE: &str = ".qplay-generation";
 
 /// A build directory held by this process until it ends.
 pub struct Slot {
-    /// The directory evcxr builds in (its `EVCXR_TMPDIR`).
+    /// The directory evcxr builds in (its `EVCXR_TMPDIR`), in the build root.
     pub dir: PathBuf,
-    root: PathBuf,
     _lock: File,
 }
 
@@ -56,14 +55,16 @@ pub fn acquire() -> Result<Slot> {
 
 /// Records `slot` as the pre-warmed build that other slots copy (after `qplay prewarm`).
 pub fn mark_warm(slot: &Slot) -> Result<()> {
-    let root = &slot.root;
+    let root = slot
+        .dir
+        .parent()
+        .with_context(|| format!("bad slot directory {}", slot.dir.display()))?;
     let generation = format!(
         "{}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
     );
-    std::fs::write(slot.dir.join(GENERATION_FILE), &generation)?;
     let name = slot_name(&slot.dir)?;
     let tmp = root.join(format!("{WARM_FILE}.tmp"));
     std::fs::write(&tmp, format!("{name} {generation}\n"))?;
@@ -85,7 +86,6 @@ fn take_free(root: &Path) -> Result<Slot> {
         if taken {
             return Ok(Slot {
                 dir: root.join(format!("slot-{n}")),
-                root: root.to_path_buf(),
                 _lock: lock,
             });
         }
@@ -124,7 +124,7 @@ fn refresh(root: &Path, dir: &Path) -> Result<()> {
     }
     let start = std::time::Instant::now();
     let partial = dir.with_extension("partial");
-    for stale in [&partial, &dir.to_path_buf()] {
+    for stale in [partial.as_path(), dir] {
         if stale.exists() {
             std::fs::remove_dir_all(stale)
                 .with_context(|| format!("cannot remove {}", stale.display()))?;
