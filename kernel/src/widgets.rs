@@ -112,6 +112,20 @@ pub struct Widgets {
     detached: Mutex<Option<Iopub>>,
 }
 
+/// A change of a model's state made by the kernel: recorded, then sent to the browser.
+fn update_from_kernel(book: &mut Book, iopub: &Iopub, id: &str, key: &str, value: Value) {
+    if let Some(model) = book.models.get_mut(id) {
+        model.state.insert(key.to_string(), value.clone());
+    }
+    let changes = json!({ key: value });
+    iopub.comm_msg(
+        id,
+        json!({"method": "update", "state": changes, "buffer_paths": []}),
+        protocol_metadata(),
+        Vec::new(),
+    );
+}
+
 fn comm_open_content(comm_id: &str, state: &State) -> Value {
     json!({
         "comm_id": comm_id, "target_name": models::TARGET,
@@ -421,21 +435,20 @@ impl Widgets {
             return Vec::new();
         };
         let mut book = lock(&self.book);
-        let mut disabled = Vec::new();
-        for (id, model) in book.models.iter_mut() {
-            if model.state.get("disabled") == Some(&Value::Bool(false)) {
-                model.state.insert("disabled".into(), Value::Bool(true));
-                iopub.comm_msg(
-                    id,
-                    json!({"method": "update", "state": {"disabled": true}, "buffer_paths": []}),
-                    protocol_metadata(),
-                    Vec::new(),
-                );
-                disabled.push(model.description());
-            }
+        let mut enabled: Vec<(String, String)> = book
+            .models
+            .iter()
+            .filter(|(_, m)| m.state.get("disabled") == Some(&Value::Bool(false)))
+            .map(|(id, m)| (m.description(), id.clone()))
+            .collect();
+        enabled.sort();
+        for (_, id) in &enabled {
+            update_from_kernel(&mut book, &iopub, id, "disabled", Value::Bool(true));
         }
-        disabled.sort();
-        disabled
+        enabled
+            .into_iter()
+            .map(|(description, _)| description)
+            .collect()
     }
 
     /// Hands changes to the runtime and waits until it has applied them (and redrawn its live
@@ -528,16 +541,12 @@ impl Widgets {
 
     /// Shows `outputs` in a kernel-owned output widget.
     pub fn set_outputs(&self, id: &str, outputs: Vec<Value>, iopub: &Iopub) {
-        if let Some(model) = lock(&self.book).models.get_mut(id) {
-            model
-                .state
-                .insert("outputs".into(), Value::Array(outputs.clone()));
-        }
-        iopub.comm_msg(
+        update_from_kernel(
+            &mut lock(&self.book),
+            iopub,
             id,
-            json!({"method": "update", "state": {"outputs": outputs}, "buffer_paths": []}),
-            protocol_metadata(),
-            Vec::new(),
+            "outputs",
+            Value::Array(outputs),
         );
     }
 
