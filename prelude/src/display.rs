@@ -210,8 +210,9 @@ fn inline_svg(svg: &str) -> String {
         Some(rest) => rest.split_once("?>").map_or(svg, |(_, body)| body),
         None => svg,
     };
+    let root_tag = |at: usize| &svg[at..svg[at..].find('>').map_or(svg.len(), |end| at + end)];
     match svg.find("<svg") {
-        Some(at) if svg.contains("viewBox") => {
+        Some(at) if root_tag(at).contains("viewBox") => {
             let (head, tail) = svg.split_at(at + "<svg".len());
             format!(r#"{head} style="max-width:100%;height:auto"{tail}"#)
         }
@@ -367,6 +368,11 @@ mod tests {
         // Without a viewBox a scaled width would not scale the drawing: left as it is.
         let plain = Svg("<svg width='1'></svg>".into()).mime_bundle();
         assert_eq!(plain["text/html"], "<svg width='1'></svg>");
+        let nested = Svg("<svg width='1'><pattern viewBox='0 0 1 1'/></svg>".into()).mime_bundle();
+        assert_eq!(
+            nested["text/html"],
+            "<svg width='1'><pattern viewBox='0 0 1 1'/></svg>"
+        );
     }
 
     #[test]
