@@ -14,18 +14,14 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::data::Dataset;
+use crate::data::{to_hex, Dataset};
 use crate::eval::{evaluate_indices, EvalOptions, Evaluation};
 use crate::model::{Framework, Model};
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// sha256 (hex) of a file's bytes: the content hash of a model file.
 pub fn file_hash(path: &std::path::Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex(&Sha256::digest(bytes)))
+    Ok(to_hex(&Sha256::digest(bytes)))
 }
 
 /// The cache key of (model content, data selection).
@@ -44,7 +40,7 @@ pub fn key(model_hash: &str, data: &Dataset, indices: &[usize]) -> String {
     for &i in indices {
         h.update((i as u64).to_le_bytes());
     }
-    hex(&h.finalize())
+    to_hex(&h.finalize())
 }
 
 fn path_for(key: &str) -> PathBuf {

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use super::onnx_graph::{self, proto::ModelProto};
 use super::torch_script::{self, Location, Operand, Script};
 use super::{fmt_num, QDtype, QuantParam, QuantParams, Role};
+use crate::data::to_hex;
 use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
@@ -123,7 +124,7 @@ impl QuantModel {
             let body = Body::Torch {
                 script: Arc::new(script),
                 locations: Arc::new(locations),
-                key: hex(&Sha256::digest(bytes)).into(),
+                key: to_hex(&Sha256::digest(bytes)).into(),
                 bytes: Arc::new(OnceLock::from(Ok(bytes.to_vec()))),
                 capture: Default::default(),
             };
@@ -254,7 +255,7 @@ impl QuantModel {
     /// sha256 of the serialized version (hex): equal for equal models (the same edits made in
     /// the same order give the same TorchScript bytes).
     pub fn content_hash(&self) -> Result<String> {
-        Ok(hex(&Sha256::digest(self.to_bytes()?)))
+        Ok(to_hex(&Sha256::digest(self.to_bytes()?)))
     }
 
     /// The key of this version in the evaluation cache: its content hash for ONNX; for
@@ -880,11 +881,7 @@ fn torch_key(parent: &str, tensor: &str, write: &TorchWrite<'_>) -> String {
             part(&le_i32(zero_points));
         }
     }
-    hex(&h.finalize())
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&h.finalize())
 }
 
 fn info_for(original: &Original, version: usize) -> ModelInfo {
@@ -1138,7 +1135,7 @@ mod tests {
 
     /// sha256 of the module's canonical serialization, as it is in memory now.
     fn saved(v: &QuantModel) -> String {
-        hex(&Sha256::digest(script(v).save().unwrap()))
+        to_hex(&Sha256::digest(script(v).save().unwrap()))
     }
 
     /// A TorchScript version's parameter table and locations, derived from its parent's and

@@ -329,7 +329,7 @@ pub fn new_model_id() -> String {
             .map_or(0, |d| d.as_nanos());
         bytes = (nanos ^ (std::process::id() as u128) << 64).to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::data::to_hex(&bytes)
 }
 
 #[cfg(test)]
