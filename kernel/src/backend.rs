@@ -8,19 +8,27 @@
 //! Every executed cell is recorded in the [`Graph`]. A cell that depends on a widget (directly
 //! or through other cells) shows its outputs in a kernel-owned output widget, so that when the
 //! widget changes the kernel can rerun it and replace its outputs in place, in its own cell.
+//! Such a cell is wrapped into a function once ([`crate::wrap`]), so that its reruns call it
+//! instead of compiling it again; cells that cannot be wrapped rerun compiled.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::completeness::{completeness, Completeness};
 use crate::dataflow::{analyze, CellSyntax, Graph};
-use crate::engine::{CellError, Engine, Interrupter, OutputSink};
+use crate::engine::Engine;
+use crate::interrupt::Interrupter;
 use crate::link::RuntimeLink;
+use crate::output::{CellError, Collect, OutputSink};
 use crate::widgets::{Apply, OutputArea, Widgets};
+use crate::wrap::{registration, Signature, Wrappers};
+use qplay::protocol::Outcome;
 use qplay::widgets::models;
 use qplay_kernel::jupyter::backend::{
     Backend, CommContext, Completion, ExecuteContext, ExecuteOutcome, Iopub, IsComplete,
@@ -37,17 +45,21 @@ pub struct QplayBackend {
     start_error: Option<String>,
     widgets: Arc<Widgets>,
     graph: Graph,
+    wrappers: Wrappers,
+    interrupter: Interrupter,
 }
 
 impl QplayBackend {
     /// Starts the engine in the background, building in `slot`; `interrupter` reaches it once
     /// it runs.
     pub fn start(interrupter: Interrupter, slot: &Path) -> anyhow::Result<QplayBackend> {
-        let widgets = Arc::new(Widgets::new(RuntimeLink::listen(slot)?));
+        let link = Arc::new(RuntimeLink::listen(slot)?);
+        let widgets = Arc::new(Widgets::new(link.clone()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let for_engine = widgets.clone();
+        let (for_engine, slot, stopper) =
+            (widgets.clone(), slot.to_path_buf(), interrupter.clone());
         std::thread::spawn(move || {
-            let _ = tx.send(Engine::start(interrupter, for_engine));
+            let _ = tx.send(Engine::start(stopper, for_engine, link, &slot));
         });
         Ok(QplayBackend {
             engine: None,
@@ -57,6 +69,8 @@ impl QplayBackend {
             start_error: None,
             widgets,
             graph: Graph::default(),
+            wrappers: Wrappers::default(),
+            interrupter,
         })
     }
 
@@ -93,9 +107,9 @@ impl QplayBackend {
         })
     }
 
-    /// Runs one cell (a user's execute or a rerun), keeping the graph and the cell's widgets
-    /// up to date; `syntax` is `code` analyzed. Outputs go to `sink`; the result bundle, if any,
-    /// is returned.
+    /// Runs one cell compiled (a user's execute, or a rerun of a cell that is not wrapped),
+    /// keeping the graph and the cell's widgets up to date; `syntax` is `code` analyzed. Outputs
+    /// go to `sink`; the result bundle, if any, is returned.
     fn run_cell(
         &mut self,
         key: &str,
@@ -114,37 +128,107 @@ impl QplayBackend {
                 traceback: vec![e],
             }),
         };
-        let (roots, replaced) = self.widgets.end_cell(result.is_ok());
-        if result.is_ok() {
-            let bindings = syntax.widget_bindings.clone();
-            let everything = syntax.defines.clone();
-            let node = self.graph.record(key, code, syntax);
-            // Creation order matches the constructor calls when the cell makes its widgets in
-            // straight-line code; otherwise each widget is tied to all the cell defines.
-            let exact = bindings.len() == roots.len();
-            node.widgets = roots
-                .into_iter()
-                .enumerate()
-                .map(|(i, id)| {
-                    let names = if exact {
-                        bindings[i].clone()
-                    } else {
-                        everything.clone()
-                    };
-                    (id, names)
-                })
-                .collect();
-            if output.is_some() {
-                node.output = output;
-            }
-            let keep = node.output.clone();
-            let replaced: Vec<String> = replaced
-                .into_iter()
-                .filter(|id| Some(id) != keep.as_ref())
-                .collect();
-            self.widgets.close(&replaced, iopub);
-        }
+        self.ran(key, code, syntax, result.is_ok(), output, iopub);
         result
+    }
+
+    /// A run of `key` ended (`ok`: successfully): records it in the graph with the widgets it
+    /// made, and closes the widgets of its previous run that it replaced.
+    fn ran(
+        &mut self,
+        key: &str,
+        code: &str,
+        syntax: CellSyntax,
+        ok: bool,
+        output: Option<String>,
+        iopub: &Iopub,
+    ) {
+        let (roots, replaced) = self.widgets.end_cell(ok);
+        if !ok {
+            return;
+        }
+        let bindings = syntax.widget_bindings.clone();
+        let everything = syntax.defines.clone();
+        let node = self.graph.record(key, code, syntax);
+        // Creation order matches the constructor calls when the cell makes its widgets in
+        // straight-line code; otherwise each widget is tied to all the cell defines.
+        let exact = bindings.len() == roots.len();
+        node.widgets = roots
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let names = if exact {
+                    bindings[i].clone()
+                } else {
+                    everything.clone()
+                };
+                (id, names)
+            })
+            .collect();
+        if output.is_some() {
+            node.output = output;
+        }
+        let keep = node.output.clone();
+        let replaced: Vec<String> = replaced
+            .into_iter()
+            .filter(|id| Some(id) != keep.as_ref())
+            .collect();
+        self.widgets.close(&replaced, iopub);
+    }
+
+    /// Wraps those of `keys` that are reactive, wrappable and not wrapped for their current
+    /// signature: one evcxr compile registers them all; if it fails, each is tried alone, and
+    /// those that fail are recorded with the compiler's reason (they rerun compiled).
+    fn prepare_wrappers(&mut self, keys: &[String]) {
+        if self.engine(true).is_err() {
+            return;
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let (variables, generation) = (engine.variables(), engine.generation());
+        let mut todo: Vec<(String, Signature)> = Vec::new();
+        for key in keys {
+            let Some(node) = self.graph.get(key).filter(|n| n.output.is_some()) else {
+                continue;
+            };
+            if self.wrappers.known_obstacle(key, &node.code).is_some() {
+                continue;
+            }
+            match self.wrappers.plan(node, &variables, generation) {
+                Ok(signature) if self.wrappers.is_current(key, &signature) => {}
+                Ok(signature) => todo.push((key.clone(), signature)),
+                Err(reason) => self.wrappers.unwrappable(key, &node.code, reason),
+            }
+        }
+        let mut batches: Vec<Vec<(String, Signature)>> = vec![todo];
+        while let Some(batch) = batches.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            let cells: Vec<(&str, &CellSyntax, &Signature)> = batch
+                .iter()
+                .filter_map(|(k, s)| Some((k.as_str(), &self.graph.get(k)?.syntax, s)))
+                .collect();
+            let source = registration(&cells);
+            match engine.execute(&source, Arc::new(Collect::default())) {
+                Ok(_) => {
+                    for (key, signature) in batch {
+                        self.wrappers.wrapped(&key, signature);
+                    }
+                }
+                Err(e) if batch.len() == 1 => {
+                    let (key, signature) = &batch[0];
+                    eprintln!(
+                        "qplay: cell {key} reruns compiled: its wrapper did not compile: {}",
+                        e.evalue
+                    );
+                    let reason = format!("its wrapper does not compile ({})", e.evalue);
+                    self.wrappers.unwrappable(key, &signature.code, reason);
+                }
+                Err(_) => batches.extend(batch.into_iter().map(|one| vec![one])),
+            }
+        }
     }
 
     /// A user's execute of a cell that depends on widgets: its outputs go into an output widget.
@@ -192,43 +276,40 @@ impl QplayBackend {
         result.map(|_| None)
     }
 
-    /// Reruns the cells that depend on the changed widgets, in run order, each into its own
-    /// output area; stops at the first error or when a newer update of the same widget waits.
+    /// Reruns the cells that depend on the changed widgets, in dataflow order, each into its
+    /// own output area; stops at the first error, or as soon as a newer update of the same
+    /// widget waits (a running cell is asked to stop, cooperatively).
     fn rerun_dependents(&mut self, apply: &Apply, ctx: &CommContext) {
-        let mut chain: Vec<String> = Vec::new();
-        for id in apply.sources() {
-            if let Some((cell, names)) = self.graph.widget_owner(&id) {
-                let cell = cell.to_string();
-                let names: BTreeSet<String> = names.clone();
-                for key in self.graph.dependents(&cell, &names) {
-                    if !chain.contains(&key) {
-                        chain.push(key);
-                    }
-                }
-            }
-        }
-        chain.sort_by_key(|k| self.graph.get(k).map_or(0, |n| n.ran_at));
+        let changed: Vec<(String, BTreeSet<String>)> = apply
+            .sources()
+            .iter()
+            .filter_map(|id| self.graph.widget_owner(id))
+            .map(|(cell, names)| (cell.to_string(), names.clone()))
+            .collect();
+        let chain = self.graph.dependents(&changed);
+        self.prepare_wrappers(&chain);
+        let _watch = StaleWatch::start(ctx.superseded.clone(), self.interrupter.clone());
         let widgets = self.widgets.clone();
         for key in chain {
             if ctx.superseded.check() {
                 return;
             }
-            let Some(node) = self.graph.get(&key) else {
-                continue;
-            };
-            let (code, syntax) = (node.code.clone(), node.syntax.clone());
-            let Some(area_id) = node.output.clone().filter(|id| widgets.exists(id)) else {
+            let Some(area_id) = self
+                .graph
+                .get(&key)
+                .and_then(|n| n.output.clone())
+                .filter(|id| widgets.exists(id))
+            else {
                 eprintln!("qplay: cell {key} depends on a widget but ran before it existed; run it again to make it reactive");
                 continue;
             };
             let area = Arc::new(OutputArea::new(widgets.clone(), area_id, ctx.iopub.clone()));
-            let result = self.run_cell(&key, &code, syntax, area.clone(), None, &ctx.iopub);
+            let result = self.rerun_cell(&key, area.clone(), &ctx.iopub);
             match result {
-                Ok(Some(bundle)) => {
-                    area.push(json!({"output_type": "execute_result", "data": bundle,
-                                     "metadata": {}, "execution_count": Value::Null}));
-                }
+                Ok(Some(bundle)) => area.result(bundle),
                 Ok(None) => {}
+                // A newer value stopped it: the next chain redraws the cell.
+                Err(_) if ctx.superseded.check() => return,
                 Err(e) => {
                     area.push(json!({"output_type": "error", "ename": e.ename,
                                      "evalue": e.evalue, "traceback": e.traceback}));
@@ -240,14 +321,92 @@ impl QplayBackend {
         }
     }
 
+    /// Reruns one cell into `area`: a call of its wrapper when the runtime holds one for its
+    /// current signature, else compiled.
+    fn rerun_cell(
+        &mut self,
+        key: &str,
+        area: Arc<OutputArea>,
+        iopub: &Iopub,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        let Some(node) = self.graph.get(key) else {
+            return Ok(None);
+        };
+        let (code, syntax) = (node.code.clone(), node.syntax.clone());
+        let wrapped = self.engine(true).is_ok() && {
+            let engine = self.engine.as_ref().expect("started");
+            let node = self.graph.get(key).expect("looked up above");
+            self.wrappers
+                .plan(node, &engine.variables(), engine.generation())
+                .is_ok_and(|s| self.wrappers.is_current(key, &s))
+        };
+        if wrapped {
+            self.widgets.begin_cell(key, &code);
+            let engine = self.engine.as_mut().expect("started above");
+            let outcome = engine.call(key, area.clone());
+            let result = match outcome {
+                Ok(Outcome::Ok) => Ok(None),
+                Ok(Outcome::Panicked) => Err(engine.panic_error("")),
+                Ok(Outcome::Unknown) => {
+                    self.widgets.end_cell(false);
+                    self.wrappers.invalidate(key);
+                    return self.run_cell(key, &code, syntax, area, None, iopub);
+                }
+                Err(e) => Err(e),
+            };
+            if result.is_ok() {
+                self.wrappers.called(key);
+            }
+            self.ran(key, &code, syntax, result.is_ok(), None, iopub);
+            return result;
+        }
+        self.run_cell(key, &code, syntax, area, None, iopub)
+    }
+
     /// `:deps` — the dataflow graph as a table.
     fn show_graph(&self, ctx: &ExecuteContext) {
-        let (html, text) = self.graph.render();
+        let compiles = self.engine.as_ref().map_or(0, Engine::compiles);
+        let wrappers = &self.wrappers;
+        let (mut html, mut text) = self
+            .graph
+            .render(|key, node| wrappers.describe(key, &node.code));
+        let summary = format!("evcxr has compiled {compiles} cell(s) since the kernel started");
+        html.push_str(&format!("<p>{summary}.</p>"));
+        text.push_str(&format!("{summary}\n"));
         let mut bundle = MimeBundle::new();
         bundle.insert("text/html".into(), html.into());
         bundle.insert("text/plain".into(), text.into());
         ctx.iopub
             .execute_result(ctx.execution_count, bundle, MimeBundle::new());
+    }
+}
+
+/// While a rerun chain runs: asks the running cell to stop (cooperatively) as soon as a newer
+/// update of the same widget arrives, so that the chain for that one starts sooner.
+struct StaleWatch {
+    done: Arc<AtomicBool>,
+}
+
+impl StaleWatch {
+    fn start(superseded: qplay_kernel::jupyter::backend::Superseded, stop: Interrupter) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        std::thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                if superseded.check() {
+                    stop.cancel();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        StaleWatch { done }
+    }
+}
+
+impl Drop for StaleWatch {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
     }
 }
 
@@ -301,6 +460,7 @@ impl Backend for QplayBackend {
         self.widgets.set_detached(ctx.iopub.clone());
         for deleted in ctx.deleted_cells() {
             self.graph.forget(deleted);
+            self.wrappers.forget(deleted);
             let models = self.widgets.cell_models(deleted);
             self.widgets.close(&models, &ctx.iopub);
         }
@@ -310,6 +470,7 @@ impl Backend for QplayBackend {
         }
         let key = cell_key(ctx, code);
         let syntax = analyze(code);
+        self.wrappers.ran_by_hand(&syntax);
         let reactive = !ctx.silent && self.graph.is_reactive(&key, &syntax);
         let result = if reactive {
             self.execute_reactive(&key, code, syntax, ctx)
@@ -353,15 +514,21 @@ impl Backend for QplayBackend {
         Some(bundle)
     }
 
-    /// Once the engine runs and the kernel first has nothing to do, warm rust-analyzer up.
+    /// Once the engine runs and the kernel first has nothing to do, warm rust-analyzer up;
+    /// later, wrap the reactive cells that ran since (so the next widget change compiles
+    /// nothing).
     fn idle(&mut self) {
-        if self.analyzer_warm {
+        let warm = self.analyzer_warm;
+        let Ok(engine) = self.engine(false) else {
             return;
-        }
-        if let Ok(engine) = self.engine(false) {
+        };
+        if !warm {
             engine.warm_up_analyzer();
             self.analyzer_warm = true;
+            return;
         }
+        let reactive = self.graph.reactive_cells();
+        self.prepare_wrappers(&reactive);
     }
 
     fn is_complete(&mut self, code: &str) -> IsComplete {
@@ -386,7 +553,7 @@ impl Backend for QplayBackend {
         let sink: Arc<dyn OutputSink> = Arc::new(IopubSink(ctx.iopub.clone()));
         let widgets = self.widgets.clone();
         let applied = match self.engine(true) {
-            Ok(engine) => engine.with_sink(sink, |_| widgets.forward(&apply)),
+            Ok(engine) => engine.with_sink(sink, false, |_| widgets.forward(&apply)),
             Err(_) => false,
         };
         if applied && !ctx.superseded.check() {

@@ -8,12 +8,18 @@
 //! value; a value followed by more output is turned into a `display()` message (a
 //! `display_data` of its own), and only the value printed last, just before evcxr's
 //! end-of-cell marker, is passed on as blocks, to become the cell's `execute_result`.
+//!
+//! The relay also carries the output of *wrapped* cells, which the runtime calls without evcxr
+//! (`qplay::reactive`), and whose output evcxr would not read: between the runtime's `Begin` and
+//! `Done` messages everything goes to stderr as [`FromRuntime`] messages instead — text as
+//! `Stream`, the last value before `Done` as `Result`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 
-use serde_json::{json, Map, Value};
+use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
+use serde_json::Value;
 
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
 const END: &str = "EVCXR_END_CONTENT";
@@ -41,7 +47,7 @@ pub fn install_in_runtime() {
         libc::close(fds[1]);
         let input = File::from_raw_fd(fds[0]);
         let output = File::from_raw_fd(original);
-        std::thread::spawn(move || relay(BufReader::new(input), output));
+        std::thread::spawn(move || relay(BufReader::new(input), output, std::io::stderr()));
     }
 }
 
@@ -51,11 +57,23 @@ struct Shown {
     blocks: Vec<(String, String)>,
 }
 
-/// Copies `input` to `output` line by line, rewriting content blocks as described above.
-pub fn relay(input: impl BufRead, mut output: impl Write) {
+/// Whether `line` is the runtime's `Begin` or `Done` of a wrapped call (short lines only: a
+/// display's JSON can be large, and is never one of these).
+fn marker(line: &str) -> Option<FromRuntime> {
+    if line.len() > 256 || !line.starts_with(PREFIX) {
+        return None;
+    }
+    FromRuntime::parse(line)
+        .filter(|m| matches!(m, FromRuntime::Begin { .. } | FromRuntime::Done { .. }))
+}
+
+/// Copies `input` to `output` line by line, rewriting content blocks as described above; a
+/// wrapped call's output goes to `wrapped` instead.
+pub fn relay(input: impl BufRead, mut output: impl Write, mut wrapped: impl Write) {
     let mut value = Shown::default();
     let mut block: Option<(String, Vec<String>)> = None;
     let mut shown = 0u64;
+    let mut in_call = false;
     for line in input.lines() {
         let Ok(line) = line else { break };
         if let Some((mime, lines)) = block.as_mut() {
@@ -68,30 +86,45 @@ pub fn relay(input: impl BufRead, mut output: impl Write) {
             }
             continue;
         }
+        let out: &mut dyn Write = if in_call { &mut wrapped } else { &mut output };
         if let Some(mime) = line.strip_prefix(BEGIN) {
             let mime = mime.trim().to_string();
             if value.blocks.iter().any(|(m, _)| *m == mime) {
                 shown += 1;
-                write(
-                    &mut output,
-                    &display_line(&std::mem::take(&mut value), shown),
-                );
+                write(out, &display_line(&std::mem::take(&mut value), shown));
             }
             block = Some((mime, Vec::new()));
             continue;
         }
+        let marker = marker(&line);
         if !value.blocks.is_empty() {
             let v = std::mem::take(&mut value);
-            if line == COMPLETE {
+            if !in_call && line == COMPLETE {
                 for (mime, content) in v.blocks {
-                    write(&mut output, &format!("{BEGIN}{mime}\n{content}\n{END}"));
+                    write(out, &format!("{BEGIN}{mime}\n{content}\n{END}"));
                 }
+            } else if in_call && matches!(marker, Some(FromRuntime::Done { .. })) {
+                write(out, &FromRuntime::Result { data: bundle(&v) }.line());
             } else {
                 shown += 1;
-                write(&mut output, &display_line(&v, shown));
+                write(out, &display_line(&v, shown));
             }
         }
-        write(&mut output, &line);
+        match marker {
+            Some(FromRuntime::Begin { .. }) => in_call = true,
+            Some(FromRuntime::Done { .. }) if in_call => {
+                write(&mut wrapped, &line);
+                in_call = false;
+            }
+            _ if in_call && !line.starts_with(PREFIX) => {
+                let text = FromRuntime::Stream {
+                    name: "stdout".into(),
+                    text: line + "\n",
+                };
+                write(&mut wrapped, &text.line());
+            }
+            _ => write(out, &line),
+        }
     }
 }
 
@@ -100,9 +133,9 @@ fn write(out: &mut dyn Write, line: &str) {
     let _ = out.flush();
 }
 
-/// A `display()` message carrying a value's blocks.
-fn display_line(value: &Shown, n: u64) -> String {
-    let mut data = Map::new();
+/// A value's blocks as a MIME bundle.
+fn bundle(value: &Shown) -> MimeBundle {
+    let mut data = MimeBundle::new();
     for (mime, content) in &value.blocks {
         let v = if mime.ends_with("json") {
             serde_json::from_str(content).unwrap_or_else(|_| Value::String(content.clone()))
@@ -111,8 +144,16 @@ fn display_line(value: &Shown, n: u64) -> String {
         };
         data.insert(mime.clone(), v);
     }
-    let id = format!("qplay-block-{}-{n}", std::process::id());
-    qplay::display::message_line(&json!({"kind": "display", "data": data, "display_id": id}))
+    data
+}
+
+/// A `display()` message carrying a value's blocks.
+fn display_line(value: &Shown, n: u64) -> String {
+    FromRuntime::Display {
+        data: bundle(value),
+        display_id: format!("qplay-block-{}-{n}", std::process::id()),
+    }
+    .line()
 }
 
 #[cfg(test)]
@@ -121,8 +162,42 @@ mod tests {
 
     fn run(input: &str) -> String {
         let mut out = Vec::new();
-        relay(input.as_bytes(), &mut out);
+        relay(input.as_bytes(), &mut out, std::io::sink());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_wrapped_call_goes_to_stderr_as_messages() {
+        let begin = FromRuntime::Begin { seq: 7 }.line();
+        let done = FromRuntime::Done {
+            seq: 7,
+            outcome: Default::default(),
+        }
+        .line();
+        let display = FromRuntime::Clear { wait: true }.line();
+        let input = format!(
+            "before\n{begin}\nprinted\n{display}\n\
+             EVCXR_BEGIN_CONTENT text/plain\n42\nEVCXR_END_CONTENT\n{done}\nafter\n"
+        );
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        relay(input.as_bytes(), &mut out, &mut err);
+        assert_eq!(String::from_utf8(out).unwrap(), "before\nafter\n");
+        let err = String::from_utf8(err).unwrap();
+        let messages: Vec<FromRuntime> = err.lines().filter_map(FromRuntime::parse).collect();
+        assert_eq!(messages.len(), err.lines().count(), "{err}");
+        assert_eq!(
+            messages[0],
+            FromRuntime::Stream {
+                name: "stdout".into(),
+                text: "printed\n".into()
+            }
+        );
+        assert_eq!(messages[1], FromRuntime::Clear { wait: true });
+        let FromRuntime::Result { data } = &messages[2] else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(data["text/plain"], "42");
+        assert!(matches!(messages[3], FromRuntime::Done { seq: 7, .. }));
     }
 
     #[test]
@@ -157,9 +232,9 @@ mod tests {
                 "EVCXR_EXECUTION_COMPLETE"
             ]
         );
-        let message: Value =
-            serde_json::from_str(lines[0].strip_prefix("QPLAY_DISPLAY ").unwrap()).unwrap();
-        assert_eq!(message["kind"], "display");
-        assert_eq!(message["data"]["image/svg+xml"], "<svg>1</svg>");
+        let Some(FromRuntime::Display { data, .. }) = FromRuntime::parse(lines[0]) else {
+            panic!("{}", lines[0])
+        };
+        assert_eq!(data["image/svg+xml"], "<svg>1</svg>");
     }
 }

@@ -12,7 +12,7 @@
 //! with this toolchain), so process-wide state such as the model registry lives in slots that
 //! this executable exports (`qplay::process`), shared by every cell.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,62 +21,23 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use evcxr::{CommandContext, EvalContext};
-use qplay::display::{MimeBundle, DISPLAY_PREFIX};
+use qplay::protocol::{FromRuntime, MimeBundle, Outcome, ToRuntime};
 use serde_json::Value;
 
+use crate::interrupt::Interrupter;
+use crate::link::RuntimeLink;
+use crate::output::{is_unit, CellError, Collect, OutputSink};
 use crate::widgets::Widgets;
 
-/// Where a running cell's outputs go (the kernel publishes them on IOPub).
-pub trait OutputSink: Send + Sync {
-    /// Text on `stdout` or `stderr`.
-    fn stream(&self, name: &str, text: &str);
-    /// A rich output; `update` replaces the output shown earlier under `display_id`.
-    fn display(&self, data: MimeBundle, display_id: Option<String>, update: bool);
-    /// Clears the cell's outputs (`wait`: when the next output arrives).
-    fn clear_output(&self, wait: bool);
-    /// A comm message (`comm_open`, `comm_msg`, `comm_close`) of a widget the cell made.
-    fn comm(&self, msg_type: &str, content: Value, metadata: Value);
-}
+/// How long a wrapped cell may run before the kernel stops waiting for it.
+const CALL_WAIT: Duration = Duration::from_secs(24 * 3600);
 
-/// Why a cell failed, in the shape of a Jupyter `error` message.
-#[derive(Debug, Clone)]
-pub struct CellError {
-    /// Short kind of error (`CompilationError`, `Panic`, `Interrupted`, …).
-    pub ename: String,
-    /// One-line description.
-    pub evalue: String,
-    /// Lines to show, ANSI colours allowed.
-    pub traceback: Vec<String>,
-}
-
-/// Stops a running cell from another thread by ending the runtime process; evcxr starts a new
-/// one for the next cell (the variables are lost, and the kernel says which).
+/// Where the runtime's messages go besides the running cell's outputs: widget models to the
+/// widgets, answers to requests to the link.
 #[derive(Clone)]
-pub struct Interrupter {
-    pid: Arc<Mutex<Option<u32>>>,
-    interrupted: Arc<AtomicBool>,
-}
-
-impl Default for Interrupter {
-    fn default() -> Self {
-        Interrupter {
-            pid: Arc::new(Mutex::new(None)),
-            interrupted: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl Interrupter {
-    /// Interrupts the cell now running, if any.
-    pub fn interrupt(&self) {
-        if let Some(pid) = *self.pid.lock().unwrap_or_else(|e| e.into_inner()) {
-            self.interrupted.store(true, Ordering::SeqCst);
-            // SAFETY: kill(2) on a pid we spawned; a stale pid at worst fails with ESRCH.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-    }
+struct Routes {
+    widgets: Arc<Widgets>,
+    link: Arc<RuntimeLink>,
 }
 
 type Sink = Arc<Mutex<Option<Arc<dyn OutputSink>>>>;
@@ -91,8 +52,11 @@ pub struct Engine {
     panicked: Arc<AtomicBool>,
     /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
     flushing: Arc<AtomicBool>,
-    /// Where the runtime's widget messages go.
-    widgets: Arc<Widgets>,
+    routes: Routes,
+    /// Cells evcxr has compiled since the engine started.
+    compiles: u64,
+    /// Bumped whenever evcxr replaces the runtime process (whose wrapped cells are then gone).
+    generation: u64,
 }
 
 /// Commands run when an engine starts: variables kept across a panic, no network for cargo,
@@ -108,11 +72,18 @@ fn startup_code(prelude: &Path) -> String {
 impl Engine {
     /// Starts a runtime process and loads the prelude. With a cold build directory this
     /// compiles the prelude's dependency tree (minutes); set-up pre-warms `EVCXR_TMPDIR`.
-    pub fn start(interrupter: Interrupter, widgets: Arc<Widgets>) -> Result<Engine> {
+    pub fn start(
+        interrupter: Interrupter,
+        widgets: Arc<Widgets>,
+        link: Arc<RuntimeLink>,
+        slot: &Path,
+    ) -> Result<Engine> {
         let t0 = std::time::Instant::now();
         let exe = std::env::current_exe().context("cannot find the qplay executable")?;
         let mut runtime = std::process::Command::new(exe);
-        runtime.env(qplay::widgets::hub::CHANNEL_ENV, widgets.link_path());
+        runtime.env(qplay::widgets::hub::CHANNEL_ENV, link.path());
+        let (flag_env, flag_file) = Interrupter::file_env(slot);
+        runtime.env(flag_env, flag_file);
         let (eval, outputs) = EvalContext::with_subprocess_command(runtime)
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
         let ctx = CommandContext::with_eval_context(eval);
@@ -124,7 +95,9 @@ impl Engine {
             interrupter,
             panicked: Arc::new(AtomicBool::new(false)),
             flushing: Arc::new(AtomicBool::new(false)),
-            widgets,
+            routes: Routes { widgets, link },
+            compiles: 0,
+            generation: 0,
         };
         engine.spawn_publishers();
         let context_s = t0.elapsed().as_secs_f64();
@@ -166,15 +139,15 @@ impl Engine {
 
     fn spawn_publishers(&self) {
         let (stdout, sink) = (self.stdout.clone(), self.sink.clone());
-        let (flushing, widgets) = (self.flushing.clone(), self.widgets.clone());
+        let (flushing, routes) = (self.flushing.clone(), self.routes.clone());
         std::thread::spawn(move || {
-            publish_loop(&stdout, &sink, "stdout", &flushing, &widgets, &|_| {})
+            publish_loop(&stdout, &sink, "stdout", &flushing, &routes, &|_| {})
         });
         let (stderr, sink) = (self.stderr.clone(), self.sink.clone());
         let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
-        let widgets = self.widgets.clone();
+        let routes = self.routes.clone();
         std::thread::spawn(move || {
-            publish_loop(&stderr, &sink, "stderr", &flushing, &widgets, &|line| {
+            publish_loop(&stderr, &sink, "stderr", &flushing, &routes, &|line| {
                 if is_panic_line(line) {
                     panicked.store(true, Ordering::SeqCst);
                 }
@@ -182,11 +155,44 @@ impl Engine {
         });
     }
 
-    fn variables(&self) -> BTreeSet<String> {
+    /// The notebook's variables and their types, as evcxr knows them.
+    pub fn variables(&self) -> BTreeMap<String, String> {
         self.ctx
             .variables_and_types()
-            .map(|(name, _)| name.to_string())
+            .map(|(name, ty)| (name.to_string(), ty.to_string()))
             .collect()
+    }
+
+    /// How many cells evcxr has compiled since the engine started.
+    pub fn compiles(&self) -> u64 {
+        self.compiles
+    }
+
+    /// Which runtime process this is: bumped whenever evcxr replaces it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Calls wrapped cell `key` in the runtime (see `crate::wrap`); nothing is compiled. Its
+    /// outputs stream to `sink`, its final value included. `Ok(Outcome::Unknown)`: the runtime
+    /// holds no such function (the caller compiles the cell instead).
+    pub fn call(&mut self, key: &str, sink: Arc<dyn OutputSink>) -> Result<Outcome, CellError> {
+        self.interrupter.reset();
+        self.panicked.store(false, Ordering::SeqCst);
+        let link = self.routes.link.clone();
+        let cell = key.to_string();
+        let answer = self.with_sink(sink, false, |_| {
+            link.request(|seq| ToRuntime::Run { seq, cell }, CALL_WAIT)
+        });
+        match answer {
+            Some(outcome) => Ok(outcome),
+            // The runtime went away (killed by an interrupt, or crashed): have evcxr notice and
+            // start a new one now, so that the error says what was lost.
+            None => match self.run("()", Arc::new(Collect::default())) {
+                Err(e) => Err(e),
+                Ok(_) => Ok(Outcome::Unknown),
+            },
+        }
     }
 
     /// Runs one cell. Outputs stream to `sink` while it runs; the value of its last expression,
@@ -196,11 +202,21 @@ impl Engine {
         code: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
+        self.interrupter.reset();
+        self.run(code, sink)
+    }
+
+    /// [`Engine::execute`], keeping an interrupt of the work before it in the error.
+    fn run(
+        &mut self,
+        code: &str,
+        sink: Arc<dyn OutputSink>,
+    ) -> Result<Option<MimeBundle>, CellError> {
         use Ordering::SeqCst;
         self.panicked.store(false, SeqCst);
-        self.interrupter.interrupted.store(false, SeqCst);
-        let before = self.variables();
-        let result = self.with_sink(sink, |ctx| ctx.execute(code));
+        let before: BTreeSet<String> = self.variables().into_keys().collect();
+        self.compiles += 1;
+        let result = self.with_sink(sink, true, |ctx| ctx.execute(code));
         if std::env::var_os("QPLAY_PHASES").is_some() {
             if let Ok(outputs) = &result {
                 let phases: Vec<String> = outputs
@@ -212,7 +228,8 @@ impl Engine {
             }
         }
 
-        let lost: Vec<String> = before.difference(&self.variables()).cloned().collect();
+        let after: BTreeSet<String> = self.variables().into_keys().collect();
+        let lost: Vec<String> = before.difference(&after).cloned().collect();
         let lost_note = if lost.is_empty() {
             String::new()
         } else {
@@ -221,11 +238,7 @@ impl Engine {
         match result {
             Ok(outputs) => {
                 if self.panicked.load(SeqCst) {
-                    return Err(CellError {
-                        ename: "Panic".into(),
-                        evalue: format!("the cell panicked (see above); the kernel lives on.{lost_note}"),
-                        traceback: vec![format!("\x1b[31mpanic\x1b[0m: the cell panicked (see its stderr above).{lost_note}")],
-                    });
+                    return Err(self.panic_error(&lost_note));
                 }
                 let mut bundle = MimeBundle::new();
                 for (mime, content) in outputs.content_by_mime_type {
@@ -236,14 +249,7 @@ impl Engine {
                     };
                     bundle.insert(mime, value);
                 }
-                // A cell ending in a block, loop or call returning `()` has nothing to show,
-                // nor one ending in a value that showed itself already (a live view).
-                let unit = bundle.len() == 1
-                    && matches!(
-                        bundle.get("text/plain").and_then(Value::as_str),
-                        Some("()" | "")
-                    );
-                Ok((!bundle.is_empty() && !unit).then_some(bundle))
+                Ok((!is_unit(&bundle)).then_some(bundle))
             }
             Err(evcxr::Error::CompilationErrors(errors)) => {
                 let mut traceback = Vec::new();
@@ -261,10 +267,12 @@ impl Engine {
                 })
             }
             Err(evcxr::Error::SubprocessTerminated(message)) => {
-                let (ename, what) = if self.interrupter.interrupted.load(SeqCst) {
+                self.generation += 1;
+                let (ename, what) = if self.interrupter.interrupted() {
                     (
                         "Interrupted",
-                        "the runtime process was stopped and restarted",
+                        "the cell did not stop by itself, so the runtime process was stopped \
+                         and restarted",
                     )
                 } else {
                     (
@@ -272,7 +280,7 @@ impl Engine {
                         "the runtime process stopped and was restarted",
                     )
                 };
-                let orphans = self.widgets.disable_orphans();
+                let orphans = self.routes.widgets.disable_orphans();
                 let widget_note = if orphans.is_empty() {
                     String::new()
                 } else {
@@ -299,49 +307,66 @@ impl Engine {
         }
     }
 
+    /// How a cell that panicked (or stopped at an interrupt) fails.
+    pub fn panic_error(&self, lost_note: &str) -> CellError {
+        if self.interrupter.interrupted() {
+            return CellError {
+                ename: "Interrupted".into(),
+                evalue: format!(
+                    "the cell stopped at the interrupt; the runtime and its variables live \
+                     on.{lost_note}"
+                ),
+                traceback: vec![format!(
+                    "\x1b[31mInterrupted\x1b[0m: the cell stopped at the interrupt; the \
+                     runtime, its variables and its widgets live on.{lost_note}"
+                )],
+            };
+        }
+        CellError {
+            ename: "Panic".into(),
+            evalue: format!("the cell panicked (see above); the kernel lives on.{lost_note}"),
+            traceback: vec![format!(
+                "\x1b[31mpanic\x1b[0m: the cell panicked (see its stderr above).{lost_note}"
+            )],
+        }
+    }
+
     /// Waits until every line the runtime printed for this cell has been published. evcxr
     /// returns only once its stdout channel is empty; holding the receiver's lock guarantees the
-    /// publisher is not halfway through a line. stderr has no such end marker, so lines that
-    /// arrive within a short grace period still count.
-    fn flush(&self) {
+    /// publisher is not halfway through a line. stderr has no such end marker, so with `grace`
+    /// lines that arrive within a short grace period still count; a wrapped call's `Done`
+    /// answer comes on stderr after everything it printed, so it needs none.
+    fn flush(&self, grace: bool) {
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(sink) = sink else { return };
         self.flushing.store(true, Ordering::Release);
         for (rx, name) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            let grace = if name == "stderr" { 10 } else { 0 };
-            while let Ok(line) = rx.recv_timeout(Duration::from_millis(grace)) {
+            let wait = if name == "stderr" && grace { 10 } else { 0 };
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(wait)) {
                 if name == "stderr" && is_panic_line(&line) {
                     self.panicked.store(true, Ordering::SeqCst);
                 }
-                publish_line(sink.as_ref(), name, line, &self.widgets);
+                publish_line(sink.as_deref(), name, line, &self.routes);
             }
         }
         self.flushing.store(false, Ordering::Release);
     }
 
-    /// Runs `f` (a cell, or a widget update that makes the runtime redraw live views) with the
-    /// runtime's output going to `sink` until all of it is published; an interrupt meanwhile
-    /// stops the runtime.
+    /// Runs `f` (a cell, a wrapped cell's call, or a widget update that makes the runtime redraw
+    /// live views) with the runtime's output going to `sink` until all of it is published
+    /// (`grace`: see [`Engine::flush`]); an interrupt meanwhile stops it.
     pub fn with_sink<R>(
         &mut self,
         sink: Arc<dyn OutputSink>,
+        grace: bool,
         f: impl FnOnce(&mut CommandContext) -> R,
     ) -> R {
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
-        *self
-            .interrupter
-            .pid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) =
-            self.ctx.process_handle().lock().ok().map(|c| c.id());
+        let pid = self.ctx.process_handle().lock().ok().map(|c| c.id());
+        self.interrupter.begin(pid);
         let result = f(&mut self.ctx);
-        *self
-            .interrupter
-            .pid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        self.flush();
+        self.interrupter.end();
+        self.flush(grace);
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
         result
     }
@@ -377,29 +402,6 @@ impl Engine {
     }
 }
 
-/// An [`OutputSink`] that keeps what it is given (for start-up, where nothing is shown).
-#[derive(Default)]
-pub struct Collect(Mutex<String>);
-
-impl Collect {
-    /// Everything streamed so far.
-    pub fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl OutputSink for Collect {
-    fn stream(&self, _name: &str, text: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_str(text);
-    }
-    fn display(&self, _data: MimeBundle, _id: Option<String>, _update: bool) {}
-    fn clear_output(&self, _wait: bool) {}
-    fn comm(&self, _msg_type: &str, _content: Value, _metadata: Value) {}
-}
-
 /// libtorch prints this deprecation notice (through its own logger, which ignores
 /// TORCH_CPP_LOG_LEVEL when not started from Python) the first time a quantized model runs;
 /// users can do nothing about it, so it is not shown.
@@ -412,34 +414,33 @@ fn is_panic_line(line: &str) -> bool {
     line.starts_with("thread '") && line.contains("panicked at")
 }
 
-/// A widget message from the runtime, if `line` is one.
-fn widget_message(line: &str) -> Option<Value> {
-    let message = serde_json::from_str::<Value>(line.strip_prefix(DISPLAY_PREFIX)?).ok()?;
-    let kind = message["kind"].as_str()?;
-    ["comm_open", "comm_msg", "done"]
-        .contains(&kind)
-        .then_some(message)
-}
-
-fn publish_line(sink: &dyn OutputSink, name: &str, line: String, widgets: &Widgets) {
-    if let Some(message) = widget_message(&line) {
-        widgets.runtime_message(message, Some(sink));
-        return;
-    }
-    if let Some(json) = line.strip_prefix(DISPLAY_PREFIX) {
-        if let Ok(message) = serde_json::from_str::<Value>(json) {
-            if message["kind"] == "clear" {
-                sink.clear_output(message["wait"].as_bool().unwrap_or(false));
-                return;
-            }
-            let data = message["data"].as_object().cloned().unwrap_or_default();
-            let id = message["display_id"].as_str().map(str::to_string);
-            sink.display(data, id, message["kind"] == "update");
-            return;
+/// Publishes one line of the runtime's `name` stream: a message goes where it belongs, other
+/// text to the running cell's outputs (or the kernel's log between requests).
+fn publish_line(sink: Option<&dyn OutputSink>, name: &str, line: String, routes: &Routes) {
+    let Some(message) = FromRuntime::parse(&line) else {
+        match sink {
+            _ if is_noise(&line) => {}
+            Some(sink) => sink.stream(name, &(line + "\n")),
+            None => eprintln!("[runtime {name}] {line}"),
         }
-    }
-    if !is_noise(&line) {
-        sink.stream(name, &(line + "\n"));
+        return;
+    };
+    match (message, sink) {
+        (FromRuntime::Done { seq, outcome }, _) => routes.link.finished(seq, outcome),
+        (m @ (FromRuntime::CommOpen { .. } | FromRuntime::CommMsg { .. }), sink) => {
+            routes.widgets.runtime_message(m, sink)
+        }
+        (FromRuntime::Display { data, display_id }, Some(sink)) => {
+            sink.display(data, Some(display_id), false)
+        }
+        (FromRuntime::Update { data, display_id }, Some(sink)) => {
+            sink.display(data, Some(display_id), true)
+        }
+        (FromRuntime::Clear { wait }, Some(sink)) => sink.clear_output(wait),
+        (FromRuntime::Stream { name, text }, Some(sink)) => sink.stream(&name, &text),
+        (FromRuntime::Result { data }, Some(sink)) => sink.result(data),
+        (FromRuntime::Begin { .. }, _) => {}
+        (other, None) => eprintln!("[runtime {name}] output outside any cell: {other:?}"),
     }
 }
 
@@ -451,7 +452,7 @@ fn publish_loop(
     sink: &Sink,
     name: &str,
     flushing: &AtomicBool,
-    widgets: &Widgets,
+    routes: &Routes,
     watch: &dyn Fn(&str),
 ) {
     loop {
@@ -463,11 +464,7 @@ fn publish_loop(
             Ok(line) => {
                 watch(&line);
                 let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                match (sink, widget_message(&line)) {
-                    (Some(sink), _) => publish_line(sink.as_ref(), name, line, widgets),
-                    (None, Some(message)) => widgets.runtime_message(message, None),
-                    (None, None) => eprintln!("[runtime {name}] {line}"),
-                }
+                publish_line(sink.as_deref(), name, line, routes);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -8,7 +8,7 @@ use clap::Args;
 use qplay_kernel::jupyter;
 
 use crate::backend::QplayBackend;
-use crate::engine::Interrupter;
+use crate::interrupt::Interrupter;
 
 /// Arguments of `qplay kernel`.
 #[derive(Args)]
@@ -21,7 +21,7 @@ pub struct KernelArgs {
 /// Serves the kernel until a shutdown request.
 pub fn run(args: KernelArgs) -> Result<()> {
     let slot = crate::slots::acquire()?;
-    let interrupter = Interrupter::default();
+    let interrupter = Interrupter::new(&slot.dir)?;
     let backend = QplayBackend::start(interrupter.clone(), &slot.dir)?;
     jupyter::serve(&args.connection_file, backend, move || {
         interrupter.interrupt()

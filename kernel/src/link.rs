@@ -1,21 +1,25 @@
-//! The kernel's end of the widget link: a Unix socket on which the kernel sends the evcxr
-//! runtime what the user did in the browser (the runtime's end is `qplay::widgets::hub`).
+//! The kernel's end of the runtime link: a Unix socket on which the kernel sends the evcxr
+//! runtime [`ToRuntime`] messages — what the user did in the browser, and calls of wrapped
+//! cells (the runtime's end is `qplay::widgets::hub`).
 //!
 //! evcxr owns the runtime's stdin and stdout, so this second channel carries kernel → runtime
-//! messages; the runtime answers on stdout, in order with the rest of its output. The socket
+//! messages; the runtime answers on stdout or stderr, in order with the rest of its output, and
+//! the engine hands each answer (`Done`) to [`RuntimeLink::finished`]. The socket
 //! lives in the kernel's build slot (`kernel/src/slots.rs`), which no other live kernel uses, so
 //! a killed kernel leaves nothing behind that the next one does not replace; its path reaches
 //! the runtime in `QPLAY_CHANNEL`. A restarted runtime connects again and replaces the old
 //! connection.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use qplay::protocol::{Outcome, ToRuntime};
 
 /// How long a message waits for a runtime that has not connected yet.
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
@@ -25,12 +29,19 @@ const SOCKET: &str = "link.sock";
 /// The longest socket path Linux takes (`sun_path` is 108 bytes with its terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
+/// The runtime's current connection and its number, with a signal for when it changes.
+type Connection = (Mutex<Option<(u64, UnixStream)>>, Condvar);
+
 /// The listening socket and the runtime's current connection.
 pub struct RuntimeLink {
     path: PathBuf,
     /// A private folder for the socket when the build slot's path is too long for one.
     _fallback: Option<tempfile::TempDir>,
-    current: Arc<(Mutex<Option<UnixStream>>, Condvar)>,
+    /// The runtime's connection, numbered (a restarted runtime connects anew).
+    current: Arc<Connection>,
+    seq: AtomicU64,
+    /// Answers that arrived, by request number, until their requester takes them.
+    answers: (Mutex<HashMap<u64, Outcome>>, Condvar),
 }
 
 impl RuntimeLink {
@@ -59,14 +70,27 @@ impl RuntimeLink {
         let listener = UnixListener::bind(&path).with_context(|| {
             format!("cannot listen on the widget link socket {}", path.display())
         })?;
-        let current: Arc<(Mutex<Option<UnixStream>>, Condvar)> = Default::default();
+        let current: Arc<Connection> = Default::default();
         let accepted = current.clone();
         std::thread::Builder::new()
             .name("qplay-link".into())
             .spawn(move || {
-                for stream in listener.incoming().flatten() {
+                for (n, stream) in (1u64..).zip(listener.incoming().flatten()) {
+                    // The runtime never writes here: a read returns only when it has gone.
+                    if let Ok(mut watch) = stream.try_clone() {
+                        let gone = accepted.clone();
+                        std::thread::spawn(move || {
+                            let _ = std::io::Read::read(&mut watch, &mut [0u8; 1]);
+                            let (slot, ready) = &*gone;
+                            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                            if slot.as_ref().is_some_and(|(m, _)| *m == n) {
+                                *slot = None;
+                            }
+                            ready.notify_all();
+                        });
+                    }
                     let (slot, ready) = &*accepted;
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((n, stream));
                     ready.notify_all();
                 }
             })
@@ -75,6 +99,8 @@ impl RuntimeLink {
             path,
             _fallback: fallback,
             current,
+            seq: AtomicU64::new(0),
+            answers: Default::default(),
         })
     }
 
@@ -94,16 +120,16 @@ impl RuntimeLink {
 
     /// Sends one message, waiting briefly for a runtime that is about to connect. Returns
     /// whether it was written.
-    pub fn send(&self, message: &Value) -> bool {
+    pub fn send(&self, message: &ToRuntime) -> bool {
         let (slot, ready) = &*self.current;
         let guard = slot.lock().unwrap_or_else(|e| e.into_inner());
         let (mut guard, _) = ready
             .wait_timeout_while(guard, CONNECT_WAIT, |s| s.is_none())
             .unwrap_or_else(|e| e.into_inner());
-        let Some(stream) = guard.as_mut() else {
+        let Some((_, stream)) = guard.as_mut() else {
             return false;
         };
-        let mut line = message.to_string();
+        let mut line = message.line();
         line.push('\n');
         if stream.write_all(line.as_bytes()).is_err() {
             // The runtime ended (an interrupt or a crash); a new one will connect.
@@ -111,6 +137,46 @@ impl RuntimeLink {
             return false;
         }
         true
+    }
+
+    /// Sends the request that `make` builds with a new sequence number and waits for the
+    /// runtime's answer, up to `wait` and while the runtime is connected. `None`: no runtime
+    /// took it, or it did not answer.
+    pub fn request(&self, make: impl FnOnce(u64) -> ToRuntime, wait: Duration) -> Option<Outcome> {
+        if !self.connected() {
+            return None;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if !self.send(&make(seq)) {
+            return None;
+        }
+        let (answers, cv) = &self.answers;
+        let deadline = Instant::now() + wait;
+        let mut answers = answers.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = answers.remove(&seq) {
+                return Some(outcome);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.connected() {
+                eprintln!("qplay: the runtime did not answer request {seq}");
+                return None;
+            }
+            answers = cv
+                .wait_timeout(answers, left.min(Duration::from_millis(200)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The runtime answered request `seq`.
+    pub fn finished(&self, seq: u64, outcome: Outcome) {
+        let (answers, cv) = &self.answers;
+        answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, outcome);
+        cv.notify_all();
     }
 }
 

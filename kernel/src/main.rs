@@ -9,11 +9,14 @@ mod dataflow;
 mod engine;
 mod eval;
 mod install;
+mod interrupt;
 mod kernel_cmd;
 mod link;
+mod output;
 mod quant_cmd;
 mod slots;
 mod widgets;
+mod wrap;
 
 use std::process::ExitCode;
 
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     // In the evcxr runtime child: one output per content block, then evcxr's loop, which never
     // returns there.
     blocks::install_in_runtime();
+    interrupt::map_in_runtime();
     evcxr::runtime_hook();
     let result = match Cli::parse().command {
         Command::Eval(args) => eval::run(args),
@@ -82,8 +86,10 @@ fn main() -> ExitCode {
 fn prewarm(cells: &[String]) -> Result<()> {
     let slot = slots::acquire()?;
     let start = std::time::Instant::now();
-    let widgets = std::sync::Arc::new(widgets::Widgets::new(link::RuntimeLink::listen(&slot.dir)?));
-    let mut engine = engine::Engine::start(engine::Interrupter::default(), widgets)?;
+    let link = std::sync::Arc::new(link::RuntimeLink::listen(&slot.dir)?);
+    let widgets = std::sync::Arc::new(widgets::Widgets::new(link.clone()));
+    let interrupter = interrupt::Interrupter::new(&slot.dir)?;
+    let mut engine = engine::Engine::start(interrupter, widgets, link, &slot.dir)?;
     engine.warm_up_analyzer();
     slots::mark_warm(&slot)?;
     eprintln!(
@@ -119,7 +125,7 @@ fn prewarm(cells: &[String]) -> Result<()> {
 /// Prints a cell's outputs on the terminal (for `qplay prewarm`).
 struct PrintSink;
 
-impl engine::OutputSink for PrintSink {
+impl output::OutputSink for PrintSink {
     fn stream(&self, name: &str, text: &str) {
         print!("[{name}] {text}");
     }

@@ -10,15 +10,15 @@
 //! browser are checked against the model (type, range) before they reach the runtime.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use qplay::protocol::{Change, Form, FromRuntime, ToRuntime};
 use qplay::widgets::models::{self, State};
 use serde_json::{json, Value};
 
-use crate::engine::OutputSink;
 use crate::link::RuntimeLink;
+use crate::output::{is_unit, OutputSink};
 use qplay_kernel::jupyter::backend::{Iopub, MimeBundle};
 
 /// How long the kernel waits for the runtime to apply an update (live views included).
@@ -105,9 +105,7 @@ impl Apply {
 /// Every widget model of the kernel.
 pub struct Widgets {
     book: Mutex<Book>,
-    link: RuntimeLink,
-    applied: (Mutex<u64>, Condvar),
-    seq: AtomicU64,
+    link: Arc<RuntimeLink>,
     /// Where runtime messages go when no request is being handled.
     detached: Mutex<Option<Iopub>>,
 }
@@ -138,19 +136,12 @@ fn protocol_metadata() -> Value {
 }
 
 impl Widgets {
-    pub fn new(link: RuntimeLink) -> Widgets {
+    pub fn new(link: Arc<RuntimeLink>) -> Widgets {
         Widgets {
             book: Mutex::default(),
             link,
-            applied: (Mutex::new(0), Condvar::new()),
-            seq: AtomicU64::new(0),
             detached: Mutex::default(),
         }
-    }
-
-    /// The socket path the runtime connects to.
-    pub fn link_path(&self) -> std::path::PathBuf {
-        self.link.path()
     }
 
     /// Keeps a publisher for runtime messages that arrive between requests.
@@ -204,9 +195,9 @@ impl Widgets {
             .unwrap_or_default()
     }
 
-    /// A widget message the runtime printed (`comm_open`, `comm_msg`, `done`), published with
-    /// `sink`'s parent, or with none between requests.
-    pub fn runtime_message(&self, message: Value, sink: Option<&dyn OutputSink>) {
+    /// A widget message the runtime printed (`comm_open`, `comm_msg`), published with `sink`'s
+    /// parent, or with none between requests.
+    pub fn runtime_message(&self, message: FromRuntime, sink: Option<&dyn OutputSink>) {
         let detached = lock(&self.detached).clone();
         let publish = |msg_type: &str, content: Value, metadata: Value| match sink {
             Some(sink) => sink.comm(msg_type, content, metadata),
@@ -216,46 +207,43 @@ impl Widgets {
                 }
             }
         };
-        let id = message["comm_id"].as_str().unwrap_or_default().to_string();
-        match message["kind"].as_str() {
-            Some("comm_open") => {
-                let mut state = message["state"].as_object().cloned().unwrap_or_default();
-                let overrides = self.record_open(&id, &mut state, &message["qplay"]);
+        match message {
+            FromRuntime::CommOpen {
+                comm_id,
+                mut state,
+                wait,
+                form,
+            } => {
+                let overrides = self.record_open(&comm_id, &mut state, form);
                 publish(
                     "comm_open",
-                    comm_open_content(&id, &state),
+                    comm_open_content(&comm_id, &state),
                     protocol_metadata(),
                 );
-                if message["wait"].as_bool() == Some(true) {
-                    self.link
-                        .send(&json!({"op": "opened", "comm_id": id, "state": overrides}));
+                if wait {
+                    self.link.send(&ToRuntime::Opened {
+                        comm_id,
+                        state: overrides,
+                    });
                 }
             }
-            Some("comm_msg") => {
-                let state = message["state"].as_object().cloned().unwrap_or_default();
-                if let Some(model) = lock(&self.book).models.get_mut(&id) {
+            FromRuntime::CommMsg { comm_id, state } => {
+                if let Some(model) = lock(&self.book).models.get_mut(&comm_id) {
                     model.state.extend(state.clone());
                 }
                 publish(
                     "comm_msg",
-                    json!({"comm_id": id, "data": {"method": "update", "state": state,
+                    json!({"comm_id": comm_id, "data": {"method": "update", "state": state,
                                                    "buffer_paths": []}}),
                     protocol_metadata(),
                 );
             }
-            Some("done") => {
-                let seq = message["seq"].as_u64().unwrap_or_default();
-                let (done, cv) = &self.applied;
-                let mut done = lock(done);
-                *done = (*done).max(seq);
-                cv.notify_all();
-            }
-            _ => log(format_args!("ignoring an unknown runtime message")),
+            other => log(format_args!("not a widget message: {other:?}")),
         }
     }
 
     /// Records a new model; returns the state entries it takes from the cell's earlier run.
-    fn record_open(&self, id: &str, state: &mut State, extra: &Value) -> State {
+    fn record_open(&self, id: &str, state: &mut State, form: Option<Form>) -> State {
         let mut guard = lock(&self.book);
         let book = &mut *guard;
         let name = state
@@ -283,12 +271,9 @@ impl Widgets {
             }
         }
         state.extend(overrides.clone());
-        if let Some(form) = extra.get("form") {
-            let submit = form["submit"].as_str().unwrap_or_default().to_string();
-            for member in form["members"].as_array().into_iter().flatten() {
-                if let Some(member) = member.as_str() {
-                    book.forms.insert(member.to_string(), submit.clone());
-                }
+        if let Some(form) = form {
+            for member in form.members {
+                book.forms.insert(member, form.submit.clone());
             }
         }
         book.models.insert(
@@ -454,41 +439,29 @@ impl Widgets {
     /// Hands changes to the runtime and waits until it has applied them (and redrawn its live
     /// views). Returns false if no runtime took them.
     pub fn forward(&self, apply: &Apply) -> bool {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let changes: Vec<Value> = apply
+        let changes: Vec<Change> = apply
             .changes
             .iter()
-            .map(|(id, state)| json!({"comm_id": id, "state": state}))
+            .map(|(id, state)| Change {
+                comm_id: id.clone(),
+                state: state.clone(),
+            })
             .collect();
-        let message =
-            json!({"op": "update", "seq": seq, "changes": changes, "clicks": apply.clicks});
-        if !self.link.connected() || !self.link.send(&message) {
+        let clicks = apply.clicks.clone();
+        let answer = self.link.request(
+            |seq| ToRuntime::Update {
+                seq,
+                changes,
+                clicks,
+            },
+            APPLY_WAIT,
+        );
+        if answer.is_none() {
             log(format_args!(
                 "no runtime holds these widgets (it was restarted); run their cell again"
             ));
-            return false;
         }
-        self.wait_applied(seq)
-    }
-
-    fn wait_applied(&self, seq: u64) -> bool {
-        let (done, cv) = &self.applied;
-        let deadline = Instant::now() + APPLY_WAIT;
-        let mut done = lock(done);
-        while *done < seq {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                log(format_args!(
-                    "the runtime did not apply update {seq} in time"
-                ));
-                return false;
-            }
-            done = cv
-                .wait_timeout(done, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        answer.is_some()
     }
 
     /// Closes models in the browser and in the runtime.
@@ -507,15 +480,9 @@ impl Widgets {
         for id in ids {
             iopub.comm_close(id, json!({}));
         }
-        if self.link.connected() {
-            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-            if self
-                .link
-                .send(&json!({"op": "close", "seq": seq, "comm_ids": ids}))
-            {
-                self.wait_applied(seq);
-            }
-        }
+        let comm_ids = ids.to_vec();
+        self.link
+            .request(|seq| ToRuntime::Close { seq, comm_ids }, APPLY_WAIT);
     }
 
     /// Opens an output widget owned by the kernel (the output area of a reactive cell).
@@ -548,6 +515,17 @@ impl Widgets {
             "outputs",
             Value::Array(outputs),
         );
+    }
+
+    /// The outputs a kernel-owned output widget shows now.
+    pub fn outputs_of(&self, id: &str) -> Vec<Value> {
+        lock(&self.book)
+            .models
+            .get(id)
+            .and_then(|m| m.state.get("outputs"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether the model exists (not closed).
@@ -620,9 +598,12 @@ fn validate(model: &Model, changes: &State) -> Result<(), String> {
 }
 
 /// The output area of a reactive cell: everything the cell shows goes into a kernel-owned
-/// output widget, which a rerun can replace in place.
+/// output widget, which a rerun can replace in place. A rerun starts from the outputs the area
+/// shows and overwrites them one by one as the cell produces new ones (the quick table replaces
+/// the old quick table, then the histogram the old histogram); what is left over goes when the
+/// cell ends. So nothing flickers, and the first new result shows as soon as it exists.
 pub struct OutputArea {
-    widgets: std::sync::Arc<Widgets>,
+    widgets: Arc<Widgets>,
     id: String,
     iopub: Iopub,
     state: Mutex<AreaState>,
@@ -631,23 +612,46 @@ pub struct OutputArea {
 #[derive(Default)]
 struct AreaState {
     outputs: Vec<Value>,
+    /// How many of `outputs` this run has written; the rest are the previous run's.
+    written: usize,
     display_ids: HashMap<String, usize>,
     clear_on_next: bool,
     dirty: bool,
     last_sent: Option<Instant>,
 }
 
+impl AreaState {
+    /// A new output of this run, in the next place.
+    fn put(&mut self, output: Value) {
+        match self.outputs.get_mut(self.written) {
+            Some(old) => *old = output,
+            None => self.outputs.push(output),
+        }
+        self.written += 1;
+    }
+
+    fn clear(&mut self) {
+        self.outputs.clear();
+        self.display_ids.clear();
+        self.written = 0;
+    }
+}
+
 /// Redraws of an output area while a cell runs, at most this often.
 const AREA_REDRAW: Duration = Duration::from_millis(50);
 
 impl OutputArea {
-    /// An area drawing into output widget `id`, starting empty.
-    pub fn new(widgets: std::sync::Arc<Widgets>, id: String, iopub: Iopub) -> OutputArea {
+    /// An area drawing into output widget `id`, starting from what it shows now.
+    pub fn new(widgets: Arc<Widgets>, id: String, iopub: Iopub) -> OutputArea {
+        let shown = widgets.outputs_of(&id);
         OutputArea {
             widgets,
             id,
             iopub,
-            state: Mutex::default(),
+            state: Mutex::new(AreaState {
+                outputs: shown,
+                ..Default::default()
+            }),
         }
     }
 
@@ -655,8 +659,7 @@ impl OutputArea {
         let mut s = lock(&self.state);
         if s.clear_on_next {
             s.clear_on_next = false;
-            s.outputs.clear();
-            s.display_ids.clear();
+            s.clear();
         }
         f(&mut s);
         s.dirty = true;
@@ -674,12 +677,18 @@ impl OutputArea {
 
     /// Adds the cell's result or error.
     pub fn push(&self, output: Value) {
-        self.change(|s| s.outputs.push(output));
+        self.change(|s| s.put(output));
     }
 
-    /// Sends what is not sent yet; returns the outputs' text, for the notebook's fallback.
+    /// Drops what is left of the previous run, sends what is not sent yet; returns the
+    /// outputs' text, for the notebook's fallback.
     pub fn finish(&self) -> String {
         let mut s = lock(&self.state);
+        let written = s.written;
+        if s.outputs.len() > written {
+            s.outputs.truncate(written);
+            s.dirty = true;
+        }
         if s.dirty || s.last_sent.is_none() {
             self.send(&mut s);
         }
@@ -705,15 +714,14 @@ impl OutputArea {
 impl OutputSink for OutputArea {
     fn stream(&self, name: &str, text: &str) {
         self.change(|s| {
-            if let Some(last) = s.outputs.last_mut() {
+            if let Some(last) = s.written.checked_sub(1).and_then(|i| s.outputs.get_mut(i)) {
                 if last["output_type"] == "stream" && last["name"] == name {
                     let joined = format!("{}{text}", last["text"].as_str().unwrap_or_default());
                     last["text"] = joined.into();
                     return;
                 }
             }
-            s.outputs
-                .push(json!({"output_type": "stream", "name": name, "text": text}));
+            s.put(json!({"output_type": "stream", "name": name, "text": text}));
         });
     }
 
@@ -727,9 +735,9 @@ impl OutputSink for OutputArea {
             }
             (_, id) => {
                 if let Some(id) = id {
-                    s.display_ids.insert(id, s.outputs.len());
+                    s.display_ids.insert(id, s.written);
                 }
-                s.outputs.push(output);
+                s.put(output);
             }
         });
     }
@@ -738,15 +746,21 @@ impl OutputSink for OutputArea {
         if wait {
             lock(&self.state).clear_on_next = true;
         } else {
-            self.change(|s| {
-                s.outputs.clear();
-                s.display_ids.clear();
-            });
+            self.change(AreaState::clear);
         }
     }
 
     fn comm(&self, msg_type: &str, content: Value, metadata: Value) {
         self.iopub.send(msg_type, content, metadata);
+    }
+
+    fn result(&self, data: MimeBundle) {
+        if !is_unit(&data) {
+            self.push(
+                json!({"output_type": "execute_result", "data": data, "metadata": {},
+                             "execution_count": Value::Null}),
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Two ways out of a cell, both through the runtime process's stdout:
 //! - [`display`] shows a value *now*, as its own output, and returns a [`DisplayHandle`] whose
 //!   [`DisplayHandle::update`] replaces that output in place later. Each call prints one line,
-//!   [`DISPLAY_PREFIX`] followed by a JSON message, which the kernel turns into a Jupyter
+//!   a [`crate::protocol::FromRuntime`] message, which the kernel turns into a Jupyter
 //!   `display_data` or `update_display_data` message.
 //! - A cell's last expression is shown by evcxr's convention: if its type has an
 //!   `evcxr_display` method, evcxr calls it and collects the `EVCXR_BEGIN_CONTENT <mime>` …
@@ -13,13 +13,10 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-/// Marks a stdout line that carries a display message for the kernel.
-pub const DISPLAY_PREFIX: &str = "QPLAY_DISPLAY ";
-
-/// Output data keyed by MIME type (`text/plain`, `text/html`, `image/svg+xml`, …).
-pub type MimeBundle = Map<String, Value>;
+use crate::protocol::FromRuntime;
+pub use crate::protocol::MimeBundle;
 
 /// A value that can show itself in a notebook. `text/plain` should always be present, as the
 /// fallback for front ends (and nbconvert formats) that cannot render the richer types.
@@ -42,7 +39,10 @@ impl DisplayHandle {
 
     /// Replaces the output (wherever it is shown) with `value`.
     pub fn update<T: Rich + ?Sized>(&self, value: &T) {
-        emit("update", &value.mime_bundle(), &self.id);
+        emit(&FromRuntime::Update {
+            data: value.mime_bundle(),
+            display_id: self.id.clone(),
+        });
     }
 }
 
@@ -64,34 +64,28 @@ pub fn display<T: Rich + ?Sized>(value: &T) -> DisplayHandle {
     let handle = DisplayHandle {
         id: new_display_id(),
     };
-    emit("display", &value.mime_bundle(), &handle.id);
+    emit(&FromRuntime::Display {
+        data: value.mime_bundle(),
+        display_id: handle.id.clone(),
+    });
     handle
 }
 
 /// Clears the running cell's outputs; with `wait`, only when the next output arrives (no
 /// flicker for outputs redrawn in a loop).
 pub fn clear_output(wait: bool) {
-    let message = json!({"kind": "clear", "wait": wait});
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{DISPLAY_PREFIX}{message}");
-    let _ = out.flush();
+    emit(&FromRuntime::Clear { wait });
 }
 
-fn emit(kind: &str, data: &MimeBundle, display_id: &str) {
-    emit_message(&json!({"kind": kind, "data": data, "display_id": display_id}));
+/// Writes one message line for the kernel on stdout, in order with the cell's other output.
+pub(crate) fn emit(message: &FromRuntime) {
+    emit_on(message, false);
 }
 
-/// Writes one message line for the kernel. `EVCXR_` is escaped inside the JSON (as `\u005f`)
-/// so that evcxr, which scans every stdout line for its own markers, never mistakes the payload
-/// for one.
-pub(crate) fn emit_message(message: &Value) {
-    emit_message_on(message, false);
-}
-
-/// [`emit_message`] on stdout, or on stderr for threads that run outside any cell: evcxr reads
-/// the runtime's stdout only while a cell runs, its stderr always.
-pub(crate) fn emit_message_on(message: &Value, stderr: bool) {
-    let line = message_line(message);
+/// [`emit`] on stdout, or on stderr for threads that run outside any cell: evcxr reads the
+/// runtime's stdout only while a cell runs, its stderr always.
+pub(crate) fn emit_on(message: &FromRuntime, stderr: bool) {
+    let line = message.line();
     if stderr {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{line}");
@@ -101,13 +95,6 @@ pub(crate) fn emit_message_on(message: &Value, stderr: bool) {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
-}
-
-/// A message for the kernel as one line: [`DISPLAY_PREFIX`] and the JSON, with `EVCXR_`
-/// escaped.
-pub fn message_line(message: &Value) -> String {
-    let json = message.to_string().replace("EVCXR_", "EVCXR\\u005f");
-    format!("{DISPLAY_PREFIX}{json}")
 }
 
 /// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.
@@ -293,7 +280,10 @@ impl ProgressBar {
             },
             last: std::sync::Mutex::new((0, std::time::Instant::now())),
         };
-        emit("display", &bar.bundle(0), &bar.handle.id);
+        emit(&FromRuntime::Display {
+            data: bar.bundle(0),
+            display_id: bar.handle.id.clone(),
+        });
         bar
     }
 
@@ -326,13 +316,10 @@ impl ProgressBar {
             return;
         }
         *last = (done, std::time::Instant::now());
-        self.handle.update_bundle(&self.bundle(done));
-    }
-}
-
-impl DisplayHandle {
-    fn update_bundle(&self, bundle: &MimeBundle) {
-        emit("update", bundle, &self.id);
+        emit(&FromRuntime::Update {
+            data: self.bundle(done),
+            display_id: self.handle.id.clone(),
+        });
     }
 }
 
@@ -378,19 +365,6 @@ mod tests {
     #[test]
     fn display_ids_are_unique() {
         assert_ne!(new_display_id(), new_display_id());
-    }
-
-    #[test]
-    fn payload_never_contains_evcxr_markers() {
-        let html = Html("EVCXR_BEGIN_CONTENT text/html <b>x</b>".into());
-        let line = message_line(&json!({"data": html.mime_bundle()}));
-        assert!(!line.contains("EVCXR_BEGIN_CONTENT"));
-        let message = line.strip_prefix(DISPLAY_PREFIX).unwrap();
-        let back: Value = serde_json::from_str(message).unwrap();
-        assert_eq!(
-            back["data"]["text/html"],
-            "EVCXR_BEGIN_CONTENT text/html <b>x</b>"
-        );
     }
 
     #[test]

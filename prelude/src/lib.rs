@@ -9,11 +9,14 @@ pub mod charts;
 pub mod data;
 pub mod display;
 pub mod eval;
+pub mod interrupt;
 pub mod model;
 pub mod onnx;
 pub mod paths;
 pub mod process;
+pub mod protocol;
 pub mod quant;
+pub mod reactive;
 pub mod registry;
 pub mod torch;
 pub mod widgets;
@@ -29,6 +32,7 @@ pub mod prelude {
     pub use crate::display::DebugDisplay as _;
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
+    pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{

@@ -28,6 +28,8 @@ pub enum Slot {
     Registry = 0,
     /// The widgets of the runtime and its link to the kernel.
     Widgets = 1,
+    /// Wrapped cells (`crate::reactive`).
+    Reactive = 2,
 }
 
 type Slots = [AtomicPtr<c_void>; SLOT_COUNT];

@@ -74,8 +74,9 @@ pub trait Backend: Send + 'static {
         HashMap::new()
     }
 
-    /// No request is waiting (the last reply and its `idle` status are out). A backend may do
-    /// deferred work here; a request that arrives meanwhile waits for it, so keep it short.
+    /// No request has come for a moment (the last reply and its `idle` status are out). A
+    /// backend may do deferred work here; a request that arrives meanwhile waits for it, so
+    /// keep it short.
     fn idle(&mut self) {}
 
     /// The kernel is shutting down (`restart`: the client will start a new one). Release child

@@ -460,6 +460,9 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// How long the shell must be quiet before the backend's [`Backend::idle`] runs.
+const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What the backend thread does after a request.
 enum Flow {
     Continue,
@@ -487,13 +490,19 @@ impl<B: Backend> Worker<B> {
                 None => match jobs.try_recv() {
                     Ok(job) => job,
                     Err(std_mpsc::TryRecvError::Disconnected) => return,
-                    Err(std_mpsc::TryRecvError::Empty) => {
-                        let _ = guarded("idle", || self.backend.idle());
-                        match jobs.recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
+                    // Deferred work waits for a pause: a client running a notebook sends the
+                    // next cell right after each reply.
+                    Err(std_mpsc::TryRecvError::Empty) => match jobs.recv_timeout(IDLE_AFTER) {
+                        Ok(job) => job,
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                            let _ = guarded("idle", || self.backend.idle());
+                            match jobs.recv() {
+                                Ok(job) => job,
+                                Err(_) => return,
+                            }
                         }
-                    }
+                    },
                 },
             };
             self.kernel.busy.store(true, Ordering::SeqCst);

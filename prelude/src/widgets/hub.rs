@@ -1,15 +1,17 @@
 //! The runtime's side of the widget link: every widget of the process, and the channel on which
 //! the kernel sends what the user did in the browser.
 //!
-//! Widget states travel two ways (see docs/ARCHITECTURE.md, "Widgets"):
-//! - runtime → kernel: lines on stdout ([`crate::display::DISPLAY_PREFIX`] + JSON, kinds
-//!   `comm_open`, `comm_msg`, `done`), so they stay in order with the cell's other output —
-//!   or on stderr from the link's own thread, since evcxr reads the runtime's stdout only
-//!   while a cell runs;
-//! - kernel → runtime: JSON lines on a Unix socket whose path the kernel puts in
+//! Widget states travel two ways (see docs/ARCHITECTURE.md, "Widgets"), as the messages of
+//! [`crate::protocol`]:
+//! - runtime → kernel: [`FromRuntime`] lines on stdout, so they stay in order with the cell's
+//!   other output — or on stderr from the link's own thread, since evcxr reads the runtime's
+//!   stdout only while a cell runs;
+//! - kernel → runtime: [`ToRuntime`] lines on a Unix socket whose path the kernel puts in
 //!   [`CHANNEL_ENV`]: `opened` (the state a new widget starts with, e.g. the value the user had
 //!   set before the cell was re-run), `update` (new values and button clicks; live views rerun,
-//!   then the runtime prints `done`), `close`.
+//!   then the runtime answers `done`), `close`, and `run` (call a wrapped cell, see
+//!   [`crate::reactive`]; the executor thread does it, so that the link stays free to answer
+//!   the widgets the cell makes).
 //!
 //! Without [`CHANNEL_ENV`] (qplay used as a plain library) widgets are ordinary values and
 //! print nothing. The hub lives in a process slot, so every cell's copy of this crate sees the
@@ -21,10 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::models::State;
-use crate::display::emit_message_on;
+use crate::display::emit_on;
+use crate::protocol::{Change, Form, FromRuntime, Outcome, State, ToRuntime};
 
 /// Environment variable naming the kernel's Unix socket.
 pub const CHANNEL_ENV: &str = "QPLAY_CHANNEL";
@@ -51,7 +53,10 @@ impl Core {
         lock(&self.state).extend(changes.clone());
         let hub = hub();
         if hub.linked() {
-            hub.emit(&json!({"kind": "comm_msg", "comm_id": self.id, "state": changes}));
+            hub.emit(&FromRuntime::CommMsg {
+                comm_id: self.id.clone(),
+                state: changes,
+            });
         }
     }
 
@@ -95,6 +100,8 @@ pub struct Hub {
     /// The thread that reads the link (`pthread_self`; a `std` thread id would differ between
     /// the copies of `std` in each cell's library).
     reader: Mutex<Option<libc::pthread_t>>,
+    /// Requests for the executor thread, which calls wrapped cells.
+    executor: Mutex<Option<mpsc::Sender<(u64, String)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +131,12 @@ impl Hub {
                                 read_loop(stream)
                             })
                             .expect("cannot start the widget thread");
+                        let (tx, rx) = mpsc::channel();
+                        *lock(&self.executor) = Some(tx);
+                        std::thread::Builder::new()
+                            .name("qplay-cells".into())
+                            .spawn(move || execute_loop(rx))
+                            .expect("cannot start the wrapped-cell thread");
                     }
                     Err(e) => eprintln!(
                         "qplay: widgets will not reach the kernel ({}: {e})",
@@ -136,16 +149,16 @@ impl Hub {
     }
 
     /// Prints a message for the kernel: on stdout from a cell, on stderr from the link thread.
-    pub(crate) fn emit(&self, message: &Value) {
+    pub(crate) fn emit(&self, message: &FromRuntime) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         let on_reader = lock(&self.reader).is_some_and(|r| r == me);
-        emit_message_on(message, on_reader);
+        emit_on(message, on_reader);
     }
 
     /// Creates a model: announces it to the kernel and, with `wait`, takes the state the kernel
     /// answers with (a value kept from the cell's previous run).
-    pub(crate) fn open(&self, state: State, wait: bool, extra: Value) -> Arc<Core> {
+    pub(crate) fn open(&self, state: State, wait: bool, form: Option<Form>) -> Arc<Core> {
         let id = super::models::new_model_id();
         let model = state
             .get("_model_name")
@@ -165,12 +178,12 @@ impl Hub {
                 lock(&self.waiters).insert(id.clone(), tx);
                 rx
             });
-            let mut message = json!({"kind": "comm_open", "comm_id": id, "state": state,
-                                     "wait": wait});
-            if !extra.is_null() {
-                message["qplay"] = extra;
-            }
-            self.emit(&message);
+            self.emit(&FromRuntime::CommOpen {
+                comm_id: id.clone(),
+                state,
+                wait,
+                form,
+            });
             if let Some(rx) = answer {
                 if let Ok(overrides) = rx.recv_timeout(OPEN_WAIT) {
                     lock(&core.state).extend(overrides);
@@ -187,14 +200,14 @@ impl Hub {
 
     /// Applies the browser's changes, counts clicks, redraws the live views that watch any of
     /// the changed widgets.
-    pub(crate) fn apply(&self, changes: &[(String, State)], clicks: &[String]) {
+    pub(crate) fn apply(&self, changes: &[Change], clicks: &[String]) {
         let mut touched: Vec<&str> = Vec::new();
         {
             let widgets = lock(&self.widgets);
-            for (id, state) in changes {
-                if let Some(core) = widgets.get(id) {
-                    lock(&core.state).extend(state.clone());
-                    touched.push(id);
+            for change in changes {
+                if let Some(core) = widgets.get(&change.comm_id) {
+                    lock(&core.state).extend(change.state.clone());
+                    touched.push(&change.comm_id);
                 }
             }
             for id in clicks {
@@ -229,59 +242,65 @@ impl Hub {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Handles the kernel's messages until the socket closes.
 fn read_loop(stream: std::os::unix::net::UnixStream) {
     let hub = hub();
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
-        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+        let Some(message) = ToRuntime::parse(&line) else {
             eprintln!("qplay: ignoring a malformed widget message");
             continue;
         };
-        match message["op"].as_str() {
-            Some("opened") => {
-                let id = message["comm_id"].as_str().unwrap_or_default();
-                let state = message["state"].as_object().cloned().unwrap_or_default();
-                if let Some(tx) = lock(&hub.waiters).remove(id) {
+        match message {
+            ToRuntime::Opened { comm_id, state } => {
+                if let Some(tx) = lock(&hub.waiters).remove(&comm_id) {
                     let _ = tx.send(state);
                 }
             }
-            Some("update") => {
-                let changes: Vec<(String, State)> = message["changes"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|c| {
-                                let id = c["comm_id"].as_str()?.to_string();
-                                Some((id, c["state"].as_object()?.clone()))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let clicks = strings(&message["clicks"]);
+            ToRuntime::Update {
+                seq,
+                changes,
+                clicks,
+            } => {
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     hub.apply(&changes, &clicks)
                 }));
                 if run.is_err() {
                     eprintln!("qplay: a live view panicked");
                 }
-                hub.emit(&json!({"kind": "done", "seq": message["seq"]}));
+                hub.emit(&FromRuntime::Done {
+                    seq,
+                    outcome: Outcome::Ok,
+                });
             }
-            Some("close") => {
-                hub.close(&strings(&message["comm_ids"]));
-                hub.emit(&json!({"kind": "done", "seq": message["seq"]}));
+            ToRuntime::Close { seq, comm_ids } => {
+                hub.close(&comm_ids);
+                hub.emit(&FromRuntime::Done {
+                    seq,
+                    outcome: Outcome::Ok,
+                });
             }
-            _ => eprintln!("qplay: ignoring an unknown widget message"),
+            ToRuntime::Run { seq, cell } => {
+                let sent = lock(&hub.executor)
+                    .as_ref()
+                    .is_some_and(|tx| tx.send((seq, cell)).is_ok());
+                if !sent {
+                    hub.emit(&FromRuntime::Done {
+                        seq,
+                        outcome: Outcome::Unknown,
+                    });
+                }
+            }
         }
+    }
+}
+
+/// Calls wrapped cells, one at a time. What a cell prints goes to stdout, where the runtime's
+/// relay passes it to the kernel between `Begin` and `Done`.
+fn execute_loop(requests: mpsc::Receiver<(u64, String)>) {
+    for (seq, cell) in requests {
+        emit_on(&FromRuntime::Begin { seq }, false);
+        let outcome = crate::reactive::call(&cell);
+        emit_on(&FromRuntime::Done { seq, outcome }, false);
     }
 }

@@ -47,17 +47,17 @@ fn check_range(kind: &str, description: &str, min: f64, max: f64) {
     );
 }
 
-fn open_control(model: &str, extra: Value, build: impl FnOnce(&str, &str) -> State) -> Arc<Core> {
+fn open_control(model: &str, build: impl FnOnce(&str, &str) -> State) -> Arc<Core> {
     let hub = hub();
     let mut layout = models::layout();
     if model == "ButtonModel" {
         // Wide enough for its label (ipywidgets' fixed default width cuts long ones off).
         layout.insert("width".into(), "max-content".into());
     }
-    let layout = hub.open(layout, false, Value::Null);
+    let layout = hub.open(layout, false, None);
     let style = models::style_model_of(model).unwrap_or("DescriptionStyleModel");
-    let style = hub.open(models::style(style), false, Value::Null);
-    hub.open(build(&layout.id, &style.id), true, extra)
+    let style = hub.open(models::style(style), false, None);
+    hub.open(build(&layout.id, &style.id), true, None)
 }
 
 fn state1(key: &str, value: Value) -> State {
@@ -161,7 +161,7 @@ pub fn slider(
         value.clamp(min, max)
     };
     let step = (max - min) / 100.0;
-    let core = open_control("FloatSliderModel", Value::Null, |layout, style| {
+    let core = open_control("FloatSliderModel", |layout, style| {
         models::float_slider(layout, style, description, (min, max, step, value))
     });
     FloatSlider { core }
@@ -209,7 +209,7 @@ pub fn int_slider(description: &str, min: i64, max: i64, value: i64) -> IntSlide
         "int_slider {description:?}: min ({min}) must be below max ({max})"
     );
     let value = value.clamp(min, max);
-    let core = open_control("IntSliderModel", Value::Null, |layout, style| {
+    let core = open_control("IntSliderModel", |layout, style| {
         models::int_slider(layout, style, description, (min, max, value))
     });
     IntSlider { core }
@@ -236,7 +236,7 @@ pub fn dropdown<S: AsRef<str>>(description: &str, options: &[S], value: &str) ->
     let index = labels.iter().position(|l| l == value).unwrap_or_else(|| {
         panic!("dropdown {description:?}: {value:?} is not one of the options {labels:?}")
     });
-    let core = open_control("DropdownModel", Value::Null, |layout, style| {
+    let core = open_control("DropdownModel", |layout, style| {
         models::dropdown(layout, style, description, &labels, index)
     });
     Dropdown { core }
@@ -261,7 +261,7 @@ impl Dropdown {
 
 /// A checkbox.
 pub fn checkbox(description: &str, value: bool) -> Checkbox {
-    let core = open_control("CheckboxModel", Value::Null, |layout, style| {
+    let core = open_control("CheckboxModel", |layout, style| {
         models::checkbox(layout, style, description, value)
     });
     Checkbox { core }
@@ -276,7 +276,7 @@ impl Checkbox {
 
 /// A button. Cells that read [`Button::clicks`] rerun on every click.
 pub fn button(description: &str) -> Button {
-    let core = open_control("ButtonModel", Value::Null, |layout, style| {
+    let core = open_control("ButtonModel", |layout, style| {
         models::button(layout, style, description, "")
     });
     Button { core }
@@ -291,7 +291,7 @@ impl Button {
 
 /// A text field.
 pub fn text(description: &str, value: &str) -> Text {
-    let core = open_control("TextModel", Value::Null, |layout, style| {
+    let core = open_control("TextModel", |layout, style| {
         models::text(layout, style, description, value)
     });
     Text { core }
@@ -314,7 +314,7 @@ impl Text {
 pub fn progress(description: &str, max: impl Number) -> Progress {
     let max = max.to_f64();
     check_range("progress", description, 0.0, max);
-    let core = open_control("FloatProgressModel", Value::Null, |layout, style| {
+    let core = open_control("FloatProgressModel", |layout, style| {
         models::progress(layout, style, description, max)
     });
     Progress { core }
@@ -342,33 +342,37 @@ impl Progress {
     }
 }
 
-fn open_box(children: &[&dyn Widget], horizontal: bool, extra: Value) -> Arc<Core> {
+fn open_box(
+    children: &[&dyn Widget],
+    horizontal: bool,
+    form: Option<crate::protocol::Form>,
+) -> Arc<Core> {
     let hub = hub();
-    let layout = hub.open(models::layout(), false, Value::Null);
+    let layout = hub.open(models::layout(), false, None);
     let ids: Vec<&str> = children.iter().map(|c| c.model_id()).collect();
-    hub.open(models::boxed(&layout.id, &ids, horizontal), true, extra)
+    hub.open(models::boxed(&layout.id, &ids, horizontal), true, form)
 }
 
 /// Widgets side by side.
 pub fn hbox(children: &[&dyn Widget]) -> WidgetBox {
     WidgetBox {
-        core: open_box(children, true, Value::Null),
+        core: open_box(children, true, None),
     }
 }
 
 /// Widgets stacked.
 pub fn vbox(children: &[&dyn Widget]) -> WidgetBox {
     WidgetBox {
-        core: open_box(children, false, Value::Null),
+        core: open_box(children, false, None),
     }
 }
 
 /// An empty output area.
 pub fn output() -> Output {
     let hub = hub();
-    let layout = hub.open(models::layout(), false, Value::Null);
+    let layout = hub.open(models::layout(), false, None);
     Output {
-        core: hub.open(models::output(&layout.id, Vec::new()), false, Value::Null),
+        core: hub.open(models::output(&layout.id, Vec::new()), false, None),
     }
 }
 
@@ -412,10 +416,13 @@ pub fn form(fields: &[&dyn Widget], submit_label: &str) -> Form {
     submit.core.set(state1("button_style", "primary".into()));
     let mut children: Vec<&dyn Widget> = fields.to_vec();
     children.push(&submit);
-    let members: Vec<&str> = fields.iter().map(|f| f.model_id()).collect();
-    let extra = json!({"form": {"members": members, "submit": submit.core.id}});
+    let members = fields.iter().map(|f| f.model_id().to_string()).collect();
+    let form = crate::protocol::Form {
+        members,
+        submit: submit.core.id.clone(),
+    };
     Form {
-        core: open_box(&children, false, extra),
+        core: open_box(&children, false, Some(form)),
     }
 }
 
@@ -555,7 +562,13 @@ mod tests {
         assert_eq!(view_text(&view), "k = 1");
         let mut change = State::new();
         change.insert("value".into(), 4.0.into());
-        hub().apply(&[(k.model_id().to_string(), change)], &[]);
+        hub().apply(
+            &[crate::protocol::Change {
+                comm_id: k.model_id().to_string(),
+                state: change,
+            }],
+            &[],
+        );
         assert_eq!(view_text(&view), "k = 4");
         let other = slider("other", 0.0, 1.0, 0.0);
         hub().apply(&[], &[other.model_id().to_string()]);

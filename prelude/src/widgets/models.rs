@@ -22,7 +22,7 @@ const OUTPUT: &str = "@jupyter-widgets/output";
 const V2: &str = "2.0.0";
 
 /// A model's state.
-pub type State = Map<String, Value>;
+pub use crate::protocol::State;
 
 /// A reference to another model inside a state (`"IPY_MODEL_<id>"`).
 pub fn reference(model_id: &str) -> Value {

@@ -1,0 +1,414 @@
+//! What one cell defines and uses, parsed with `syn`.
+//!
+//! The names a cell defines at its top level (`let` patterns and items) and the names it refers
+//! to anywhere (paths, and identifiers inside macro calls and their inline format arguments),
+//! which widget constructors it calls, and what the kernel needs to know to wrap the cell into
+//! a function (`crate::wrap`): whether it declares items, runs evcxr commands or can leave early
+//! with `?`, and its statements and final expression as code.
+//!
+//! The analysis is syntactic and errs on the side of rerunning: a local variable inside a
+//! closure that shadows a notebook variable still counts as a use.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::visit::Visit;
+
+/// Prelude functions that create widget models, with how many top-level models each creates
+/// (a form is a box plus its submit button). Layout and style models are not counted.
+pub const WIDGET_CONSTRUCTORS: [(&str, usize); 12] = [
+    ("slider", 1),
+    ("int_slider", 1),
+    ("dropdown", 1),
+    ("checkbox", 1),
+    ("button", 1),
+    ("text", 1),
+    ("progress", 1),
+    ("hbox", 1),
+    ("vbox", 1),
+    ("output", 1),
+    ("live", 1),
+    ("form", 2),
+];
+
+/// What one cell defines and uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CellSyntax {
+    /// Names bound at the cell's top level: `let` patterns, `fn`, `struct`, `use`, ….
+    pub defines: BTreeSet<String>,
+    /// Names used anywhere in the cell.
+    pub references: BTreeSet<String>,
+    /// For each widget model the cell creates, in creation order, the names its statement
+    /// binds (empty for a widget that is only displayed).
+    pub widget_bindings: Vec<BTreeSet<String>>,
+    /// Whether the cell parsed; if not, `references` holds every identifier.
+    pub parsed: bool,
+    /// Top-level items (`fn`, `struct`, `use`, `impl`, …), by kind: evcxr keeps them for every
+    /// later cell, so such a cell is never wrapped.
+    pub items: Vec<&'static str>,
+    /// Whether the cell has evcxr `:commands` lines.
+    pub commands: bool,
+    /// A top-level `?` or `.await` (outside closures, async blocks and items), which returns
+    /// from evcxr's cell function early.
+    pub early_exit: Option<&'static str>,
+    /// The statements before the final expression, as code (only for a cell that parsed).
+    pub body: String,
+    /// The final expression, shown as the cell's result, as code; `None` when the cell ends
+    /// with a statement.
+    pub tail: Option<String>,
+}
+
+/// Parses a cell. evcxr's `:commands` lines are skipped.
+pub fn analyze(code: &str) -> CellSyntax {
+    let commands = code.lines().any(|l| l.trim_start().starts_with(':'));
+    let rust: String = code
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with(':') {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    match syn::parse_str::<syn::Block>(&format!("{{\n{rust}\n}}")) {
+        Ok(block) => {
+            let mut out = CellSyntax {
+                parsed: true,
+                commands,
+                ..Default::default()
+            };
+            let last = block.stmts.len().saturating_sub(1);
+            for (i, stmt) in block.stmts.iter().enumerate() {
+                match stmt {
+                    syn::Stmt::Expr(expr, None) if i == last => {
+                        out.tail = Some(expr.to_token_stream().to_string());
+                    }
+                    _ => {
+                        out.body.push_str(&stmt.to_token_stream().to_string());
+                        out.body.push('\n');
+                    }
+                }
+                if let syn::Stmt::Item(item) = stmt {
+                    out.items.push(item_kind(item));
+                }
+                if out.early_exit.is_none() {
+                    let mut exits = EarlyExit::default();
+                    exits.visit_stmt(stmt);
+                    out.early_exit = exits.found;
+                }
+                let mut uses = Uses::default();
+                let mut bound = BTreeSet::new();
+                match stmt {
+                    syn::Stmt::Local(local) => {
+                        pattern_names(&local.pat, &mut bound);
+                        if let Some(init) = &local.init {
+                            uses.visit_expr(&init.expr);
+                            if let Some((_, diverge)) = &init.diverge {
+                                uses.visit_expr(diverge);
+                            }
+                        }
+                    }
+                    syn::Stmt::Item(item) => {
+                        item_names(item, &mut bound);
+                        uses.visit_item(item);
+                    }
+                    syn::Stmt::Expr(expr, _) => uses.visit_expr(expr),
+                    syn::Stmt::Macro(m) => uses.visit_macro(&m.mac),
+                }
+                for _ in 0..uses.widgets {
+                    out.widget_bindings.push(bound.clone());
+                }
+                out.defines.extend(bound);
+                out.references.extend(uses.names);
+            }
+            out
+        }
+        Err(_) => {
+            let mut names = BTreeSet::new();
+            if let Ok(tokens) = rust.parse::<TokenStream>() {
+                token_names(tokens, &mut names);
+            }
+            CellSyntax {
+                references: names,
+                commands,
+                ..Default::default()
+            }
+        }
+    }
+}
+
+impl CellSyntax {
+    /// Why the kernel cannot wrap this cell into a function, if it cannot.
+    pub fn wrap_obstacle(&self) -> Option<String> {
+        if !self.parsed {
+            return Some("it does not parse".into());
+        }
+        if self.commands {
+            return Some("it runs evcxr commands (`:…`)".into());
+        }
+        if let Some(kind) = self.items.first() {
+            return Some(format!(
+                "it declares items (`{kind}`), which evcxr keeps for later cells"
+            ));
+        }
+        if let Some(what) = self.early_exit {
+            return Some(format!("it uses `{what}` at its top level"));
+        }
+        None
+    }
+}
+
+fn item_kind(item: &syn::Item) -> &'static str {
+    match item {
+        syn::Item::Const(_) => "const",
+        syn::Item::Enum(_) => "enum",
+        syn::Item::ExternCrate(_) => "extern crate",
+        syn::Item::Fn(_) => "fn",
+        syn::Item::ForeignMod(_) => "extern",
+        syn::Item::Impl(_) => "impl",
+        syn::Item::Macro(_) => "macro_rules!",
+        syn::Item::Mod(_) => "mod",
+        syn::Item::Static(_) => "static",
+        syn::Item::Struct(_) => "struct",
+        syn::Item::Trait(_) | syn::Item::TraitAlias(_) => "trait",
+        syn::Item::Type(_) => "type",
+        syn::Item::Union(_) => "union",
+        syn::Item::Use(_) => "use",
+        _ => "item",
+    }
+}
+
+/// Finds a `?` or `.await` that would leave the cell's own function.
+#[derive(Default)]
+struct EarlyExit {
+    found: Option<&'static str>,
+}
+
+impl<'ast> Visit<'ast> for EarlyExit {
+    fn visit_expr_try(&mut self, e: &'ast syn::ExprTry) {
+        self.found.get_or_insert("?");
+        syn::visit::visit_expr_try(self, e);
+    }
+    fn visit_expr_await(&mut self, e: &'ast syn::ExprAwait) {
+        self.found.get_or_insert(".await");
+        syn::visit::visit_expr_await(self, e);
+    }
+    fn visit_expr_return(&mut self, e: &'ast syn::ExprReturn) {
+        self.found.get_or_insert("return");
+        syn::visit::visit_expr_return(self, e);
+    }
+    // Inside these, `?`, `.await` and `return` leave only the closure, block or item.
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    fn visit_expr_try_block(&mut self, _: &'ast syn::ExprTryBlock) {}
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn pattern_names(pat: &syn::Pat, out: &mut BTreeSet<String>) {
+    struct Binds<'a>(&'a mut BTreeSet<String>);
+    impl<'ast> Visit<'ast> for Binds<'_> {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            self.0.insert(p.ident.to_string());
+            syn::visit::visit_pat_ident(self, p);
+        }
+        // Paths in patterns (enum variants, constants) are not bindings.
+        fn visit_path(&mut self, _: &'ast syn::Path) {}
+    }
+    Binds(out).visit_pat(pat);
+}
+
+fn item_names(item: &syn::Item, out: &mut BTreeSet<String>) {
+    let ident = match item {
+        syn::Item::Const(i) => Some(&i.ident),
+        syn::Item::Enum(i) => Some(&i.ident),
+        syn::Item::Fn(i) => Some(&i.sig.ident),
+        syn::Item::Macro(i) => i.ident.as_ref(),
+        syn::Item::Mod(i) => Some(&i.ident),
+        syn::Item::Static(i) => Some(&i.ident),
+        syn::Item::Struct(i) => Some(&i.ident),
+        syn::Item::Trait(i) => Some(&i.ident),
+        syn::Item::Type(i) => Some(&i.ident),
+        syn::Item::Union(i) => Some(&i.ident),
+        syn::Item::Use(u) => {
+            use_names(&u.tree, out);
+            None
+        }
+        _ => None,
+    };
+    if let Some(ident) = ident {
+        out.insert(ident.to_string());
+    }
+}
+
+fn use_names(tree: &syn::UseTree, out: &mut BTreeSet<String>) {
+    match tree {
+        syn::UseTree::Path(p) => use_names(&p.tree, out),
+        syn::UseTree::Name(n) if n.ident != "self" => {
+            out.insert(n.ident.to_string());
+        }
+        syn::UseTree::Rename(r) => {
+            out.insert(r.rename.to_string());
+        }
+        syn::UseTree::Group(g) => g.items.iter().for_each(|t| use_names(t, out)),
+        _ => {}
+    }
+}
+
+/// Collects used names and counts widget constructor calls.
+#[derive(Default)]
+struct Uses {
+    names: BTreeSet<String>,
+    widgets: usize,
+}
+
+impl<'ast> Visit<'ast> for Uses {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        if path.leading_colon.is_none() {
+            if let Some(first) = path.segments.first() {
+                self.names.insert(first.ident.to_string());
+            }
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        // Arguments are evaluated (and their widgets created) before the call itself.
+        syn::visit::visit_expr_call(self, call);
+        if let syn::Expr::Path(p) = &*call.func {
+            if let Some(last) = p.path.segments.last() {
+                if let Some((_, n)) = WIDGET_CONSTRUCTORS.iter().find(|(c, _)| last.ident == c) {
+                    self.widgets += n;
+                }
+            }
+        }
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        syn::visit::visit_macro(self, mac);
+        token_names(mac.tokens.clone(), &mut self.names);
+    }
+}
+
+/// Identifiers in a token stream, and `{name}` arguments inside its string literals.
+fn token_names(tokens: TokenStream, out: &mut BTreeSet<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Ident(i) => {
+                out.insert(i.to_string());
+            }
+            TokenTree::Group(g) => token_names(g.stream(), out),
+            TokenTree::Literal(lit) => {
+                let text = lit.to_string();
+                if text.starts_with('"') || text.starts_with('r') {
+                    format_arguments(&text, out);
+                }
+            }
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+/// Inline format arguments: `"{acc:.2} {n}"` uses `acc` and `n`.
+fn format_arguments(text: &str, out: &mut BTreeSet<String>) {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if rest.starts_with('{') {
+            rest = &rest[1..];
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+        {
+            out.insert(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_definitions_and_uses() {
+        let s = analyze(
+            ":dep foo = \"1\"\nlet (a, mut b) = (x + 1, y.len());\nfn f(v: f64) -> f64 { v * k }\n\
+             use std::collections::{HashMap as Map, BTreeSet};\nprintln!(\"{acc:.2} {}\", z);",
+        );
+        assert!(s.parsed);
+        assert_eq!(s.defines, names(&["a", "b", "f", "Map", "BTreeSet"]));
+        for used in ["x", "y", "k", "acc", "z", "println"] {
+            assert!(s.references.contains(used), "{used}");
+        }
+        assert!(!s.references.contains("len"));
+    }
+
+    #[test]
+    fn maps_widget_constructors_to_their_bindings() {
+        let s = analyze(
+            "let scale = slider(\"s\", 0.0, 1.0, 0.5).step(0.1);\nlet zp = int_slider(\"z\", 0, 9, 0);\n\
+             let f = form(&[&scale], \"Apply\");\nhbox(&[&scale, &zp])",
+        );
+        assert_eq!(
+            s.widget_bindings,
+            vec![
+                names(&["scale"]),
+                names(&["zp"]),
+                names(&["f"]),
+                names(&["f"]),
+                names(&[])
+            ]
+        );
+    }
+
+    #[test]
+    fn knows_what_keeps_a_cell_from_being_wrapped() {
+        let plain = analyze("let z = w.value() + 100.0;\nprintln!(\"{z}\");\nz * 2.0");
+        assert_eq!(plain.wrap_obstacle(), None);
+        assert_eq!(plain.tail.as_deref(), Some("z * 2.0"));
+        assert!(
+            plain.body.contains("let z = w . value () + 100.0 ;"),
+            "{}",
+            plain.body
+        );
+        assert!(analyze("let a = 1;").tail.is_none());
+        let cases = [
+            ("fn f() {}\nf()", "`fn`"),
+            ("use std::fmt;", "`use`"),
+            (":dep foo = \"1\"\nlet x = 1;", "commands"),
+            ("let x = \"1\".parse::<i32>()?;", "`?`"),
+            ("let x = f().await;", "`.await`"),
+            ("let x = ;", "parse"),
+        ];
+        for (code, why) in cases {
+            let obstacle = analyze(code).wrap_obstacle().unwrap_or_default();
+            assert!(obstacle.contains(why), "{code}: {obstacle}");
+        }
+        // `?` inside a closure returns from the closure only.
+        let closure = analyze(
+            "let f = |s: &str| -> Result<i32, std::num::ParseIntError> { Ok(s.parse::<i32>()?) };",
+        );
+        assert_eq!(closure.wrap_obstacle(), None);
+    }
+
+    #[test]
+    fn unparsable_cells_use_every_identifier() {
+        let s = analyze("let x = ;\nfoo(bar)");
+        assert!(!s.parsed);
+        assert!(s.references.contains("bar"));
+        assert!(s.defines.is_empty());
+    }
+}
