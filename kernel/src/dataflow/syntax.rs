@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 
 /// Prelude functions that create widget models, with how many top-level models each creates
@@ -286,9 +287,26 @@ impl<'ast> Visit<'ast> for Uses {
         }
     }
 
+    /// A macro whose arguments are expressions (`println!`, `format!`, `assert_eq!`, …) is
+    /// read like a call, so that method names inside it (`v.reset()`) are not taken for
+    /// notebook variables; other macros count every identifier they contain.
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         syn::visit::visit_macro(self, mac);
-        token_names(mac.tokens.clone(), &mut self.names);
+        let args = mac.parse_body_with(Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated);
+        match args {
+            Ok(args) => {
+                for arg in &args {
+                    match arg {
+                        syn::Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Str(s),
+                            ..
+                        }) => format_arguments(&s.token().to_string(), &mut self.names),
+                        other => self.visit_expr(other),
+                    }
+                }
+            }
+            Err(_) => token_names(mac.tokens.clone(), &mut self.names),
+        }
     }
 }
 
@@ -354,6 +372,13 @@ mod tests {
             assert!(s.references.contains(used), "{used}");
         }
         assert!(!s.references.contains("len"));
+        // Method names inside a macro's arguments are not uses.
+        let s = analyze("println!(\"{} {}\", v.reset().version(), n);");
+        assert!(s.references.contains("v") && s.references.contains("n"));
+        assert!(!s.references.contains("reset") && !s.references.contains("version"));
+        // A macro that is not a list of expressions counts every identifier.
+        let s = analyze("let x = vec![seed; count];");
+        assert!(s.references.contains("seed") && s.references.contains("count"));
     }
 
     #[test]
