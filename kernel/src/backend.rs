@@ -69,7 +69,7 @@ impl QplayBackend {
             start_error: None,
             widgets,
             graph: Graph::default(),
-            wrappers: Wrappers::default(),
+            wrappers: Wrappers::from_env(),
             interrupter,
         })
     }

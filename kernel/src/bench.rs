@@ -27,15 +27,24 @@ pub enum BenchCommand {
 /// Arguments of `qplay bench reactive`.
 #[derive(Args)]
 pub struct ReactiveBench {
-    /// Timed compiled reruns.
-    #[arg(long, default_value_t = 20)]
+    /// Timed wrapped reruns of the small dependent cell (and `observe` callbacks).
+    #[arg(long, default_value_t = 200)]
     reruns: usize,
+    /// Timed reruns of the same cell with wrapping off (compiled each time).
+    #[arg(long, default_value_t = 10)]
+    compiled_reruns: usize,
     /// Timed live-view updates.
     #[arg(long, default_value_t = 100)]
     lives: usize,
     /// Live-view updates across which memory growth is measured.
     #[arg(long, default_value_t = 500)]
     memory_updates: usize,
+    /// Timed moves of the playground's scale slider (memory is measured across them).
+    #[arg(long, default_value_t = 1000)]
+    playground_moves: usize,
+    /// The same with wrapping off.
+    #[arg(long, default_value_t = 10)]
+    compiled_moves: usize,
     /// Python interpreter with jupyter_client and ipykernel (default: the project's .venv).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -254,47 +263,69 @@ fn bench_reactive(args: ReactiveBench) -> Result<()> {
         "scripts/bench_reactive.py",
         &[
             format!("--reruns={}", args.reruns),
+            format!("--compiled-reruns={}", args.compiled_reruns),
             format!("--lives={}", args.lives),
             format!("--memory-updates={}", args.memory_updates),
+            format!("--playground-moves={}", args.playground_moves),
+            format!("--compiled-moves={}", args.compiled_moves),
         ],
     )?;
-    let (q, p) = (&r["qplay"], &r["ipykernel"]);
     let ms = |v: &serde_json::Value| {
         v.as_f64()
             .map_or("–".to_string(), |s| format!("{:.0}", s * 1e3))
     };
     let mib = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |m| format!("{m:.1}"));
+    let p50_95 =
+        |v: &serde_json::Value| format!("{} / {} (n = {})", ms(&v["p50"]), ms(&v["p95"]), v["n"]);
+    let (small, live, pg) = (&r["small"], &r["live"], &r["playground"]);
     let mut text = String::from(
         "Widget update (a `comm_msg` sent as the browser sends it) → the output it causes on \
-         IOPub.\n\n| measure | qplay | ipykernel + ipywidgets |\n|---|---:|---:|\n",
+         IOPub; p50 / p95 in ms.\n\n| measure | qplay | reference, same run |\n|---|---:|---:|\n",
     );
     text += &format!(
-        "| compiled rerun of a dependent cell, p50 / p95 ms (n = {}) | {} / {} | no such feature |\n",
-        q["rerun"]["n"], ms(&q["rerun"]["p50"]), ms(&q["rerun"]["p95"])
+        "| small dependent cell rerun: wrapped / compiled (`QPLAY_WRAP=0`) | {} | {} |\n",
+        p50_95(&small["wrapped"]),
+        p50_95(&small["compiled"])
     );
     text += &format!(
-        "| live view (`live` / `observe` callback), p50 / p95 ms (n = {}) | {} / {} | {} / {} |\n",
-        q["live"]["n"],
-        ms(&q["live"]["p50"]),
-        ms(&q["live"]["p95"]),
-        ms(&p["live"]["p50"]),
-        ms(&p["live"]["p95"])
+        "| small dependent cell rerun: wrapped / ipykernel `observe` callback | {} | {} |\n",
+        p50_95(&small["wrapped"]),
+        p50_95(&small["ipykernel"])
     );
     text += &format!(
-        "| RSS growth over {} live-view updates, MiB | {} | {} |\n",
-        args.memory_updates,
-        mib(&q["live_rss_growth_mib"]),
-        mib(&p["live_rss_growth_mib"])
+        "| live view (`live`) / ipykernel `observe` callback | {} | {} |\n",
+        p50_95(&live["qplay"]),
+        p50_95(&live["ipykernel"])
+    );
+    for (row, key) in [
+        ("first output of the edit cell", "first_s"),
+        ("new quick evaluation shown", "quick_s"),
+        ("every dependent cell redrawn", "done_s"),
+    ] {
+        text += &format!(
+            "| playground scale slider → {row}: wrapped / compiled | {} | {} |\n",
+            p50_95(&pg["wrapped"][key]),
+            p50_95(&pg["compiled"][key])
+        );
+    }
+    text += &format!(
+        "| RSS growth over {} playground moves (after 3 to warm up), MiB: wrapped / compiled \
+         over {} | {} | {} |\n",
+        pg["wrapped"]["moves"],
+        pg["compiled"]["moves"],
+        mib(&pg["wrapped"]["rss_growth_mib"]),
+        mib(&pg["compiled"]["rss_growth_mib"])
     );
     text += &format!(
-        "| RSS growth over the {} compiled reruns, MiB | {} | – |\n",
-        args.reruns,
-        mib(&q["rerun_rss_growth_mib"])
+        "| RSS growth over {} live-view updates, MiB: qplay / ipykernel | {} | {} |\n",
+        live["updates"],
+        mib(&live["qplay_rss_growth_mib"]),
+        mib(&live["ipykernel_rss_growth_mib"])
     );
     text += &format!(
-        "| RSS at the end (kernel + children), MiB | {} | {} |\n",
-        mib(&q["rss_mib"]),
-        mib(&p["rss_mib"])
+        "| RSS after the playground moves (kernel + runtime), MiB: wrapped / compiled | {} | {} |\n",
+        mib(&pg["wrapped"]["rss_mib"]),
+        mib(&pg["compiled"]["rss_mib"])
     );
     crate::print_out(&text)
 }

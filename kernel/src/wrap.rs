@@ -4,7 +4,8 @@
 //!
 //! A cell is wrapped after it has run once the ordinary way, when evcxr knows the type of every
 //! variable it reads and defines. Its *signature* is its code, those variables with their types,
-//! the runtime process and the [`Wrappers::epoch`] of items it was compiled against. The kernel
+//! the runtime process and the epoch of items it was compiled against (see
+//! [`Wrappers::ran_by_hand`]). The kernel
 //! writes a function (see [`registration`]) that
 //! - takes the cell's inputs (the notebook variables it uses and does not define) out of
 //!   evcxr's variable store, with their types,
@@ -55,9 +56,22 @@ enum State {
 pub struct Wrappers {
     cells: BTreeMap<String, State>,
     epoch: u64,
+    /// `QPLAY_WRAP=0`: every rerun compiles (the reference of `qplay bench reactive`).
+    off: bool,
 }
 
+/// Environment variable that turns wrapping off when set to `0`.
+pub const WRAP_ENV: &str = "QPLAY_WRAP";
+
 impl Wrappers {
+    /// Wrapping on, unless [`WRAP_ENV`] is `0`.
+    pub fn from_env() -> Wrappers {
+        Wrappers {
+            off: std::env::var(WRAP_ENV).is_ok_and(|v| v == "0"),
+            ..Default::default()
+        }
+    }
+
     /// A cell ran by hand. One that declares items or runs evcxr commands changes what every
     /// wrapper was compiled against (a type may have been redefined): all are wrapped anew.
     pub fn ran_by_hand(&mut self, syntax: &CellSyntax) {
@@ -78,6 +92,9 @@ impl Wrappers {
         variables: &BTreeMap<String, String>,
         generation: u64,
     ) -> Result<Signature, String> {
+        if self.off {
+            return Err(format!("wrapping is off ({WRAP_ENV}=0)"));
+        }
         if let Some(obstacle) = node.syntax.wrap_obstacle() {
             return Err(obstacle);
         }
