@@ -146,6 +146,23 @@ def test_complete_inspect_is_complete(kernel):
     assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["status"] == "complete"
 
 
+def test_completion_right_after_start_waits_for_the_engine():
+    """Tab pressed in the first seconds of a kernel, while evcxr and the prelude load: the
+    answer comes when the engine is ready, with the matches, not empty at once."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
+    try:
+        code = "let t = Datas"
+        kc.complete(code, len(code))
+        reply = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+        assert reply["status"] == "ok"
+        assert "Dataset" in reply["matches"], reply
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_wrongly_signed_message_is_ignored(kernel, tmp_path):
     km, kc = kernel
     marker = tmp_path / "ran.txt"

@@ -491,8 +491,10 @@ impl Backend for QplayBackend {
         }
     }
 
+    /// Completions wait for an engine that is still starting (the first seconds of a kernel)
+    /// rather than answering with nothing.
     fn complete(&mut self, code: &str, cursor_pos: usize) -> Completion {
-        let (matches, cursor_start, cursor_end) = match self.engine(false) {
+        let (matches, cursor_start, cursor_end) = match self.engine(true) {
             Ok(engine) => engine.complete(code, cursor_pos),
             Err(_) => (Vec::new(), cursor_pos, cursor_pos),
         };
@@ -505,7 +507,7 @@ impl Backend for QplayBackend {
     }
 
     fn inspect(&mut self, code: &str, cursor_pos: usize, _detail_level: u8) -> Option<MimeBundle> {
-        let (plain, html) = self.engine(false).ok()?.inspect(code, cursor_pos)?;
+        let (plain, html) = self.engine(true).ok()?.inspect(code, cursor_pos)?;
         let mut bundle = MimeBundle::new();
         bundle.insert("text/plain".into(), plain.into());
         if !html.is_empty() {
