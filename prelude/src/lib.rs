@@ -9,6 +9,7 @@ pub mod charts;
 pub mod data;
 pub mod display;
 pub mod eval;
+pub mod interrupt;
 pub mod model;
 pub mod onnx;
 pub mod paths;
@@ -29,6 +30,7 @@ pub mod prelude {
     pub use crate::display::DebugDisplay as _;
     pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
+    pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
