@@ -10,8 +10,8 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{anyhow, Context, Result};
 use ndarray::{Array2, ArrayView4, Ix2};
 use ort::environment::Environment;
-use ort::session::{builder::GraphOptimizationLevel, Session};
-use ort::value::TensorRef;
+use ort::session::{builder::GraphOptimizationLevel, OutputSelector, RunOptions, Session};
+use ort::value::{DynValue, TensorRef};
 
 use crate::model::{check_input, Dim, Framework, Model, ModelInfo};
 
@@ -120,11 +120,14 @@ impl OnnxModel {
             .with_intra_threads(thread_count())?)
     }
 
-    /// Runs a batch (after checking its shape) and hands the session's outputs to `read`.
+    /// Runs a batch (after checking its shape) and hands the session's outputs to `read`: all
+    /// of them, or only those named in `select` (then ONNX Runtime runs only the nodes they need
+    /// and keeps no other output).
     fn with_outputs<R>(
         &self,
         batch: ArrayView4<'_, f32>,
-        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R>,
+        select: Option<&[&str]>,
+        read: impl FnOnce(&mut ort::session::SessionOutputs<'_>) -> Result<R>,
     ) -> Result<R> {
         check_input(self, batch.shape())?;
         let batch = batch.as_standard_layout();
@@ -133,21 +136,39 @@ impl OnnxModel {
             .session
             .lock()
             .map_err(|_| anyhow!("session poisoned"))?;
-        let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
-        read(&outputs)
+        let inputs = ort::inputs![self.input_name.as_str() => input];
+        let options;
+        let mut outputs = match select {
+            None => session.run(inputs)?,
+            Some(names) => {
+                let selector = names
+                    .iter()
+                    .fold(OutputSelector::no_default(), |s, name| s.with(*name));
+                options = RunOptions::new()?.with_outputs(selector);
+                session.run_with_options(inputs, &options)?
+            }
+        };
+        read(&mut outputs)
     }
 
-    /// Runs a batch and returns every float32 output by name (for capture).
-    pub fn run_all(
+    /// Runs a batch and returns its float32 outputs by name (for capture): every one, or those
+    /// named in `select`. The values are ONNX Runtime's own (read them with
+    /// `try_extract_array::<f32>()`), not copies.
+    pub fn run_outputs(
         &self,
         batch: ArrayView4<'_, f32>,
-    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
-        self.with_outputs(batch, |outputs| {
+        select: Option<&[&str]>,
+    ) -> Result<Vec<(String, DynValue)>> {
+        self.with_outputs(batch, select, |outputs| {
+            let names: Vec<String> = outputs.keys().map(str::to_string).collect();
             let mut all = Vec::new();
-            for (name, value) in outputs.iter() {
+            for name in names {
+                let Some(value) = outputs.remove(&name) else {
+                    continue;
+                };
                 // Integer tensors (QuantizeLinear outputs) are skipped.
-                if let Ok(array) = value.try_extract_array::<f32>() {
-                    all.push((name.to_string(), array.to_owned()));
+                if value.try_extract_array::<f32>().is_ok() {
+                    all.push((name, value));
                 }
             }
             Ok(all)
@@ -162,7 +183,7 @@ impl Model for OnnxModel {
 
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
         let name = &self.info.name;
-        self.with_outputs(batch, |outputs| {
+        self.with_outputs(batch, None, |outputs| {
             let scores = outputs[0]
                 .try_extract_array::<f32>()
                 .with_context(|| format!("model `{name}`: output is not float32"))?;
