@@ -91,6 +91,28 @@ pub fn wilson(correct: usize, total: usize) -> (f64, f64) {
 }
 
 impl Evaluation {
+    /// The evaluation of `model` that predicted `predictions` for the images `indices` of
+    /// `data`, in `seconds`.
+    pub(crate) fn of(
+        model: &dyn Model,
+        data: &Dataset,
+        indices: &[usize],
+        predictions: Vec<u8>,
+        sampled: bool,
+        seconds: f64,
+    ) -> Evaluation {
+        Evaluation {
+            model: model.name().to_string(),
+            framework: model.framework(),
+            dataset: data.description().to_string(),
+            indices: indices.to_vec(),
+            labels: indices.iter().map(|&i| data.label(i)).collect(),
+            predictions,
+            sampled,
+            seconds,
+        }
+    }
+
     /// Images evaluated.
     pub fn total(&self) -> usize {
         self.labels.len()
@@ -223,16 +245,15 @@ pub fn evaluate_indices(
             progress(predictions.len(), indices.len());
         }
     }
-    Ok(Evaluation {
-        model: model.name().to_string(),
-        framework: model.framework(),
-        dataset: data.description().to_string(),
-        indices: indices.to_vec(),
-        labels: indices.iter().map(|&i| data.label(i)).collect(),
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Evaluation::of(
+        model,
+        data,
+        indices,
         predictions,
         sampled,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        seconds,
+    ))
 }
 
 /// Evaluates `model` on every image of `data`.

@@ -28,6 +28,8 @@ pub enum Slot {
     Registry = 0,
     /// The widgets of the runtime and its link to the kernel.
     Widgets = 1,
+    /// Recent evaluation results in memory (`crate::quant::cache`).
+    Evaluations = 3,
     /// Whether the ONNX Runtime arena that model versions share is registered (`crate::onnx`).
     OnnxArena = 4,
 }

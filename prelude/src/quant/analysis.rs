@@ -2,14 +2,14 @@
 //! parameter sweep, cross-framework agreement and a comparison table of models.
 //!
 //! Every evaluation goes through the persistent cache ([`super::cache`]), so repeating a sweep
-//! (or part of one) costs file reads, not model runs.
+//! (or part of one) costs lookups, not model runs.
 
 use std::fmt;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::cache::{evaluate_cached, file_hash};
+use super::cache::{evaluate_cached, file_hash, Store};
 use super::{fmt_num, QuantModel, Role};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
@@ -78,6 +78,7 @@ pub struct Sensitivity {
     pub rows: Vec<SensitivityRow>,
 }
 
+/// A quick evaluation for a sweep: kept on disk, since a sweep is worth keeping.
 fn quick_cached(m: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<(Evaluation, bool)> {
     evaluate_cached(
         m,
@@ -86,6 +87,7 @@ fn quick_cached(m: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<(Ev
         indices,
         true,
         &EvalOptions::default(),
+        Store::Disk,
     )
 }
 
@@ -383,6 +385,7 @@ pub fn compare_models(
             &indices,
             sampled,
             &EvalOptions::default(),
+            Store::Disk,
         )?;
         rows.push(ComparisonRow {
             model: model.name().to_string(),
