@@ -2,7 +2,9 @@
 //! interval, per-class accuracy and the confusion matrix.
 //!
 //! Batches go through the model one after another; each backend spreads a batch over all cores.
-//! A progress callback hears after every batch how many images are done.
+//! A progress callback hears after every batch how many images are done. Before each batch an
+//! evaluation checks for a user interrupt ([`crate::interrupt`]) and stops with
+//! [`crate::interrupt::Interrupted`].
 
 use std::fmt;
 use std::time::Instant;
@@ -229,6 +231,7 @@ pub fn evaluate_indices(
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(options.batch_size) {
+        crate::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
         let scores = model.run(batch.view())?;
         if scores.nrows() != chunk.len() || scores.ncols() < CLASSES {

@@ -2,7 +2,8 @@
 //! parameter sweep, cross-framework agreement and a comparison table of models.
 //!
 //! Every evaluation goes through the persistent cache ([`super::cache`]), so repeating a sweep
-//! (or part of one) costs lookups, not model runs.
+//! (or part of one) costs lookups, not model runs. Each loop checks for a user interrupt
+//! between its evaluations (and each evaluation between its batches).
 
 use std::fmt;
 
@@ -115,6 +116,7 @@ pub fn sensitivity(
     let bar = progress.then(|| ProgressBar::new(&format!("sensitivity: {knob}"), targets.len()));
     let mut rows = Vec::new();
     for (i, p) in targets.iter().enumerate() {
+        crate::interrupt::check()?;
         let v = m.with_knob(&p.tensor, knob)?;
         let (e, cached) = quick_cached(&v, data, &indices)?;
         rows.push(SensitivityRow {
@@ -219,6 +221,7 @@ pub fn sweep(
     let indices = data.stratified(per_class)?;
     let mut points = Vec::new();
     for &k in knobs {
+        crate::interrupt::check()?;
         let v = m.with_knob(tensor, k)?;
         points.push((k, quick_cached(&v, data, &indices)?.0.accuracy()));
     }
@@ -261,6 +264,7 @@ pub fn agreement(
     if indices.is_empty() {
         bail!("agreement needs at least one image");
     }
+    crate::interrupt::check()?;
     let ea = crate::eval::evaluate_indices(a, data, indices, true, &EvalOptions::default())?;
     let eb = crate::eval::evaluate_indices(b, data, indices, true, &EvalOptions::default())?;
     let mut out = Agreement {
@@ -376,6 +380,7 @@ pub fn compare_models(
     let mut rows = Vec::new();
     let mut evaluations = Vec::new();
     for name in std::iter::once(&float).chain(others) {
+        crate::interrupt::check()?;
         let model = crate::registry::load(name)?;
         let hash = file_hash(model.path())?;
         let (e, _) = evaluate_cached(

@@ -138,6 +138,7 @@ pub fn evaluate_cached(
     options: &EvalOptions<'_>,
     store: Store,
 ) -> Result<(Evaluation, bool)> {
+    crate::interrupt::check()?;
     let start = Instant::now();
     let key = key(model_hash, data, indices);
     let hit = |predictions: Vec<u8>| {

@@ -208,6 +208,7 @@ impl QuantModel {
     /// pair; none for a float model), so that a histogram and the SQNR of the same batch share
     /// one run.
     pub(crate) fn captured(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Tensors> {
+        crate::interrupt::check()?;
         let torch = self.framework() == crate::model::Framework::Torch;
         if !torch {
             self.proto()?;
