@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use crate::data::CLASS_NAMES;
 use crate::display::Svg;
 use crate::eval::Evaluation;
+use crate::model::Model;
 use crate::quant::{
     fmt_num, Knob, LayerErrors, ParamSweep, QuantModel, QuantParam, Role, Sensitivity,
 };
@@ -151,15 +152,28 @@ pub fn tensor_histogram(
     channel: usize,
 ) -> Result<Svg> {
     let p = m.param(tensor)?.clone();
-    let values: Vec<f32> = if p.role == Role::Activation {
+    let (captured, view);
+    let values: Vec<f32>;
+    let values: &[f32] = if p.role == Role::Activation {
         let batch = batch.ok_or_else(|| {
             anyhow!("`{tensor}` is an activation: give a batch of images to capture it on")
         })?;
-        let cap = m.capture(batch, &[&p.tensor])?;
-        cap.get(&p.tensor)?.iter().copied().collect()
+        // Through the version's memo: the per-layer SQNR of the same batch reuses this run.
+        captured = m.captured(batch, &[&p.tensor])?;
+        view = captured
+            .get(&p.tensor)
+            .ok_or_else(|| anyhow!("`{}` was not captured from `{}`", p.tensor, m.name()))?
+            .view()?;
+        match view.as_slice() {
+            Some(v) => v,
+            None => {
+                values = view.iter().copied().collect();
+                &values
+            }
+        }
     } else {
         let w = m.weights(tensor)?;
-        match p.axis {
+        values = match p.axis {
             Some(axis) if p.scales.len() > 1 => w
                 .dequantized
                 .index_axis(
@@ -170,14 +184,15 @@ pub fn tensor_histogram(
                 .copied()
                 .collect(),
             _ => w.dequantized.iter().copied().collect(),
-        }
+        };
+        &values
     };
     let title = if p.per_channel() {
         format!("{} (channel {channel})", p.tensor)
     } else {
         p.tensor.clone()
     };
-    histogram(&title, &values, &p, channel)
+    histogram(&title, values, &p, channel)
 }
 
 fn bar_chart(

@@ -2,7 +2,9 @@
 //! interval, per-class accuracy and the confusion matrix.
 //!
 //! Batches go through the model one after another; each backend spreads a batch over all cores.
-//! A progress callback hears after every batch how many images are done.
+//! A progress callback hears after every batch how many images are done. Before each batch an
+//! evaluation checks for a user interrupt ([`crate::interrupt`]) and stops with
+//! [`crate::interrupt::Interrupted`].
 
 use std::fmt;
 use std::time::Instant;
@@ -91,6 +93,28 @@ pub fn wilson(correct: usize, total: usize) -> (f64, f64) {
 }
 
 impl Evaluation {
+    /// The evaluation of `model` that predicted `predictions` for the images `indices` of
+    /// `data`, in `seconds`.
+    pub(crate) fn of(
+        model: &dyn Model,
+        data: &Dataset,
+        indices: &[usize],
+        predictions: Vec<u8>,
+        sampled: bool,
+        seconds: f64,
+    ) -> Evaluation {
+        Evaluation {
+            model: model.name().to_string(),
+            framework: model.framework(),
+            dataset: data.description().to_string(),
+            indices: indices.to_vec(),
+            labels: indices.iter().map(|&i| data.label(i)).collect(),
+            predictions,
+            sampled,
+            seconds,
+        }
+    }
+
     /// Images evaluated.
     pub fn total(&self) -> usize {
         self.labels.len()
@@ -207,6 +231,7 @@ pub fn evaluate_indices(
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(options.batch_size) {
+        crate::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
         let scores = model.run(batch.view())?;
         if scores.nrows() != chunk.len() || scores.ncols() < CLASSES {
@@ -223,16 +248,15 @@ pub fn evaluate_indices(
             progress(predictions.len(), indices.len());
         }
     }
-    Ok(Evaluation {
-        model: model.name().to_string(),
-        framework: model.framework(),
-        dataset: data.description().to_string(),
-        indices: indices.to_vec(),
-        labels: indices.iter().map(|&i| data.label(i)).collect(),
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Evaluation::of(
+        model,
+        data,
+        indices,
         predictions,
         sampled,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        seconds,
+    ))
 }
 
 /// Evaluates `model` on every image of `data`.

@@ -10,8 +10,8 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{anyhow, Context, Result};
 use ndarray::{Array2, ArrayView4, Ix2};
 use ort::environment::Environment;
-use ort::session::{builder::GraphOptimizationLevel, Session};
-use ort::value::TensorRef;
+use ort::session::{builder::GraphOptimizationLevel, OutputSelector, RunOptions, Session};
+use ort::value::{DynValue, TensorRef};
 
 use crate::model::{check_input, Dim, Framework, Model, ModelInfo};
 
@@ -34,13 +34,48 @@ fn environment() -> Result<&'static Environment> {
         })?;
         let builder = ort::init_from(&lib)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
-        builder
+        let env = builder
             .with_name("qplay")
             .build()
-            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
+        // Once per process: a later registration would replace the arena with a new one.
+        crate::process::shared(crate::process::Slot::OnnxArena, || {
+            share_arena(&env).is_ok()
+        });
+        Ok(env)
     })
     .as_ref()
     .map_err(|e| anyhow!("{e}"))
+}
+
+/// Registers one CPU arena with the environment, which the sessions of model versions use
+/// (`session.use_env_allocators`) instead of an arena each. A new version's session then finds
+/// its memory already mapped (a fresh arena page-faults its way through every tensor of its
+/// first run: about half the time of a capture run here), and dropped versions hand their memory
+/// back to the one arena, which stays as large as the most the live versions needed at once, so
+/// that making version after version keeps the resident set flat. ONNX Runtime has one
+/// environment per process, and registering again would replace the arena with a new one (the
+/// old one lives on with the sessions that use it), so the first copy of this crate (notebook
+/// cell) to start the environment registers it, and the process slot tells the others.
+fn share_arena(env: &Environment) -> ort::Result<()> {
+    use ort::AsPointer;
+    let info = ort::memory::MemoryInfo::new(
+        ort::memory::AllocationDevice::CPU,
+        0,
+        ort::memory::AllocatorType::Arena,
+        ort::memory::MemoryType::Default,
+    )?;
+    // SAFETY: the environment and the memory info are live ONNX Runtime objects; a null arena
+    // configuration asks for the default one; the status returned is consumed (and released)
+    // by `result_from_status`.
+    unsafe {
+        let status = (ort::api().CreateAndRegisterAllocator)(
+            env.ptr() as *mut ort::sys::OrtEnv,
+            info.ptr(),
+            std::ptr::null(),
+        );
+        ort::Error::result_from_status(status)
+    }
 }
 
 /// A model run by ONNX Runtime.
@@ -81,9 +116,10 @@ impl OnnxModel {
         } else {
             GraphOptimizationLevel::Disable
         };
-        // Many versions may hold sessions at once: their idle threads must not spin.
+        // Many versions may hold sessions at once: their idle threads must not spin, and they
+        // share one memory arena (see `share_arena`).
         let session = Self::builder(env, level)
-            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+            .and_then(|b| Ok(b.with_intra_op_spinning(false)?.with_env_allocators()?))
             .and_then(|mut b| b.commit_from_memory(bytes))
             .with_context(|| format!("cannot create an ONNX Runtime session for `{name}`"))?;
         Self::from_session(name, path, session)
@@ -120,11 +156,14 @@ impl OnnxModel {
             .with_intra_threads(thread_count())?)
     }
 
-    /// Runs a batch (after checking its shape) and hands the session's outputs to `read`.
+    /// Runs a batch (after checking its shape) and hands the session's outputs to `read`: all
+    /// of them, or only those named in `select` (then ONNX Runtime runs only the nodes they need
+    /// and keeps no other output).
     fn with_outputs<R>(
         &self,
         batch: ArrayView4<'_, f32>,
-        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R>,
+        select: Option<&[&str]>,
+        read: impl FnOnce(&mut ort::session::SessionOutputs<'_>) -> Result<R>,
     ) -> Result<R> {
         check_input(self, batch.shape())?;
         let batch = batch.as_standard_layout();
@@ -133,21 +172,39 @@ impl OnnxModel {
             .session
             .lock()
             .map_err(|_| anyhow!("session poisoned"))?;
-        let outputs = session.run(ort::inputs![self.input_name.as_str() => input])?;
-        read(&outputs)
+        let inputs = ort::inputs![self.input_name.as_str() => input];
+        let options;
+        let mut outputs = match select {
+            None => session.run(inputs)?,
+            Some(names) => {
+                let selector = names
+                    .iter()
+                    .fold(OutputSelector::no_default(), |s, name| s.with(*name));
+                options = RunOptions::new()?.with_outputs(selector);
+                session.run_with_options(inputs, &options)?
+            }
+        };
+        read(&mut outputs)
     }
 
-    /// Runs a batch and returns every float32 output by name (for capture).
-    pub fn run_all(
+    /// Runs a batch and returns its float32 outputs by name (for capture): every one, or those
+    /// named in `select`. The values are ONNX Runtime's own (read them with
+    /// `try_extract_array::<f32>()`), not copies.
+    pub fn run_outputs(
         &self,
         batch: ArrayView4<'_, f32>,
-    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
-        self.with_outputs(batch, |outputs| {
+        select: Option<&[&str]>,
+    ) -> Result<Vec<(String, DynValue)>> {
+        self.with_outputs(batch, select, |outputs| {
+            let names: Vec<String> = outputs.keys().map(str::to_string).collect();
             let mut all = Vec::new();
-            for (name, value) in outputs.iter() {
+            for name in names {
+                let Some(value) = outputs.remove(&name) else {
+                    continue;
+                };
                 // Integer tensors (QuantizeLinear outputs) are skipped.
-                if let Ok(array) = value.try_extract_array::<f32>() {
-                    all.push((name.to_string(), array.to_owned()));
+                if value.try_extract_array::<f32>().is_ok() {
+                    all.push((name, value));
                 }
             }
             Ok(all)
@@ -162,7 +219,7 @@ impl Model for OnnxModel {
 
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
         let name = &self.info.name;
-        self.with_outputs(batch, |outputs| {
+        self.with_outputs(batch, None, |outputs| {
             let scores = outputs[0]
                 .try_extract_array::<f32>()
                 .with_context(|| format!("model `{name}`: output is not float32"))?;

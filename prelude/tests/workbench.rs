@@ -491,3 +491,100 @@ fn timing_of_a_version_and_a_quick_evaluation() {
         qplay::onnx::thread_count()
     );
 }
+
+/// The playground's path (a histogram, then the per-layer SQNR of the same version on the same
+/// images, then again for the next version, the float model answered from its memo) gives
+/// exactly, bit for bit, what capturing every tensor afresh and summing in one loop gives: the
+/// SQNR numbers as onnxruntime's `qdq_loss_debug` definition computes them (as before the memo
+/// and the selective capture runs) and the same histograms.
+#[test]
+fn memoized_captures_give_exactly_the_uncached_numbers() {
+    use qplay::charts::{histogram, tensor_histogram};
+    use qplay::quant::sqnr::{layer_errors, matching_pairs, sqnr_from_sums};
+
+    let data = data();
+    // Two batches (100 + 50): sums run on across batches.
+    let indices: Vec<usize> = (0..150).collect();
+    let first: Vec<usize> = (0..100).collect();
+    let float = workbench("resnet8_float").unwrap();
+    let m = workbench("resnet8_int8").unwrap();
+    let t = "conv2d_2";
+    let edit = |m: &QuantModel, k: f32| {
+        let p = m.param(t).unwrap().clone();
+        m.with_scale(t, p.scales[0] * k)
+            .unwrap()
+            .with_zero_point(t, p.zero_points[0] + 3)
+            .unwrap()
+    };
+    // Uncached: fresh models, every capturable tensor of each batch, one loop over the elements.
+    let reference = |k: f32| {
+        let (f, q) = (workbench("resnet8_float").unwrap(), edit(&m, k));
+        let pairs = matching_pairs(&q.capturable());
+        let mut sums = vec![[0f64; 4]; pairs.len()];
+        for chunk in indices.chunks(100) {
+            let batch = data.nhwc_batch(chunk);
+            let (qc, fc) = (
+                q.capture(batch.view(), &[]).unwrap(),
+                f.capture(batch.view(), &[]).unwrap(),
+            );
+            for (s, (name, pre, post)) in sums.iter_mut().zip(&pairs) {
+                let (pre, post) = (qc.get(pre).unwrap(), qc.get(post).unwrap());
+                for (&a, &b) in pre.iter().zip(post.iter()) {
+                    s[0] += a as f64 * a as f64;
+                    let d = (a - b) as f64;
+                    s[1] += d * d;
+                }
+                if let Some(fl) = fc.tensors.get(name) {
+                    for (&a, &b) in fl.iter().zip(post.iter()) {
+                        s[2] += a as f64 * a as f64;
+                        let d = (a - b) as f64;
+                        s[3] += d * d;
+                    }
+                }
+            }
+        }
+        let rows: Vec<(String, f64, f64)> = pairs
+            .iter()
+            .zip(&sums)
+            .map(|((n, _, _), s)| {
+                (
+                    n.clone(),
+                    sqnr_from_sums(s[0], s[1]),
+                    sqnr_from_sums(s[2], s[3]),
+                )
+            })
+            .collect();
+        let p = q.param(t).unwrap().clone();
+        let batch = data.nhwc_batch(&first);
+        let values: Vec<f32> = q
+            .capture(batch.view(), &[])
+            .unwrap()
+            .get(t)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        (rows, histogram(t, &values, &p, 0).unwrap().0)
+    };
+    for k in [1.3f32, 0.6] {
+        let (rows, svg) = reference(k);
+        let v = edit(&m, k);
+        let batch = data.nhwc_batch(&first);
+        let h = tensor_histogram(&v, t, Some(batch.view()), 0).unwrap();
+        assert_eq!(h.0, svg, "histogram, k = {k}");
+        for round in 0..2 {
+            let e = layer_errors(&float, &v, &data, &indices).unwrap();
+            let got: Vec<(String, f64, f64)> = e
+                .rows
+                .iter()
+                .map(|r| (r.tensor.clone(), r.qdq_err, r.xmodel_err.unwrap()))
+                .collect();
+            assert_eq!(got, rows, "k = {k}, round {round}");
+        }
+        // The histogram again, now from the memo.
+        assert_eq!(
+            tensor_histogram(&v, t, Some(batch.view()), 0).unwrap().0,
+            svg
+        );
+    }
+}

@@ -4,7 +4,11 @@
 use std::sync::Once;
 
 use qplay::data::{Bundled, Dataset};
-use qplay::quant::{agreement, compare_models, sensitivity, sweep, workbench, Knob, Role};
+use qplay::eval::{EvalOptions, Evaluation};
+use qplay::quant::cache::{self, Store};
+use qplay::quant::{
+    agreement, compare_models, sensitivity, sweep, workbench, Knob, QuantModel, Role,
+};
 
 fn setup() -> Dataset {
     static ONCE: Once = Once::new();
@@ -15,32 +19,73 @@ fn setup() -> Dataset {
     Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap()
 }
 
+/// Quick evaluations are kept in memory, not on disk: a new version object with the same content
+/// (as after re-running the cell that made it) finds the result without running the model, and
+/// no file is written. A full evaluation is written to disk too.
+/// An evaluation kept in memory only, and whether it came from the cache.
+fn remembered(m: &QuantModel, hash: &str, data: &Dataset, indices: &[usize]) -> (Evaluation, bool) {
+    let options = EvalOptions::default();
+    cache::evaluate_cached(m, hash, data, indices, true, &options, Store::Memory).unwrap()
+}
+
 #[test]
 fn a_repeated_evaluation_comes_from_the_cache_even_in_a_new_version_object() {
     let data = setup();
     let m = workbench("resnet8_int8").unwrap();
     let v = m.with_scale("activation_4", 0.3).unwrap();
     let first = v.quick(&data, 10).unwrap();
-    // A new object with the same content (as after a kernel restart): same key, no model run.
+    let indices = data.stratified(10).unwrap();
+    let file = |hash: &str, indices: &[usize]| {
+        qplay::paths::cache_dir()
+            .join("evals")
+            .join(format!("{}.json", cache::key(hash, &data, indices)))
+    };
+    let hash = v.content_hash().unwrap();
+    assert!(
+        !file(&hash, &indices).exists(),
+        "a quick evaluation wrote a file"
+    );
+    // A new object with the same content: same key, and the result is already there.
     let again = workbench("resnet8_int8")
         .unwrap()
         .with_scale("activation_4", 0.3)
         .unwrap();
-    assert_eq!(again.content_hash().unwrap(), v.content_hash().unwrap());
-    let start = std::time::Instant::now();
+    assert_eq!(again.content_hash().unwrap(), hash);
+    let (found, cached) = remembered(&again, &hash, &data, &indices);
+    assert!(cached);
+    assert_eq!(found.predictions, first.predictions);
     let second = again.quick(&data, 10).unwrap();
-    let ms = start.elapsed().as_secs_f64() * 1e3;
     assert_eq!(first.predictions, second.predictions);
-    let files = std::fs::read_dir(qplay::paths::cache_dir().join("evals"))
-        .unwrap()
-        .count();
-    assert!(files >= 1);
+    assert!(!file(&hash, &indices).exists());
     eprintln!(
-        "cached quick(100): {ms:.2} ms (first run {:.1} ms)",
+        "cached quick(100): {:.2} ms (first run {:.1} ms)",
+        second.seconds * 1e3,
         first.seconds * 1e3
     );
     // Another selection is another key.
     assert_eq!(again.quick(&data, 5).unwrap().total(), 50);
+    // A full evaluation goes to disk.
+    let full = again.evaluate(&data).unwrap();
+    let all: Vec<usize> = (0..data.len()).collect();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file(&hash, &all)).unwrap()).unwrap();
+    let stored: Vec<u8> = serde_json::from_value(stored["predictions"].clone()).unwrap();
+    assert_eq!(stored, full.predictions);
+}
+
+/// The in-memory level is bounded: many quick evaluations (as many slider moves) leave at most
+/// `RECENT_ENTRIES` results.
+#[test]
+fn the_in_memory_results_are_bounded() {
+    let data = setup();
+    let m = workbench("resnet8_int8").unwrap();
+    let indices = [0usize];
+    for i in 0..cache::RECENT_ENTRIES + 50 {
+        // Distinct keys without distinct models: the model hash is only a key.
+        remembered(&m, &format!("bounded-{i}"), &data, &indices);
+        assert!(cache::recent_len() <= cache::RECENT_ENTRIES);
+    }
+    assert_eq!(cache::recent_len(), cache::RECENT_ENTRIES);
 }
 
 /// A TorchScript version's cache key needs no serialization: version 0's is the file's sha256

@@ -2,14 +2,15 @@
 //! parameter sweep, cross-framework agreement and a comparison table of models.
 //!
 //! Every evaluation goes through the persistent cache ([`super::cache`]), so repeating a sweep
-//! (or part of one) costs file reads, not model runs.
+//! (or part of one) costs lookups, not model runs. Each loop checks for a user interrupt
+//! between its evaluations (and each evaluation between its batches).
 
 use std::fmt;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::cache::{evaluate_cached, file_hash};
+use super::cache::{evaluate_cached, file_hash, Store};
 use super::{fmt_num, QuantModel, Role};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
@@ -78,6 +79,7 @@ pub struct Sensitivity {
     pub rows: Vec<SensitivityRow>,
 }
 
+/// A quick evaluation for a sweep: kept on disk, since a sweep is worth keeping.
 fn quick_cached(m: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<(Evaluation, bool)> {
     evaluate_cached(
         m,
@@ -86,6 +88,7 @@ fn quick_cached(m: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<(Ev
         indices,
         true,
         &EvalOptions::default(),
+        Store::Disk,
     )
 }
 
@@ -113,6 +116,7 @@ pub fn sensitivity(
     let bar = progress.then(|| ProgressBar::new(&format!("sensitivity: {knob}"), targets.len()));
     let mut rows = Vec::new();
     for (i, p) in targets.iter().enumerate() {
+        crate::interrupt::check()?;
         let v = m.with_knob(&p.tensor, knob)?;
         let (e, cached) = quick_cached(&v, data, &indices)?;
         rows.push(SensitivityRow {
@@ -217,6 +221,7 @@ pub fn sweep(
     let indices = data.stratified(per_class)?;
     let mut points = Vec::new();
     for &k in knobs {
+        crate::interrupt::check()?;
         let v = m.with_knob(tensor, k)?;
         points.push((k, quick_cached(&v, data, &indices)?.0.accuracy()));
     }
@@ -259,6 +264,7 @@ pub fn agreement(
     if indices.is_empty() {
         bail!("agreement needs at least one image");
     }
+    crate::interrupt::check()?;
     let ea = crate::eval::evaluate_indices(a, data, indices, true, &EvalOptions::default())?;
     let eb = crate::eval::evaluate_indices(b, data, indices, true, &EvalOptions::default())?;
     let mut out = Agreement {
@@ -374,6 +380,7 @@ pub fn compare_models(
     let mut rows = Vec::new();
     let mut evaluations = Vec::new();
     for name in std::iter::once(&float).chain(others) {
+        crate::interrupt::check()?;
         let model = crate::registry::load(name)?;
         let hash = file_hash(model.path())?;
         let (e, _) = evaluate_cached(
@@ -383,6 +390,7 @@ pub fn compare_models(
             &indices,
             sampled,
             &EvalOptions::default(),
+            Store::Disk,
         )?;
         rows.push(ComparisonRow {
             model: model.name().to_string(),

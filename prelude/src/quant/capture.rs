@@ -3,12 +3,20 @@
 //! Each version keeps one augmented session: its graph, unoptimized (as onnxruntime's
 //! `qdq_loss_debug.collect_activations` runs it, so no tensor is fused away), with every float
 //! tensor a node computes added as a graph output. The first capture creates it; later captures
-//! of the same version reuse it. Integer tensors (QuantizeLinear outputs) are not captured.
+//! of the same version reuse it. Integer tensors (QuantizeLinear outputs) are not captured. A run
+//! fetches only the tensors it needs, so ONNX Runtime skips the nodes nothing asked for.
+//!
+//! Each version also keeps a small memo of what it captured ([`CaptureMemo`]): the tensors of
+//! its last batches, keyed by the exact input. A histogram and the per-layer SQNR of the same
+//! version on the same images share one run, and the float model of
+//! [`super::sqnr::layer_errors`] is captured once per batch, not once per edited version.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
-use ndarray::{ArrayD, ArrayView4};
+use ndarray::{Array4, ArrayD, ArrayView4, ArrayViewD};
+use ort::value::DynValue;
 
 use super::onnx_graph::{self, proto::ModelProto};
 use super::QuantModel;
@@ -57,6 +65,118 @@ impl Capture {
     }
 }
 
+/// One captured tensor: ONNX Runtime's output value, read in place (no copy), or, from
+/// TorchScript, an array.
+pub(crate) enum Captured {
+    Onnx(DynValue),
+    Array(ArrayD<f32>),
+}
+
+impl Captured {
+    /// The values.
+    pub(crate) fn view(&self) -> Result<ArrayViewD<'_, f32>> {
+        match self {
+            Captured::Onnx(value) => Ok(value.try_extract_array::<f32>()?),
+            Captured::Array(array) => Ok(array.view()),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.view().map_or(0, |v| v.len()) * std::mem::size_of::<f32>()
+    }
+}
+
+/// Captured tensors by name, shared between a version's memo and its readers.
+pub(crate) type Tensors = BTreeMap<String, Arc<Captured>>;
+
+/// Batches a version's memo keeps at most (the most recent ones).
+const MEMO_BATCHES: usize = 2;
+
+/// Bytes of tensors a version's memo keeps at most; a capture larger than this alone is not
+/// kept. (The 32 tensors [`QuantModel::capture`] keeps for the per-layer SQNR of a ResNet-8
+/// version take about 94 MB for 100 images; every capturable tensor, about 95 MB.)
+const MEMO_BYTES: usize = 200 << 20;
+
+/// What a version captured on its last batches: each entry holds a copy of the input (compared
+/// exactly, bit for bit, on lookup) and the tensors captured from it. It lives inside the
+/// version (shared by its clones, fresh for every edit), so it goes when the version goes.
+#[derive(Default)]
+pub(crate) struct CaptureMemo {
+    /// Oldest first.
+    entries: Mutex<Vec<MemoEntry>>,
+}
+
+struct MemoEntry {
+    input: Array4<f32>,
+    tensors: Tensors,
+    bytes: usize,
+}
+
+fn same_input(a: &Array4<f32>, b: &ArrayView4<'_, f32>) -> bool {
+    if a.shape() != b.shape() {
+        return false;
+    }
+    match (a.as_slice(), b.as_slice()) {
+        (Some(x), Some(y)) => x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+        _ => a
+            .iter()
+            .zip(b.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()),
+    }
+}
+
+impl CaptureMemo {
+    /// The tensors memoized for `batch`, if they include every name in `wanted`.
+    fn lookup(&self, batch: &ArrayView4<'_, f32>, wanted: &[&str]) -> Option<Tensors> {
+        let mut entries = self.entries.lock().ok()?;
+        let at = entries.iter().position(|e| same_input(&e.input, batch))?;
+        if !wanted.iter().all(|w| entries[at].tensors.contains_key(*w)) {
+            return None;
+        }
+        let entry = entries.remove(at);
+        let tensors = entry.tensors.clone();
+        entries.push(entry);
+        Some(tensors)
+    }
+
+    /// Keeps `tensors` captured from `batch` (added to what is kept for the same input), then
+    /// forgets the oldest batches beyond the bounds.
+    fn store(&self, batch: &ArrayView4<'_, f32>, tensors: &Tensors) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let mut entry = match entries.iter().position(|e| same_input(&e.input, batch)) {
+            Some(at) => entries.remove(at),
+            None => MemoEntry {
+                input: batch.to_owned(),
+                tensors: Tensors::new(),
+                bytes: 0,
+            },
+        };
+        for (name, t) in tensors {
+            if !entry.tensors.contains_key(name) {
+                entry.bytes += t.bytes();
+                entry.tensors.insert(name.clone(), Arc::clone(t));
+            }
+        }
+        if entry.bytes > MEMO_BYTES {
+            return;
+        }
+        entries.push(entry);
+        while entries.len() > MEMO_BATCHES
+            || entries.iter().map(|e| e.bytes).sum::<usize>() > MEMO_BYTES
+        {
+            entries.remove(0);
+        }
+    }
+
+    /// How many batches are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+}
+
 impl QuantModel {
     /// The names [`QuantModel::capture`] accepts, in graph order.
     pub fn capturable(&self) -> Vec<String> {
@@ -67,8 +187,28 @@ impl QuantModel {
     }
 
     /// Runs `batch` (NHWC, raw pixels) and returns the tensors named in `tensors` (all of them
-    /// when empty). Unknown names are an error that lists the capturable ones.
+    /// when empty). Unknown names are an error that lists the capturable ones. The same version
+    /// on the same input again is answered from its memo (see [`CaptureMemo`]).
     pub fn capture(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Capture> {
+        let captured = self.captured(batch, tensors)?;
+        let tensors = captured
+            .into_iter()
+            .filter(|(name, _)| tensors.is_empty() || tensors.contains(&name.as_str()))
+            .map(|(name, t)| Ok((name, t.view()?.to_owned())))
+            .collect::<Result<_>>()?;
+        Ok(Capture {
+            model: self.name().to_string(),
+            tensors,
+        })
+    }
+
+    /// [`QuantModel::capture`] without copies: at least the tensors named in `tensors` (every
+    /// capturable one when empty), shared with the version's memo. A miss captures, besides
+    /// them, every tensor the per-layer SQNR reads from this version (both sides of each QDQ
+    /// pair; none for a float model), so that a histogram and the SQNR of the same batch share
+    /// one run.
+    pub(crate) fn captured(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Tensors> {
+        crate::interrupt::check()?;
         let torch = self.framework() == crate::model::Framework::Torch;
         if !torch {
             self.proto()?;
@@ -81,18 +221,88 @@ impl QuantModel {
                 known.join(", ")
             );
         }
-        let outputs = if torch {
-            self.torch_capture_run(batch)?
+        let wanted: Vec<&str> = if tensors.is_empty() {
+            known.iter().map(String::as_str).collect()
         } else {
-            self.capture_runner()?.run_all(batch)?
+            tensors.to_vec()
         };
-        let tensors = outputs
-            .into_iter()
-            .filter(|(name, _)| tensors.is_empty() || tensors.contains(&name.as_str()))
+        if let Some(hit) = self.memo.lookup(&batch, &wanted) {
+            return Ok(hit);
+        }
+        let pairs = super::sqnr::matching_pairs(&known);
+        let names: Vec<&str> = known
+            .iter()
+            .map(String::as_str)
+            .filter(|k| {
+                wanted.contains(k)
+                    || pairs
+                        .iter()
+                        .any(|(_, pre, post)| pre.as_str() == *k || post.as_str() == *k)
+            })
             .collect();
-        Ok(Capture {
-            model: self.name().to_string(),
-            tensors,
-        })
+        let outputs: Vec<(String, Captured)> = if torch {
+            self.torch_capture_run(batch)?
+                .into_iter()
+                .map(|(name, t)| (name, Captured::Array(t)))
+                .collect()
+        } else {
+            self.capture_runner()?
+                .run_outputs(batch, Some(&names))?
+                .into_iter()
+                .map(|(name, value)| (name, Captured::Onnx(value)))
+                .collect()
+        };
+        let captured: Tensors = outputs
+            .into_iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .map(|(name, t)| (name, Arc::new(t)))
+            .collect();
+        self.memo.store(&batch, &captured);
+        Ok(captured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensors(name: &str, n: usize) -> Tensors {
+        let t = Captured::Array(ArrayD::zeros(vec![n]));
+        Tensors::from([(name.to_string(), Arc::new(t))])
+    }
+
+    fn batch(v: f32) -> Array4<f32> {
+        Array4::from_elem((2, 4, 4, 3), v)
+    }
+
+    #[test]
+    fn the_memo_matches_inputs_bit_for_bit_and_keeps_the_last_batches() {
+        let memo = CaptureMemo::default();
+        memo.store(&batch(1.0).view(), &tensors("t", 8));
+        assert!(memo.lookup(&batch(1.0).view(), &["t"]).is_some());
+        // A tensor it does not hold, another input, an input equal as numbers but not as bits.
+        assert!(memo.lookup(&batch(1.0).view(), &["t", "u"]).is_none());
+        assert!(memo.lookup(&batch(2.0).view(), &["t"]).is_none());
+        memo.store(&batch(0.0).view(), &tensors("t", 8));
+        assert!(memo.lookup(&batch(-0.0).view(), &["t"]).is_none());
+        // More tensors of the same input join its entry.
+        memo.store(&batch(1.0).view(), &tensors("u", 8));
+        assert!(memo.lookup(&batch(1.0).view(), &["t", "u"]).is_some());
+        assert_eq!(memo.len(), 2);
+        // A third batch drops the least recently used (0.0; 1.0 was just looked up).
+        memo.store(&batch(3.0).view(), &tensors("t", 8));
+        assert_eq!(memo.len(), MEMO_BATCHES);
+        assert!(memo.lookup(&batch(0.0).view(), &["t"]).is_none());
+        assert!(memo.lookup(&batch(1.0).view(), &["t"]).is_some());
+        // A capture larger than the memo's bytes is not kept and drops nothing.
+        memo.store(&batch(4.0).view(), &tensors("t", MEMO_BYTES / 4 + 1));
+        assert!(memo.lookup(&batch(4.0).view(), &["t"]).is_none());
+        assert_eq!(memo.len(), MEMO_BATCHES);
+        // Two that fit the count but not the bytes: only the newer stays.
+        let half = MEMO_BYTES / 8 + 1;
+        memo.store(&batch(5.0).view(), &tensors("t", half));
+        memo.store(&batch(6.0).view(), &tensors("t", half));
+        assert_eq!(memo.len(), 1);
+        assert!(memo.lookup(&batch(6.0).view(), &["t"]).is_some());
     }
 }

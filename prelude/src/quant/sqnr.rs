@@ -18,7 +18,8 @@
 
 use std::fmt;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use ndarray::ArrayViewD;
 use serde::Serialize;
 
 use super::{onnx_graph, QuantModel};
@@ -99,7 +100,10 @@ pub fn matching_pairs(names: &[String]) -> Vec<(String, String, String)> {
 }
 
 /// Per-layer SQNR of `quant` against `float` on the images `indices` of `data`, in batches of
-/// 100, accumulated in f64.
+/// 100, accumulated in f64 in the order of the elements (the pairs are summed on all cores,
+/// each pair by one thread, so the sums do not depend on the thread count). Both models are
+/// captured through their memos: the float model's tensors of a batch are captured once and
+/// kept with it, and a quantized version's histogram on the same batch shares its run.
 pub fn layer_errors(
     float: &QuantModel,
     quant: &QuantModel,
@@ -113,34 +117,39 @@ pub fn layer_errors(
     let names = quant.capturable();
     let pairs = matching_pairs(&names);
     let float_names = float.capturable();
+    let quant_wanted: Vec<&str> = pairs
+        .iter()
+        .flat_map(|(_, pre, post)| [pre.as_str(), post.as_str()])
+        .collect();
+    let float_wanted: Vec<&str> = pairs
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .filter(|name| float_names.iter().any(|f| f == name))
+        .collect();
     // Sums per pair: Σpre², Σ(pre−post)², Σfloat², Σ(float−post)².
     let mut sums = vec![[0f64; 4]; pairs.len()];
     for chunk in indices.chunks(crate::eval::DEFAULT_BATCH) {
+        crate::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
-        let q = quant.capture(batch.view(), &[])?;
-        let f = float.capture(batch.view(), &[])?;
-        for (k, (name, pre, post)) in pairs.iter().enumerate() {
-            let pre = q.get(pre)?;
-            let post = q.get(post)?;
+        let q = quant.captured(batch.view(), &quant_wanted)?;
+        let f = float.captured(batch.view(), &float_wanted)?;
+        let mut work = Vec::with_capacity(pairs.len());
+        for (name, pre, post) in &pairs {
+            let get = |t: &str| {
+                q.get(t)
+                    .ok_or_else(|| anyhow!("`{t}` was not captured from `{}`", quant.name()))
+            };
+            let (pre, post) = (get(pre)?.view()?, get(post)?.view()?);
             if pre.len() != post.len() {
                 bail!("`{name}`: tensors before and after QDQ differ in size");
             }
-            for (&a, &b) in pre.iter().zip(post.iter()) {
-                sums[k][0] += a as f64 * a as f64;
-                let d = (a - b) as f64;
-                sums[k][1] += d * d;
+            let fl = f.get(name).map(|fl| fl.view()).transpose()?;
+            if fl.as_ref().is_some_and(|fl| fl.len() != post.len()) {
+                bail!("`{name}`: float and quantized tensors differ in size");
             }
-            if let Some(fl) = f.tensors.get(name) {
-                if fl.len() != post.len() {
-                    bail!("`{name}`: float and quantized tensors differ in size");
-                }
-                for (&a, &b) in fl.iter().zip(post.iter()) {
-                    sums[k][2] += a as f64 * a as f64;
-                    let d = (a - b) as f64;
-                    sums[k][3] += d * d;
-                }
-            }
+            work.push((pre, post, fl));
         }
+        sums = pair_sums_all(&work, &sums);
     }
     let rows = pairs
         .iter()
@@ -163,6 +172,87 @@ pub fn layer_errors(
         images: indices.len(),
         rows,
     })
+}
+
+/// One pair's tensors of one batch: before QDQ, after QDQ, the float model's.
+type PairTensors<'a> = (
+    ArrayViewD<'a, f32>,
+    ArrayViewD<'a, f32>,
+    Option<ArrayViewD<'a, f32>>,
+);
+
+/// [`pair_sums`] of every pair, going on from `sums`, the pairs spread over the prelude's
+/// threads (the largest first, each to the thread with the fewest elements so far).
+fn pair_sums_all(work: &[PairTensors<'_>], sums: &[[f64; 4]]) -> Vec<[f64; 4]> {
+    let threads = crate::onnx::thread_count().clamp(1, work.len().max(1));
+    if threads == 1 {
+        return work
+            .iter()
+            .zip(sums)
+            .map(|(w, s)| pair_sums(w, *s))
+            .collect();
+    }
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(work[k].1.len()));
+    let mut parts: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
+    for k in order {
+        if let Some(part) = parts.iter_mut().min_by_key(|p| p.0) {
+            part.0 += work[k].1.len();
+            part.1.push(k);
+        }
+    }
+    let mut out = sums.to_vec();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|(_, ks)| {
+                scope.spawn(move || {
+                    ks.into_iter()
+                        .map(|k| (k, pair_sums(&work[k], sums[k])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (k, s) in h.join().expect("a summing thread panicked") {
+                out[k] = s;
+            }
+        }
+    });
+    out
+}
+
+/// One pair's Σpre², Σ(pre−post)², Σfloat², Σ(float−post)², going on from `s` with one more
+/// batch: each sum adds the batch's terms in f64, one by one in the elements' logical order
+/// (what `ArrayD::iter` visits), as a single-threaded loop over the batches would. (One pass
+/// for all four: independent sums, so interleaving them changes no result.)
+fn pair_sums((pre, post, float): &PairTensors<'_>, mut s: [f64; 4]) -> [f64; 4] {
+    let (pre, post) = (pre.as_standard_layout(), post.as_standard_layout());
+    let (pre, post) = (
+        pre.as_slice().unwrap_or(&[]),
+        post.as_slice().unwrap_or(&[]),
+    );
+    let float = float.as_ref().map(|f| f.as_standard_layout());
+    match float.as_ref().and_then(|f| f.as_slice()) {
+        Some(float) => {
+            for ((&a, &b), &f) in pre.iter().zip(post).zip(float) {
+                s[0] += a as f64 * a as f64;
+                let d = (a - b) as f64;
+                s[1] += d * d;
+                s[2] += f as f64 * f as f64;
+                let d = (f - b) as f64;
+                s[3] += d * d;
+            }
+        }
+        None => {
+            for (&a, &b) in pre.iter().zip(post) {
+                s[0] += a as f64 * a as f64;
+                let d = (a - b) as f64;
+                s[1] += d * d;
+            }
+        }
+    }
+    s
 }
 
 impl LayerErrors {

@@ -23,6 +23,7 @@ use ndarray::{Array2, ArrayD, ArrayView4, IxDyn};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::capture::CaptureMemo;
 use super::onnx_graph::{self, proto::ModelProto};
 use super::torch_script::{self, Location, Operand, Script};
 use super::{fmt_num, QDtype, QuantParam, QuantParams, Role};
@@ -93,6 +94,8 @@ pub struct QuantModel {
     parent: Option<Arc<QuantModel>>,
     edits: Vec<String>,
     info: ModelInfo,
+    /// What this version captured lately (shared by its clones; a new one for every edit).
+    pub(super) memo: Arc<CaptureMemo>,
 }
 
 /// Opens a quantized model for the workbench by bundled name or path (`.onnx` QDQ, or `.pt`
@@ -159,6 +162,7 @@ impl QuantModel {
             params: Arc::new(params.clone()),
             parent: None,
             edits: Vec::new(),
+            memo: Default::default(),
         };
         let ints = v.all_ints();
         v.original = Arc::new(Original {
@@ -823,6 +827,7 @@ impl QuantModel {
             params: Arc::new(params),
             parent: Some(Arc::new(self.clone())),
             edits,
+            memo: Default::default(),
         })
     }
 }
