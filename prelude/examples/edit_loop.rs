@@ -17,9 +17,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use qplay::display::{message_line, Rich};
+use qplay::display::Rich;
 use qplay::prelude::*;
-use serde_json::json;
+use qplay::protocol::FromRuntime;
 
 const WARM_UP: usize = 3;
 
@@ -37,7 +37,12 @@ fn rss_mib() -> f64 {
 
 /// What `display()` costs besides writing the line: the bundle and its JSON line.
 fn shown<T: Rich + ?Sized>(value: &T) -> usize {
-    message_line(&json!({"kind": "display", "data": value.mime_bundle(), "display_id": "x"})).len()
+    FromRuntime::Display {
+        data: value.mime_bundle(),
+        display_id: "x".into(),
+    }
+    .line()
+    .len()
 }
 
 /// Per-step times of one move, ms.
