@@ -154,10 +154,13 @@ def test_completion_right_after_start_waits_for_the_engine():
     km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300)
     try:
         code = "let t = Datas"
-        kc.complete(code, len(code))
-        reply = kc.get_shell_msg(timeout=TIMEOUT)["content"]
-        assert reply["status"] == "ok"
-        assert "Dataset" in reply["matches"], reply
+        msg_id = kc.complete(code, len(code))
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+        # start_new_kernel may leave a second kernel_info_reply behind.
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = kc.get_shell_msg(timeout=TIMEOUT)
+        assert reply["content"]["status"] == "ok"
+        assert "Dataset" in reply["content"]["matches"], reply
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
