@@ -9,8 +9,10 @@ in order), then sends widget `comm_msg` updates and times each one from the mome
   callback setting an Output widget;
 - live view: a slider watched by `live(...)` against the same `observe` callback;
 - playground: notebooks/playground.ipynb, all code cells run in order, then the "scale × k"
-  slider moved: the first output of the edit cell (its first line), the new quick evaluation
-  shown, and every dependent cell redrawn (the kernel idle again); wrapped against wrapping off;
+  slider moved over 50 values of its grid, round and round: the first output of the edit cell
+  (its first line), the new quick evaluation shown, and every dependent cell redrawn (the kernel
+  idle again), over all moves and over the moves to a value not seen before (whose quick
+  evaluation is not in the in-memory cache); wrapped against wrapping off;
 - memory: resident set of the kernel and its children (qplay's evcxr runtime) across many
   playground moves and live-view updates.
 """
@@ -229,7 +231,7 @@ def playground(wrap, moves, warmup=3):
         pid = km.provisioner.process.pid
         # Values on the slider's 0.05 grid, never the same twice in a row.
         values = [round(0.5 + 0.05 * (i % 50), 2) for i in range(1, moves + warmup + 1)]
-        rows = []
+        rows, fresh, seen = [], [], set()
         rss_start = None
         for i, v in enumerate(values):
             first, quick, done, previous = playground_move(kc, slider, v, area, previous)
@@ -237,12 +239,16 @@ def playground(wrap, moves, warmup=3):
                 rss_start = rss_kib(pid)
             if i >= warmup:
                 rows.append((first, quick, done))
+                if v not in seen:
+                    fresh.append((quick, done))
+            seen.add(v)
         rss_end = rss_kib(pid)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     return {"first_s": [r[0] for r in rows], "quick_s": [r[1] for r in rows],
-            "done_s": [r[2] for r in rows], "rss_growth_mib": (rss_end - rss_start) / 1024,
+            "done_s": [r[2] for r in rows], "fresh_quick_s": [r[0] for r in fresh],
+            "fresh_done_s": [r[1] for r in fresh], "rss_growth_mib": (rss_end - rss_start) / 1024,
             "rss_mib": rss_end / 1024, "moves": len(rows)}
 
 
@@ -270,7 +276,8 @@ def main():
     for name, wrap, moves in [("wrapped", True, a.playground_moves),
                               ("compiled", False, a.compiled_moves)]:
         r = playground(wrap, moves)
-        summary["playground"][name] = {k: stats(r[k]) for k in ("first_s", "quick_s", "done_s")}
+        summary["playground"][name] = {
+            k: stats(r[k]) for k in ("first_s", "quick_s", "done_s", "fresh_quick_s", "fresh_done_s")}
         summary["playground"][name].update(
             {k: r[k] for k in ("rss_growth_mib", "rss_mib", "moves")})
         print(name, json.dumps(summary["playground"][name]), file=sys.stderr, flush=True)

@@ -301,6 +301,14 @@ fn bench_reactive(args: ReactiveBench) -> Result<()> {
         ("first output of the edit cell", "first_s"),
         ("new quick evaluation shown", "quick_s"),
         ("every dependent cell redrawn", "done_s"),
+        (
+            "new quick evaluation shown, a value not seen before",
+            "fresh_quick_s",
+        ),
+        (
+            "every dependent cell redrawn, a value not seen before",
+            "fresh_done_s",
+        ),
     ] {
         text += &format!(
             "| playground scale slider → {row}: wrapped / compiled | {} | {} |\n",

@@ -655,15 +655,19 @@ impl OutputArea {
         }
     }
 
+    /// Applies a change and redraws: at once when it adds an output (a new result shows as
+    /// soon as it exists), at most every [`AREA_REDRAW`] for text appended or a display
+    /// updated in place (a loop that prints or moves a progress bar).
     fn change(&self, f: impl FnOnce(&mut AreaState)) {
         let mut s = lock(&self.state);
         if s.clear_on_next {
             s.clear_on_next = false;
             s.clear();
         }
+        let written = s.written;
         f(&mut s);
         s.dirty = true;
-        if s.last_sent.is_none_or(|t| t.elapsed() >= AREA_REDRAW) {
+        if s.written != written || s.last_sent.is_none_or(|t| t.elapsed() >= AREA_REDRAW) {
             self.send(&mut s);
         }
     }
