@@ -30,9 +30,32 @@ def test_widget_state_is_saved_and_exported(tmp_path):
     assert {"IntSliderModel", "DropdownModel", "VBoxModel", "OutputModel", "LayoutModel"} <= names
     slider = next(m for m in state.values() if m["model_name"] == "IntSliderModel")
     assert slider["state"]["value"] == 20
-    # The reactive cell's output area holds its outputs, and its text fallback is in the cell.
-    areas = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
-    assert any("200 images; resnet8_int8 loaded 1 time(s)" in str(a) for a in areas)
+    # A batch run keeps the reactive cell's outputs as ordinary outputs in the cell.
+    (reactive,) = [c for c in nb.cells if "per_class.value() as usize" in c.source]
+    texts = [o.get("text", "") for o in reactive.outputs if o.output_type == "stream"]
+    assert any("200 images; resnet8_int8 loaded 1 time(s)" in t for t in texts), reactive.outputs
+    assert any("text/html" in o.get("data", {}) for o in reactive.outputs)
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert "application/vnd.jupyter.widget-state+json" in html
     assert "application/vnd.jupyter.widget-view+json" in html
+
+
+def test_executed_playground_shows_its_results_without_widgets(tmp_path):
+    """`nbconvert --execute` of the playground, then `--to markdown` and `--to html` read
+    offline: the quick evaluation table, the histogram and the SQNR chart are in the cells as
+    ordinary outputs (not only inside widget state, which needs a widget manager from a CDN)."""
+    from nbconvert import MarkdownExporter
+
+    nb = nbformat.read(ROOT / "notebooks" / "playground.ipynb", as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="qplay", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (edit,) = [c for c in nb.cells if "with_scale" in c.source]
+    data = [o["data"] for o in edit.outputs if "data" in o]
+    assert not any("application/vnd.jupyter.widget-view+json" in d for d in data), data
+    assert any('class="qplay-eval"' in d.get("text/html", "") for d in data)
+    assert sum("image/svg+xml" in d for d in data) == 2, "the histogram and the SQNR chart"
+    markdown, _ = MarkdownExporter().from_notebook_node(nb)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    for page in (markdown, html):
+        assert 'class="qplay-eval"' in page and "95 % CI" in page
+        # The edit cell's histogram and SQNR chart, and the sensitivity chart.
+        assert page.count("<svg") >= 3, page.count("<svg")

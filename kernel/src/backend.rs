@@ -241,17 +241,16 @@ impl QplayBackend {
     ) -> Result<Option<MimeBundle>, CellError> {
         let widgets = self.widgets.clone();
         let id = widgets.open_output(&ctx.iopub);
-        let display_id = format!("qplay-area-{id}");
-        ctx.iopub.display_data(
-            models::view_bundle(&id, ""),
-            MimeBundle::new(),
-            Some(&display_id),
-        );
         let area = Arc::new(OutputArea::new(
             widgets.clone(),
             id.clone(),
             ctx.iopub.clone(),
         ));
+        ctx.iopub.display_data(
+            models::view_bundle(&id, ""),
+            MimeBundle::new(),
+            Some(&area.display_id()),
+        );
         let result = self.run_cell(
             key,
             code,
@@ -266,13 +265,7 @@ impl QplayBackend {
                              "execution_count": ctx.execution_count}),
             );
         }
-        let text = area.finish();
-        // The text fallback, for notebook viewers without widgets.
-        ctx.iopub.update_display_data(
-            models::view_bundle(&id, text.trim_end()),
-            MimeBundle::new(),
-            &display_id,
-        );
+        area.finish_and_publish();
         result.map(|_| None)
     }
 
@@ -313,11 +306,11 @@ impl QplayBackend {
                 Err(e) => {
                     area.push(json!({"output_type": "error", "ename": e.ename,
                                      "evalue": e.evalue, "traceback": e.traceback}));
-                    area.finish();
+                    area.finish_and_publish();
                     return;
                 }
             }
-            area.finish();
+            area.finish_and_publish();
         }
     }
 
@@ -471,7 +464,12 @@ impl Backend for QplayBackend {
         let key = cell_key(ctx, code);
         let syntax = analyze(code);
         self.wrappers.ran_by_hand(&syntax);
-        let reactive = !ctx.silent && self.graph.is_reactive(&key, &syntax);
+        // A cell that depends on a widget gets an output area that reruns can redraw — when
+        // some frontend can move widgets later: JupyterLab (it sends `cellId`, and opens the
+        // widget control comm), Voilà (`store_history: false`). A batch run (nbclient,
+        // nbconvert, papermill) keeps ordinary outputs, which any renderer shows.
+        let live = ctx.cell_id().is_some() || !ctx.store_history || self.widgets.manager_seen();
+        let reactive = !ctx.silent && live && self.graph.is_reactive(&key, &syntax);
         let result = if reactive {
             self.execute_reactive(&key, code, syntax, ctx)
         } else {

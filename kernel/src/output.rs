@@ -3,7 +3,9 @@
 
 use std::sync::Mutex;
 
+use qplay::display::escape_html;
 use qplay::protocol::MimeBundle;
+use qplay::widgets::models;
 use serde_json::Value;
 
 /// Where a running cell's outputs go (the kernel publishes them on IOPub).
@@ -65,4 +67,90 @@ impl OutputSink for Collect {
     fn display(&self, _data: MimeBundle, _id: Option<String>, _update: bool) {}
     fn clear_output(&self, _wait: bool) {}
     fn comm(&self, _msg_type: &str, _content: Value, _metadata: Value) {}
+}
+
+/// What a reactive cell's output area shows, as a MIME bundle of its own: the area's widget view
+/// (live in JupyterLab and Voilà) with the same outputs as HTML and as text beside it, for
+/// everything that cannot run widgets — a saved notebook on GitHub or nbviewer, `nbconvert --to
+/// markdown` or `--to html` offline. Frontends with a widget manager show the view.
+pub fn area_bundle(model_id: &str, outputs: &[Value]) -> MimeBundle {
+    let mut text = String::new();
+    let mut html = String::from("<div class=\"qplay-area\">");
+    for o in outputs {
+        match o["output_type"].as_str() {
+            Some("stream") => {
+                let t = o["text"].as_str().unwrap_or_default();
+                text.push_str(t);
+                html.push_str(&format!("<pre>{}</pre>", escape_html(t)));
+            }
+            Some("error") => {
+                let line = format!(
+                    "{}: {}",
+                    o["ename"].as_str().unwrap_or_default(),
+                    o["evalue"].as_str().unwrap_or_default()
+                );
+                text.push_str(&line);
+                text.push('\n');
+                html.push_str(&format!(
+                    "<pre class=\"qplay-error\">{}</pre>",
+                    escape_html(&line)
+                ));
+            }
+            _ => {
+                let data = &o["data"];
+                let plain = data["text/plain"].as_str().unwrap_or_default();
+                if !plain.is_empty() {
+                    text.push_str(plain);
+                    text.push('\n');
+                }
+                if let Some(h) = data["text/html"].as_str() {
+                    html.push_str(h);
+                } else if let Some(svg) = data["image/svg+xml"].as_str() {
+                    html.push_str(svg);
+                } else if let Some(png) = data["image/png"].as_str() {
+                    html.push_str(&format!(
+                        "<img src=\"data:image/png;base64,{}\">",
+                        png.trim()
+                    ));
+                } else if !plain.is_empty() {
+                    html.push_str(&format!("<pre>{}</pre>", escape_html(plain)));
+                }
+            }
+        }
+    }
+    html.push_str("</div>");
+    let mut bundle = models::view_bundle(model_id, text.trim_end());
+    bundle.insert("text/html".into(), html.into());
+    bundle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_area_stands_on_its_own_as_html_and_text() {
+        let outputs = [
+            json!({"output_type": "stream", "name": "stdout", "text": "k = 1 < 2\n"}),
+            json!({"output_type": "display_data", "metadata": {},
+                   "data": {"text/html": "<table>t</table>", "text/plain": "table"}}),
+            json!({"output_type": "display_data", "metadata": {},
+                   "data": {"image/svg+xml": "<svg/>", "text/plain": "<SVG image>"}}),
+            json!({"output_type": "error", "ename": "Panic", "evalue": "boom", "traceback": []}),
+        ];
+        let b = area_bundle("m1", &outputs);
+        let html = b["text/html"].as_str().unwrap();
+        assert!(html.contains("<pre>k = 1 &lt; 2\n</pre>"), "{html}");
+        assert!(
+            html.contains("<table>t</table>") && html.contains("<svg/>"),
+            "{html}"
+        );
+        assert!(html.contains("Panic: boom"), "{html}");
+        assert_eq!(
+            b["text/plain"],
+            "k = 1 < 2\ntable\n<SVG image>\nPanic: boom"
+        );
+        assert_eq!(b[models::VIEW_MIME]["model_id"], "m1");
+    }
 }

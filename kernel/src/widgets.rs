@@ -82,6 +82,8 @@ struct Book {
     /// Submit button → member changes held until it is pressed.
     held: HashMap<String, BTreeMap<String, State>>,
     control_comms: HashSet<String>,
+    /// Whether a frontend's widget manager has announced itself (the control comm).
+    manager_seen: bool,
 }
 
 /// What a message from the browser asks the kernel to do next.
@@ -288,7 +290,9 @@ impl Widgets {
     /// The browser opened a comm: the control comm is kept, anything else is closed.
     pub fn frontend_open(&self, comm_id: &str, target: &str, iopub: &Iopub) {
         if target == models::CONTROL_TARGET {
-            lock(&self.book).control_comms.insert(comm_id.to_string());
+            let mut book = lock(&self.book);
+            book.control_comms.insert(comm_id.to_string());
+            book.manager_seen = true;
         } else {
             log(format_args!("closing a comm for unknown target {target:?}"));
             iopub.comm_close(comm_id, json!({}));
@@ -528,6 +532,12 @@ impl Widgets {
             .unwrap_or_default()
     }
 
+    /// Whether a frontend with a widget manager has connected (JupyterLab opens the widget
+    /// control comm as soon as it connects; nbclient never does).
+    pub fn manager_seen(&self) -> bool {
+        lock(&self.book).manager_seen
+    }
+
     /// Whether the model exists (not closed).
     pub fn exists(&self, id: &str) -> bool {
         lock(&self.book).models.contains_key(id)
@@ -684,9 +694,9 @@ impl OutputArea {
         self.change(|s| s.put(output));
     }
 
-    /// Drops what is left of the previous run, sends what is not sent yet; returns the
-    /// outputs' text, for the notebook's fallback.
-    pub fn finish(&self) -> String {
+    /// Drops what is left of the previous run, sends what is not sent yet; returns the area's
+    /// bundle for the notebook (`crate::output::area_bundle`).
+    pub fn finish(&self) -> MimeBundle {
         let mut s = lock(&self.state);
         let written = s.written;
         if s.outputs.len() > written {
@@ -696,22 +706,20 @@ impl OutputArea {
         if s.dirty || s.last_sent.is_none() {
             self.send(&mut s);
         }
-        let mut text = String::new();
-        for o in &s.outputs {
-            match o["output_type"].as_str() {
-                Some("stream") => text.push_str(o["text"].as_str().unwrap_or_default()),
-                Some("error") => {
-                    text.push_str(&format!("{}: {}\n", o["ename"], o["evalue"]));
-                }
-                _ => {
-                    if let Some(t) = o["data"]["text/plain"].as_str() {
-                        text.push_str(t);
-                        text.push('\n');
-                    }
-                }
-            }
-        }
-        text
+        crate::output::area_bundle(&self.id, &s.outputs)
+    }
+
+    /// The Jupyter display id under which the area is shown in its cell.
+    pub fn display_id(&self) -> String {
+        format!("qplay-area-{}", self.id)
+    }
+
+    /// Finishes the area and refreshes what its cell holds for viewers without widgets (and for
+    /// the saved notebook).
+    pub fn finish_and_publish(&self) {
+        let bundle = self.finish();
+        self.iopub
+            .update_display_data(bundle, MimeBundle::new(), &self.display_id());
     }
 }
 

@@ -74,6 +74,18 @@ cli((outDir) => checkNotebook(NOTEBOOK, outDir, async ({ page, check, log }) => 
       `${accuracy(before.text)} → ${accuracy(moved.text)}`);
     check('histogram redrawn', JSON.stringify(moved.svgs) !== JSON.stringify(before.svgs), JSON.stringify(moved.svgs));
     check('model cell did not rerun', moved.text.includes('loaded 1 time(s)'), moved.text);
+    // What JupyterLab saves: the cell's output also carries the rerun's results as HTML, for
+    // viewers without widgets (GitHub, nbconvert).
+    const saved = await page.evaluate((marker) => {
+      const w = window.jupyterapp.shell.currentWidget;
+      const cell = w.content.widgets.find((c) => c.model.type === 'code'
+        && c.model.sharedModel.getSource().includes(marker));
+      const out = cell.model.outputs.toJSON();
+      return out.map((o) => (o.data && o.data['text/html']) || '').join('');
+    }, EDIT);
+    check('saved output holds the new results',
+      saved.includes(`${accuracy(moved.text).split(' ')[0]} %`) && saved.includes('<svg'),
+      saved.slice(0, 300));
     // The picture for the README: the edited layer, its numbers and its histogram.
     await page.setViewportSize({ width: 1300, height: 1150 });
     await page.evaluate(() => {
