@@ -337,7 +337,26 @@ macro_rules! evcxr_display_via_rich {
     )*};
 }
 
-evcxr_display_via_rich!(Html, Svg);
+/// JSON data: a tree in JupyterLab (`application/json`), pretty text elsewhere. Build it with
+/// `json!` (re-exported from serde_json); `make sweep` collects a notebook's last one.
+#[derive(Debug, Clone)]
+pub struct Json(pub Value);
+
+impl Rich for Json {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut b = MimeBundle::new();
+        b.insert("application/json".into(), self.0.clone());
+        b.insert(
+            "text/plain".into(),
+            serde_json::to_string_pretty(&self.0)
+                .unwrap_or_default()
+                .into(),
+        );
+        b
+    }
+}
+
+evcxr_display_via_rich!(Html, Svg, Json);
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,9 @@ pub mod registry;
 pub mod torch;
 pub mod widgets;
 
+/// For cells: `json!` and JSON values without a `:dep` of their own.
+pub use serde_json;
+
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
     pub use crate::charts::{
@@ -30,7 +33,9 @@ pub mod prelude {
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     /// In scope for its method only (one compile per cell; see the trait).
     pub use crate::display::DebugDisplay as _;
-    pub use crate::display::{clear_output, display, DisplayHandle, Html, ProgressBar, Rich, Svg};
+    pub use crate::display::{
+        clear_output, display, DisplayHandle, Html, Json, ProgressBar, Rich, Svg,
+    };
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
@@ -46,4 +51,5 @@ pub mod prelude {
         vbox, Button, Checkbox, Dropdown, FloatSlider, Form, IntSlider, Live, Output, Progress,
         Text, Widget, WidgetBox,
     };
+    pub use serde_json::json;
 }
