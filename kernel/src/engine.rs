@@ -49,7 +49,7 @@ pub struct Engine {
     stderr: Arc<Mutex<Receiver<String>>>,
     sink: Sink,
     interrupter: Interrupter,
-    panicked: Arc<AtomicBool>,
+    panicked: Arc<Panics>,
     /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
     flushing: Arc<AtomicBool>,
     routes: Routes,
@@ -93,7 +93,7 @@ impl Engine {
             stderr: Arc::new(Mutex::new(outputs.stderr)),
             sink: Arc::new(Mutex::new(None)),
             interrupter,
-            panicked: Arc::new(AtomicBool::new(false)),
+            panicked: Arc::default(),
             flushing: Arc::new(AtomicBool::new(false)),
             routes: Routes { widgets, link },
             compiles: 0,
@@ -148,9 +148,7 @@ impl Engine {
         let routes = self.routes.clone();
         std::thread::spawn(move || {
             publish_loop(&stderr, &sink, "stderr", &flushing, &routes, &|line| {
-                if is_panic_line(line) {
-                    panicked.store(true, Ordering::SeqCst);
-                }
+                panicked.see(line)
             })
         });
     }
@@ -178,7 +176,7 @@ impl Engine {
     /// holds no such function (the caller compiles the cell instead).
     pub fn call(&mut self, key: &str, sink: Arc<dyn OutputSink>) -> Result<Outcome, CellError> {
         self.interrupter.reset();
-        self.panicked.store(false, Ordering::SeqCst);
+        self.panicked.reset();
         let link = self.routes.link.clone();
         let cell = key.to_string();
         let answer = self.with_sink(sink, false, |_| {
@@ -212,8 +210,7 @@ impl Engine {
         code: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
-        use Ordering::SeqCst;
-        self.panicked.store(false, SeqCst);
+        self.panicked.reset();
         let before: BTreeSet<String> = self.variables().into_keys().collect();
         self.compiles += 1;
         let result = self.with_sink(sink, true, |ctx| ctx.execute(code));
@@ -237,7 +234,7 @@ impl Engine {
         };
         match result {
             Ok(outputs) => {
-                if self.panicked.load(SeqCst) {
+                if self.panicked.happened() {
                     return Err(self.panic_error(&lost_note));
                 }
                 let mut bundle = MimeBundle::new();
@@ -322,11 +319,17 @@ impl Engine {
                 )],
             };
         }
+        let message = self.panicked.message();
+        let what = if message.is_empty() {
+            "the cell panicked (see its stderr above)".to_string()
+        } else {
+            format!("the cell panicked: {message}")
+        };
         CellError {
             ename: "Panic".into(),
-            evalue: format!("the cell panicked (see above); the kernel lives on.{lost_note}"),
+            evalue: format!("{what}; the kernel lives on.{lost_note}"),
             traceback: vec![format!(
-                "\x1b[31mpanic\x1b[0m: the cell panicked (see its stderr above).{lost_note}"
+                "\x1b[31mpanic\x1b[0m: {what}; the kernel lives on.{lost_note}"
             )],
         }
     }
@@ -343,8 +346,8 @@ impl Engine {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             let wait = if name == "stderr" && grace { 10 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(wait)) {
-                if name == "stderr" && is_panic_line(&line) {
-                    self.panicked.store(true, Ordering::SeqCst);
+                if name == "stderr" {
+                    self.panicked.see(&line);
                 }
                 publish_line(sink.as_deref(), name, line, &self.routes);
             }
@@ -407,6 +410,53 @@ impl Engine {
 /// users can do nothing about it, so it is not shown.
 fn is_noise(line: &str) -> bool {
     line.contains("Quantizer.cpp") && line.contains("are deprecated")
+}
+
+/// Panics the runtime reported on stderr since the last reset, with the first one's message.
+#[derive(Default)]
+struct Panics {
+    happened: AtomicBool,
+    /// The first panic's message; `collecting` while its lines are still coming.
+    message: Mutex<(String, bool)>,
+}
+
+impl Panics {
+    fn reset(&self) {
+        self.happened.store(false, Ordering::SeqCst);
+        *self.message.lock().unwrap_or_else(|e| e.into_inner()) = (String::new(), false);
+    }
+
+    /// Looks at one stderr line: Rust prints `thread '…' panicked at FILE:LINE:COL:`, then the
+    /// message (one or more lines), then a `note:` about backtraces.
+    fn see(&self, line: &str) {
+        let mut m = self.message.lock().unwrap_or_else(|e| e.into_inner());
+        if is_panic_line(line) {
+            if !self.happened.swap(true, Ordering::SeqCst) {
+                *m = (String::new(), true);
+            }
+        } else if m.1 {
+            if line.starts_with("note:") || line.starts_with("stack backtrace") {
+                m.1 = false;
+            } else {
+                if !m.0.is_empty() {
+                    m.0.push(' ');
+                }
+                m.0.push_str(line.trim());
+            }
+        }
+    }
+
+    fn happened(&self) -> bool {
+        self.happened.load(Ordering::SeqCst)
+    }
+
+    fn message(&self) -> String {
+        self.message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
 }
 
 /// The first line of Rust's panic message on stderr: `thread 'main' (…) panicked at …`.
