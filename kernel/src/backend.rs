@@ -47,6 +47,8 @@ pub struct QplayBackend {
     graph: Graph,
     wrappers: Wrappers,
     interrupter: Interrupter,
+    /// Started by Voilà: the page moves widgets after the notebook has run.
+    app: bool,
 }
 
 impl QplayBackend {
@@ -71,6 +73,8 @@ impl QplayBackend {
             graph: Graph::default(),
             wrappers: Wrappers::from_env(),
             interrupter,
+            app: std::env::var_os("VOILA_BASE_URL").is_some()
+                || std::env::var_os("VOILA_PREHEAT").is_some(),
         })
     }
 
@@ -466,9 +470,10 @@ impl Backend for QplayBackend {
         self.wrappers.ran_by_hand(&syntax);
         // A cell that depends on a widget gets an output area that reruns can redraw — when
         // some frontend can move widgets later: JupyterLab (it sends `cellId`, and opens the
-        // widget control comm), Voilà (`store_history: false`). A batch run (nbclient,
-        // nbconvert, papermill) keeps ordinary outputs, which any renderer shows.
-        let live = ctx.cell_id().is_some() || !ctx.store_history || self.widgets.manager_seen();
+        // widget control comm), a Voilà app (which starts the kernel with `VOILA_*`
+        // variables). A batch run (nbclient, nbconvert, papermill) keeps ordinary outputs,
+        // which any renderer shows.
+        let live = ctx.cell_id().is_some() || self.app || self.widgets.manager_seen();
         let reactive = !ctx.silent && live && self.graph.is_reactive(&key, &syntax);
         let result = if reactive {
             self.execute_reactive(&key, code, syntax, ctx)
