@@ -2,13 +2,18 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup lab test test-rust test-python lint models bench browser screenshot
+.PHONY: setup lab app test test-rust test-python lint models bench browser screenshot sweep
 
 setup:
 	@scripts/setup.sh
 
 lab: setup
 	$(ENV) cd notebooks && jupyter lab playground.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The playground as a web app (Voilà, code hidden, widgets live; notebooks/voila.json keeps one
+# kernel pre-started with the notebook already run, so a visitor sees results at once).
+app: setup
+	$(ENV) cd notebooks && voila playground.ipynb
 
 test: setup browser
 	@$(MAKE) --no-print-directory test-rust test-python
@@ -24,6 +29,10 @@ lint:
 
 models: setup
 	$(ENV) python models/build.py && python scripts/models_md.py
+
+# The playground in batch over the bundled models (papermill): target/sweep/*.ipynb and *.json.
+sweep: setup
+	$(ENV) python scripts/sweep.py --out target/sweep
 
 bench: setup
 	$(ENV) qplay bench eval && qplay bench reactive

@@ -31,6 +31,9 @@ python_env() {
 }
 
 step python "requirements.txt requirements-torch.txt constraints.txt" python_env
+# qplay's plug-ins for Jupyter tools (papermill's Rust parameters), into the venv.
+step plugins "python/pyproject.toml python/qplay_jupyter/*.py" \
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps ./python
 
 # shellcheck source=env.sh
 source scripts/env.sh

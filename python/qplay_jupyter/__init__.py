@@ -1,0 +1,1 @@
+"""qplay's plug-ins for Jupyter tools (papermill)."""
