@@ -4,7 +4,9 @@ in tests/browser/ opens its notebook, runs all cells and drives the widgets as a
   does not rerun; reload the page and the widgets come back with the user's value;
 - playground.mjs: move one layer's scale slider and see the quick accuracy and the histogram
   change (the model cell does not rerun); press the full-evaluation button and see the
-  progress bar reach its end and the result appear; press Reset and see the original numbers.
+  progress bar reach its end and the result appear; press Reset and see the original numbers;
+- voila.mjs: the playground as the Voilà app `make app` serves: results shown with the code
+  hidden, and the scale slider changes the quick accuracy.
 Screenshots land in target/browser/."""
 
 import json
@@ -17,7 +19,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script", ["reactive.mjs", "playground.mjs"])
+@pytest.mark.parametrize("script", ["reactive.mjs", "playground.mjs", "voila.mjs"])
 def test_notebook_in_jupyterlab(script):
     assert shutil.which("node"), "node is needed (make browser)"
     assert pathlib.Path("/usr/bin/chromium").exists(), "chromium is needed (make browser)"

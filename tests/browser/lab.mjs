@@ -11,7 +11,7 @@
 // on error or Ctrl-C.
 //
 // Library:
-//   import { startLab, launchBrowser, openNotebook, waitKernelIdle, runAll,
+//   import { startLab, startVoila, launchBrowser, openNotebook, waitKernelIdle, runAll,
 //            notebookSummary, screenshotNotebook, screenshot } from './lab.mjs';
 
 import { spawn } from 'node:child_process';
@@ -68,46 +68,17 @@ async function writeJson(file, obj) {
 }
 
 /**
- * Start `jupyter lab` on 127.0.0.1 (free port, no browser, no token, no
- * password) serving `notebookDir`. Settings and workspaces live in a fresh
- * temp dir, so runs do not depend on ~/.jupyter and do not restore old
- * layouts. Resolves to { url, port, proc, stop(), logs() } once /api/status
- * answers; rejects after `timeoutMs` or if the process exits first.
+ * Start a Jupyter server process (`command args`, with `--port` added) in `cwd`, in its own
+ * process group. Resolves to { url, port, proc, stop(), logs() } once `readyPath` answers;
+ * rejects after `timeoutMs` or if the process exits first. `cleanup` runs after it stopped.
  */
-export async function startLab(notebookDir, { timeoutMs = TIMEOUTS.serverStartMs } = {}) {
+async function startServer(name, command, args, cwd, { readyPath, cleanup = async () => {}, timeoutMs, rootFlag = true }) {
   const port = await freePort();
-  const state = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-lab-state-'));
-  const settings = path.join(state, 'user-settings');
-  const workspaces = path.join(state, 'workspaces');
-  await fsp.mkdir(workspaces, { recursive: true });
-  // Deterministic UI: render every cell (so a tall screenshot shows them all),
-  // no news toast, no update check.
-  await writeJson(path.join(settings, '@jupyterlab/notebook-extension/tracker.jupyterlab-settings'),
-    { windowingMode: 'none' });
-  await writeJson(path.join(settings, '@jupyterlab/apputils-extension/notification.jupyterlab-settings'),
-    { fetchNews: 'false', checkForUpdates: false });
-
-  const args = [
-    'lab',
-    '--no-browser',
-    '--ip=127.0.0.1',
-    `--port=${port}`,
-    '--port-retries=0',
-    `--notebook-dir=${notebookDir}`,
-    "--IdentityProvider.token=",
-    "--ServerApp.password=",
-    '--ServerApp.disable_check_xsrf=True',
-    '--ServerApp.open_browser=False',
-    '--LabApp.expose_app_in_browser=True',
-    '--LabApp.news_url=None',
-    '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
-    `--LabApp.user_settings_dir=${settings}`,
-    `--LabApp.workspaces_dir=${workspaces}`,
-  ];
-  if (process.getuid && process.getuid() === 0) args.push('--allow-root'); // containers/CI
+  args = [...args, `--port=${port}`];
+  if (rootFlag && process.getuid && process.getuid() === 0) args.push('--allow-root'); // containers/CI
   const out = [];
-  const proc = spawn(JUPYTER, args, {
-    cwd: notebookDir,
+  const proc = spawn(command, args, {
+    cwd,
     detached: true, // own process group, so stop() can take down helpers too
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BROWSER: 'true' },
@@ -136,26 +107,80 @@ export async function startLab(notebookDir, { timeoutMs = TIMEOUTS.serverStartMs
         await waitExit(5000);
       }
     }
-    await fsp.rm(state, { recursive: true, force: true });
+    await cleanup();
   };
 
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
-      if (exited) throw new Error(`jupyter lab exited early (${JSON.stringify(exited)})`);
-      if (Date.now() > deadline) throw new Error(`jupyter lab did not answer within ${timeoutMs / 1000} s`);
+      if (exited) throw new Error(`${name} exited early (${JSON.stringify(exited)})`);
+      if (Date.now() > deadline) throw new Error(`${name} did not answer within ${timeoutMs / 1000} s`);
       try {
-        const r = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(2000) });
+        const r = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(2000) });
         if (r.ok) break;
       } catch { /* not yet */ }
       await sleep(250);
     }
   } catch (e) {
     await stop();
-    e.message += `\n--- jupyter lab output ---\n${out.join('').slice(-4000)}`;
+    e.message += `\n--- ${name} output ---\n${out.join('').slice(-4000)}`;
     throw e;
   }
   return { url, port, proc, stop, logs: () => out.join('') };
+}
+
+/**
+ * Start `jupyter lab` on 127.0.0.1 (free port, no browser, no token, no
+ * password) serving `notebookDir`. Settings and workspaces live in a fresh
+ * temp dir, so runs do not depend on ~/.jupyter and do not restore old
+ * layouts. Resolves as `startServer` does once /api/status answers.
+ */
+export async function startLab(notebookDir, { timeoutMs = TIMEOUTS.serverStartMs } = {}) {
+  const state = await fsp.mkdtemp(path.join(os.tmpdir(), 'qplay-lab-state-'));
+  const settings = path.join(state, 'user-settings');
+  const workspaces = path.join(state, 'workspaces');
+  await fsp.mkdir(workspaces, { recursive: true });
+  // Deterministic UI: render every cell (so a tall screenshot shows them all),
+  // no news toast, no update check.
+  await writeJson(path.join(settings, '@jupyterlab/notebook-extension/tracker.jupyterlab-settings'),
+    { windowingMode: 'none' });
+  await writeJson(path.join(settings, '@jupyterlab/apputils-extension/notification.jupyterlab-settings'),
+    { fetchNews: 'false', checkForUpdates: false });
+  const args = [
+    'lab',
+    '--no-browser',
+    '--ip=127.0.0.1',
+    '--port-retries=0',
+    `--notebook-dir=${notebookDir}`,
+    "--IdentityProvider.token=",
+    "--ServerApp.password=",
+    '--ServerApp.disable_check_xsrf=True',
+    '--ServerApp.open_browser=False',
+    '--LabApp.expose_app_in_browser=True',
+    '--LabApp.news_url=None',
+    '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
+    `--LabApp.user_settings_dir=${settings}`,
+    `--LabApp.workspaces_dir=${workspaces}`,
+  ];
+  return startServer('jupyter lab', JUPYTER, args, notebookDir, {
+    readyPath: '/api/status',
+    cleanup: () => fsp.rm(state, { recursive: true, force: true }),
+    timeoutMs,
+  });
+}
+
+/**
+ * Start Voilà (the project's venv) on 127.0.0.1 serving `notebook` as an app, with the
+ * options `make app` uses (`VOILA_ARGS` in the Makefile come in as `extra`). Resolves as
+ * `startServer` does; the app is at its `url`.
+ */
+export async function startVoila(notebook, extra = [], { timeoutMs = TIMEOUTS.serverStartMs } = {}) {
+  const args = [path.basename(notebook), '--no-browser', '--Voila.ip=127.0.0.1', '--token=', ...extra];
+  return startServer('voila', path.join(REPO, '.venv', 'bin', 'voila'), args, path.dirname(notebook), {
+    readyPath: '/voila/static/voila.js',
+    timeoutMs,
+    rootFlag: false, // Voilà runs as root without being told
+  });
 }
 
 /**
