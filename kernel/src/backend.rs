@@ -330,14 +330,7 @@ impl QplayBackend {
             return Ok(None);
         };
         let (code, syntax) = (node.code.clone(), node.syntax.clone());
-        let wrapped = self.engine(true).is_ok() && {
-            let engine = self.engine.as_ref().expect("started");
-            let node = self.graph.get(key).expect("looked up above");
-            self.wrappers
-                .plan(node, &engine.variables(), engine.generation())
-                .is_ok_and(|s| self.wrappers.is_current(key, &s))
-        };
-        if wrapped {
+        if self.engine(true).is_ok() && self.runs_wrapped(key) {
             self.widgets.begin_cell(key, &code);
             let engine = self.engine.as_mut().expect("started above");
             let outcome = engine.call(key, area.clone());
@@ -358,6 +351,17 @@ impl QplayBackend {
             return result;
         }
         self.run_cell(key, &code, syntax, area, None, iopub)
+    }
+
+    /// Whether the runtime holds a wrapper of `key` for its current signature (the types of
+    /// the variables it reads and writes may have changed since it was wrapped).
+    fn runs_wrapped(&self, key: &str) -> bool {
+        let (Some(engine), Some(node)) = (self.engine.as_ref(), self.graph.get(key)) else {
+            return false;
+        };
+        self.wrappers
+            .plan(node, &engine.variables(), engine.generation())
+            .is_ok_and(|s| self.wrappers.is_current(key, &s))
     }
 
     /// `:deps` — the dataflow graph as a table.

@@ -40,8 +40,9 @@ pub struct RuntimeLink {
     /// The runtime's connection, numbered (a restarted runtime connects anew).
     current: Arc<Connection>,
     seq: AtomicU64,
-    /// Answers that arrived, by request number, until their requester takes them.
-    answers: (Mutex<HashMap<u64, Outcome>>, Condvar),
+    /// The requests being waited for, by number, with their answer once it arrived; an answer
+    /// to a request nobody waits for any more is dropped.
+    answers: (Mutex<HashMap<u64, Option<Outcome>>>, Condvar),
 }
 
 impl RuntimeLink {
@@ -147,35 +148,44 @@ impl RuntimeLink {
             return None;
         }
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        if !self.send(&make(seq)) {
-            return None;
-        }
         let (answers, cv) = &self.answers;
+        answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, None);
+        let sent = self.send(&make(seq));
         let deadline = Instant::now() + wait;
-        let mut answers = answers.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(outcome) = answers.remove(&seq) {
-                return Some(outcome);
+        let mut waiting = answers.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = loop {
+            if let Some(outcome) = waiting.get_mut(&seq).and_then(Option::take) {
+                break Some(outcome);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !self.connected() {
-                eprintln!("qplay: the runtime did not answer request {seq}");
-                return None;
+            if !sent || left.is_zero() || !self.connected() {
+                if sent {
+                    eprintln!("qplay: the runtime did not answer request {seq}");
+                }
+                break None;
             }
-            answers = cv
-                .wait_timeout(answers, left.min(Duration::from_millis(200)))
+            waiting = cv
+                .wait_timeout(waiting, left.min(Duration::from_millis(200)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-        }
+        };
+        waiting.remove(&seq);
+        answer
     }
 
     /// The runtime answered request `seq`.
     pub fn finished(&self, seq: u64, outcome: Outcome) {
         let (answers, cv) = &self.answers;
-        answers
+        if let Some(slot) = answers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(seq, outcome);
+            .get_mut(&seq)
+        {
+            *slot = Some(outcome);
+        }
         cv.notify_all();
     }
 }
