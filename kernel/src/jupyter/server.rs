@@ -247,10 +247,12 @@ async fn run<B: Backend>(
         stop: stop_tx,
         execution_count: 0,
         history: History::default(),
+        jobs: job_rx,
+        pending: VecDeque::new(),
     };
     std::thread::Builder::new()
         .name("qplay-backend".into())
-        .spawn(move || worker.run(job_rx))
+        .spawn(move || worker.run())
         .context("starting the backend thread")?;
 
     kernel.iopub.status("starting");
@@ -466,8 +468,6 @@ const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 /// What the backend thread does after a request.
 enum Flow {
     Continue,
-    /// An execute failed with `stop_on_error`: abort the execute requests already queued.
-    AbortQueued,
     Stop,
 }
 
@@ -479,30 +479,34 @@ struct Worker<B> {
     stop: mpsc::UnboundedSender<Stop>,
     execution_count: usize,
     history: History,
+    jobs: std_mpsc::Receiver<Job>,
+    /// Jobs taken from `jobs` ahead of their turn (to abort them), in order.
+    pending: VecDeque<Job>,
 }
 
 impl<B: Backend> Worker<B> {
-    fn run(mut self, jobs: std_mpsc::Receiver<Job>) {
-        let mut pending = VecDeque::new();
+    fn run(mut self) {
         loop {
-            let job = match pending.pop_front() {
+            let job = match self.pending.pop_front() {
                 Some(job) => job,
-                None => match jobs.try_recv() {
+                None => match self.jobs.try_recv() {
                     Ok(job) => job,
                     Err(std_mpsc::TryRecvError::Disconnected) => return,
                     // Deferred work waits for a pause: a client running a notebook sends the
                     // next cell right after each reply.
-                    Err(std_mpsc::TryRecvError::Empty) => match jobs.recv_timeout(IDLE_AFTER) {
-                        Ok(job) => job,
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                            let _ = guarded("idle", || self.backend.idle());
-                            match jobs.recv() {
-                                Ok(job) => job,
-                                Err(_) => return,
+                    Err(std_mpsc::TryRecvError::Empty) => {
+                        match self.jobs.recv_timeout(IDLE_AFTER) {
+                            Ok(job) => job,
+                            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                                let _ = guarded("idle", || self.backend.idle());
+                                match self.jobs.recv() {
+                                    Ok(job) => job,
+                                    Err(_) => return,
+                                }
                             }
                         }
-                    },
+                    }
                 },
             };
             self.kernel.busy.store(true, Ordering::SeqCst);
@@ -519,18 +523,21 @@ impl<B: Backend> Worker<B> {
                 }
             };
             self.kernel.busy.store(false, Ordering::SeqCst);
-            match flow {
-                Flow::Continue => {}
-                Flow::Stop => return,
-                Flow::AbortQueued => {
-                    pending.extend(jobs.try_iter());
-                    for job in pending.iter_mut() {
-                        if let Job::Request(r) = job {
-                            if r.msg_type() == "execute_request" {
-                                *job = Job::Abort(r.clone());
-                            }
-                        }
-                    }
+            if let Flow::Stop = flow {
+                return;
+            }
+        }
+    }
+
+    /// An execute failed with `stop_on_error`: the execute requests already queued are to be
+    /// aborted. Called before the failing request's reply goes out, so that a request the client
+    /// sends after reading that reply is not among them.
+    fn abort_queued(&mut self) {
+        self.pending.extend(self.jobs.try_iter());
+        for job in self.pending.iter_mut() {
+            if let Job::Request(r) = job {
+                if r.msg_type() == "execute_request" {
+                    *job = Job::Abort(r.clone());
                 }
             }
         }
@@ -732,17 +739,14 @@ impl<B: Backend> Worker<B> {
         };
         let outcome = guarded("execute", || self.backend.execute(&r.code, &ctx))
             .unwrap_or_else(|panic| ExecuteOutcome::error("KernelPanic", panic, Vec::new()));
-        let (reply, flow) = match outcome {
-            ExecuteOutcome::Ok { user_expressions } => (
-                ExecuteReply {
-                    status: ReplyStatus::Ok,
-                    execution_count: ExecutionCount::new(count),
-                    payload: Vec::new(),
-                    user_expressions: Some(user_expressions),
-                    error: None,
-                },
-                Flow::Continue,
-            ),
+        let reply = match outcome {
+            ExecuteOutcome::Ok { user_expressions } => ExecuteReply {
+                status: ReplyStatus::Ok,
+                execution_count: ExecutionCount::new(count),
+                payload: Vec::new(),
+                user_expressions: Some(user_expressions),
+                error: None,
+            },
             ExecuteOutcome::Error {
                 ename,
                 evalue,
@@ -754,12 +758,10 @@ impl<B: Backend> Worker<B> {
                 if !r.silent {
                     iopub.error(&ename, &evalue, &traceback);
                 }
-                let flow = if r.stop_on_error {
-                    Flow::AbortQueued
-                } else {
-                    Flow::Continue
-                };
-                let reply = ExecuteReply {
+                if r.stop_on_error {
+                    self.abort_queued();
+                }
+                ExecuteReply {
                     status: ReplyStatus::Error,
                     execution_count: ExecutionCount::new(count),
                     payload: Vec::new(),
@@ -769,12 +771,11 @@ impl<B: Backend> Worker<B> {
                         evalue,
                         traceback,
                     })),
-                };
-                (reply, flow)
+                }
             }
         };
         self.send_reply(request, "execute_reply", serde_json::to_value(reply)?);
-        Ok(flow)
+        Ok(Flow::Continue)
     }
 
     /// Answers a queued execute request that an earlier error cancelled.
