@@ -41,9 +41,9 @@ pub mod prelude {
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
-        agreement, compare_models, sensitivity, sweep, workbench, Agreement, Capture, Comparison,
-        Diff, Knob, LayerErrors, ParamSweep, QDtype, QuantModel, QuantParam, QuantParams, Role,
-        Sensitivity, Weights,
+        agreement, calibrate, compare_models, sensitivity, sweep, workbench, Agreement,
+        CalibOptions, Capture, Comparison, Diff, Knob, LayerErrors, Method, ParamSweep, QDtype,
+        QuantModel, QuantParam, QuantParams, Role, Sensitivity, Weights,
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{

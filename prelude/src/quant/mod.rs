@@ -16,6 +16,7 @@
 
 pub mod analysis;
 pub mod cache;
+pub mod calibrate;
 pub mod capture;
 pub mod onnx_graph;
 pub mod sqnr;
@@ -33,6 +34,7 @@ pub use analysis::{
     agreement, compare_models, sensitivity, sweep, Agreement, Comparison, Knob, ParamSweep,
     Sensitivity,
 };
+pub use calibrate::{calibrate, CalibOptions, Method};
 pub use capture::Capture;
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};

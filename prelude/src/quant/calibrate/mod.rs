@@ -1,0 +1,407 @@
+//! The calibration lab: a float ONNX model made into a QDQ model in Rust, with any of
+//! onnxruntime's calibration methods (and MSE), per-tensor or per-channel weights, symmetric or
+//! asymmetric activations, int8 or uint8, 2 to 8 bits.
+//!
+//! ```ignore
+//! let train = Dataset::bundled(&root, Bundled::Train)?;
+//! let m = calibrate("resnet8_float", &train, &CalibOptions::default())?;   // = resnet8_int8
+//! let p = calibrate("resnet8_float", &train, &CalibOptions {
+//!     method: Method::Percentile(99.99), per_channel: true, ..Default::default() })?;
+//! quick(&p, &test, 100)?;
+//! ```
+//!
+//! Steps, each in its own module: [`qdq`] places the quantizers as onnxruntime's QDQ quantizer
+//! does; [`stats`] measures the tensors that need ranges on the calibration images (kept in
+//! memory by content); [`ranges`] turns statistics into ranges; [`params`] turns ranges into
+//! scales, zero points and integers with onnxruntime's arithmetic. The result is a workbench
+//! version: inspect, edit, undo, diff, save, SQNR all work on it.
+
+pub mod params;
+pub mod qdq;
+pub mod ranges;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::onnx_graph;
+use super::{QDtype, QuantModel};
+use crate::data::Dataset;
+use params::Grid;
+use ranges::Counted;
+pub use stats::Progress;
+
+/// How activation ranges are found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// Smallest and largest value seen (onnxruntime's default).
+    MinMax,
+    /// The range holding this percentage of the values (onnxruntime's Percentile: magnitudes
+    /// with symmetric activations, else both tails), 2,048 bins.
+    Percentile(f64),
+    /// The threshold of least KL divergence (onnxruntime's Entropy, default 128 bins and 128
+    /// quantized bins).
+    Entropy {
+        /// Histogram bins.
+        bins: usize,
+        /// Levels of the quantized distribution compared against.
+        quantized_bins: usize,
+    },
+    /// The clip range whose quantize–dequantize error is smallest (2,048-bin histogram).
+    Mse,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::MinMax => f.write_str("minmax"),
+            Method::Percentile(p) => write!(f, "percentile:{p}"),
+            Method::Entropy {
+                bins,
+                quantized_bins,
+            } if *bins == 128 && *quantized_bins == 128 => f.write_str("entropy"),
+            Method::Entropy {
+                bins,
+                quantized_bins,
+            } => write!(f, "entropy:{bins}:{quantized_bins}"),
+            Method::Mse => f.write_str("mse"),
+        }
+    }
+}
+
+/// The forms `Method::from_str` accepts.
+pub const METHOD_FORMS: &str =
+    "minmax, percentile:P (0 < P <= 100, e.g. percentile:99.99), entropy, entropy:BINS:LEVELS, mse";
+
+impl FromStr for Method {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Method> {
+        let lower = s.trim().to_lowercase();
+        let mut parts = lower.split(':');
+        let head = parts.next().unwrap_or("");
+        let rest: Vec<&str> = parts.collect();
+        let bad = || anyhow!("calibration method `{s}` is not one of: {METHOD_FORMS}");
+        let method = match (head, rest.as_slice()) {
+            ("minmax", []) => Method::MinMax,
+            ("mse", []) => Method::Mse,
+            ("percentile", []) => Method::Percentile(99.999),
+            ("percentile", [p]) => Method::Percentile(p.parse().map_err(|_| bad())?),
+            ("entropy", []) => Method::Entropy {
+                bins: 128,
+                quantized_bins: 128,
+            },
+            ("entropy", [b, q]) => Method::Entropy {
+                bins: b.parse().map_err(|_| bad())?,
+                quantized_bins: q.parse().map_err(|_| bad())?,
+            },
+            _ => return Err(bad()),
+        };
+        method.check()?;
+        Ok(method)
+    }
+}
+
+impl Method {
+    fn check(&self) -> Result<()> {
+        match *self {
+            Method::Percentile(p) if !(p > 0.0 && p <= 100.0) => {
+                bail!("percentile {p} is out of range: 0 < percentile <= 100")
+            }
+            Method::Entropy {
+                bins,
+                quantized_bins,
+            } if quantized_bins < 2 || bins < quantized_bins => bail!(
+                "entropy with {bins} bins and {quantized_bins} quantized bins: \
+                 2 <= quantized bins <= bins"
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Everything that decides a calibration. The defaults are models/build.py's settings (and
+/// onnxruntime's): MinMax, per-tensor weights, asymmetric activations, int8, 8 bits, 100
+/// training images per class, Softmax left in float.
+#[derive(Debug, Clone)]
+pub struct CalibOptions {
+    /// How activation ranges are found.
+    pub method: Method,
+    /// Weights per output channel (symmetric), else per tensor.
+    pub per_channel: bool,
+    /// Symmetric activations (zero point in the middle; ReLUs then stay in the graph).
+    pub symmetric: bool,
+    /// Activation storage type (int8 or uint8).
+    pub activation_type: QDtype,
+    /// Weight storage type (int8 or uint8).
+    pub weight_type: QDtype,
+    /// Activation bits, 2 to 8. Below 8 the grid is narrower than its int8/uint8 container:
+    /// values beyond the calibrated range saturate at the container's edge, not the grid's.
+    pub activation_bits: u32,
+    /// Weight bits, 2 to 8 (weights are clipped to the narrower grid).
+    pub weight_bits: u32,
+    /// Weight bits for particular weights (by initializer name), overriding `weight_bits`.
+    pub layer_bits: BTreeMap<String, u32>,
+    /// Calibration images per class (stratified: the first of each class in file order).
+    pub per_class: usize,
+    /// Node names kept in float; `None`: every Softmax node (as models/build.py does).
+    pub exclude: Option<Vec<String>>,
+}
+
+impl Default for CalibOptions {
+    fn default() -> Self {
+        CalibOptions {
+            method: Method::MinMax,
+            per_channel: false,
+            symmetric: false,
+            activation_type: QDtype::Int8,
+            weight_type: QDtype::Int8,
+            activation_bits: 8,
+            weight_bits: 8,
+            layer_bits: BTreeMap::new(),
+            per_class: 100,
+            exclude: None,
+        }
+    }
+}
+
+impl CalibOptions {
+    /// A short description (also the calibrated model's name suffix).
+    pub fn label(&self) -> String {
+        let mut parts = vec![self.method.to_string()];
+        parts.push(
+            if self.per_channel {
+                "per-channel"
+            } else {
+                "per-tensor"
+            }
+            .into(),
+        );
+        if self.symmetric {
+            parts.push("symmetric".into());
+        }
+        let t = |d: QDtype| if d == QDtype::Uint8 { "u8" } else { "i8" };
+        parts.push(format!(
+            "a{}{} w{}{}",
+            t(self.activation_type),
+            if self.activation_bits == 8 {
+                String::new()
+            } else {
+                format!("/{}b", self.activation_bits)
+            },
+            t(self.weight_type),
+            if self.weight_bits == 8 {
+                String::new()
+            } else {
+                format!("/{}b", self.weight_bits)
+            },
+        ));
+        if !self.layer_bits.is_empty() {
+            parts.push(format!("{} layers re-bitted", self.layer_bits.len()));
+        }
+        parts.join(", ")
+    }
+
+    fn check(&self) -> Result<()> {
+        self.method.check()?;
+        for (what, t) in [
+            ("activation_type", self.activation_type),
+            ("weight_type", self.weight_type),
+        ] {
+            if t == QDtype::Int32 {
+                bail!("{what} = int32 is not allowed: int8 or uint8");
+            }
+        }
+        let bits = [
+            ("activation_bits".to_string(), self.activation_bits),
+            ("weight_bits".to_string(), self.weight_bits),
+        ];
+        let layers = self
+            .layer_bits
+            .iter()
+            .map(|(k, &b)| (format!("layer_bits[{k}]"), b));
+        for (what, b) in bits.into_iter().chain(layers) {
+            if !(2..=8).contains(&b) {
+                bail!("{what} = {b} is out of range: 2 to 8 bits");
+            }
+        }
+        if self.per_class == 0 {
+            bail!("per_class = 0 is out of range: at least 1 calibration image per class");
+        }
+        Ok(())
+    }
+}
+
+/// The default calibration pool: the 4,000 lossless training images bundled with qplay.
+pub fn default_pool() -> Result<Dataset> {
+    Ok(Dataset::bundled(
+        &crate::paths::root(),
+        crate::data::Bundled::Train4000,
+    )?)
+}
+
+/// Calibrates the float ONNX model `float` (bundled name or path) on `data` into a QDQ model:
+/// version 0 of a new workbench model named `<float> [<options>]`.
+pub fn calibrate(float: &str, data: &Dataset, options: &CalibOptions) -> Result<QuantModel> {
+    calibrate_with(float, data, options, None)
+}
+
+/// [`calibrate`], reporting progress after each batch.
+pub fn calibrate_with(
+    float: &str,
+    data: &Dataset,
+    options: &CalibOptions,
+    progress: Option<Progress<'_>>,
+) -> Result<QuantModel> {
+    options.check()?;
+    let path = crate::registry::resolve(float)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let model = onnx_graph::decode(&bytes)
+        .with_context(|| format!("{} is not an ONNX model", path.display()))?;
+    let proto = calibrate_proto(&model, data, options, progress)?;
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(float)
+        .to_string();
+    QuantModel::from_bytes(
+        &format!("{stem} [{}]", options.label()),
+        &path,
+        &onnx_graph::encode(&proto),
+    )
+}
+
+/// The Softmax nodes of a graph.
+fn softmax_nodes(model: &onnx_graph::proto::ModelProto) -> Vec<String> {
+    model
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter())
+        .filter(|n| n.op_type() == "Softmax")
+        .map(|n| n.name().to_string())
+        .collect()
+}
+
+/// The QDQ model of float `model`, calibrated on `data` as `options` say.
+pub fn calibrate_proto(
+    model: &onnx_graph::proto::ModelProto,
+    data: &Dataset,
+    options: &CalibOptions,
+    progress: Option<Progress<'_>>,
+) -> Result<onnx_graph::proto::ModelProto> {
+    options.check()?;
+    if onnx_graph::qdq_counts(model) != (0, 0) {
+        bail!(
+            "the model already has QuantizeLinear/DequantizeLinear nodes: calibrate a float \
+             model (re-calibrate a quantized one with `recalibrate`)"
+        );
+    }
+    let placement = qdq::Placement {
+        per_channel: options.per_channel,
+        symmetric_activations: options.symmetric,
+        exclude: options
+            .exclude
+            .clone()
+            .unwrap_or_else(|| softmax_nodes(model)),
+    };
+    let plan = qdq::Plan::new(model, &placement)?;
+    let indices = data.stratified(options.per_class)?;
+    let tensors = plan.measured(model);
+    let src = stats::Source {
+        model,
+        tensors: &tensors,
+        data,
+        indices: &indices,
+    };
+    let stats = stats::collect(&src, progress)?;
+    let activation = Grid {
+        dtype: options.activation_type,
+        bits: options.activation_bits,
+        symmetric: options.symmetric,
+    };
+    let ranges = activation_ranges(&stats, &src, options, activation, progress)?;
+    let weights: BTreeMap<String, Grid> = plan
+        .weights()
+        .into_iter()
+        .map(|(w, axis)| {
+            let bits = options
+                .layer_bits
+                .get(&w)
+                .copied()
+                .unwrap_or(options.weight_bits);
+            let grid = Grid {
+                dtype: options.weight_type,
+                bits,
+                symmetric: axis.is_some() || options.weight_type == QDtype::Int8,
+            };
+            (w, grid)
+        })
+        .collect();
+    if let Some(unknown) = options
+        .layer_bits
+        .keys()
+        .find(|k| !weights.contains_key(*k))
+    {
+        bail!(
+            "layer_bits names `{unknown}`, which is not a quantized weight; weights: {}",
+            weights.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let numbers = qdq::Numbers {
+        ranges: &ranges,
+        activation,
+        weights: &weights,
+    };
+    qdq::write(model, &plan, &numbers)
+}
+
+/// Each measured tensor's range by `options.method`.
+fn activation_ranges(
+    stats: &stats::Stats,
+    src: &stats::Source<'_>,
+    options: &CalibOptions,
+    grid: Grid,
+    progress: Option<Progress<'_>>,
+) -> Result<BTreeMap<String, (f32, f32)>> {
+    let seen = &stats.seen;
+    let from_hist =
+        |counted, bins, f: &dyn Fn(&ranges::Histogram, ranges::MinMax) -> (f32, f32)| {
+            let hists = stats.histograms(src, counted, bins, progress)?;
+            Ok::<_, anyhow::Error>(
+                hists
+                    .iter()
+                    .map(|(t, h)| (t.clone(), f(h, seen[t])))
+                    .collect(),
+            )
+        };
+    match options.method {
+        Method::MinMax => Ok(seen
+            .iter()
+            .map(|(t, m)| {
+                let r = if options.symmetric {
+                    (-m.absmax(), m.absmax())
+                } else {
+                    (m.min, m.max)
+                };
+                (t.clone(), r)
+            })
+            .collect()),
+        Method::Percentile(p) => {
+            // quantize_static's Percentile calibrator counts magnitudes (its CalibSymmetric
+            // defaults to true, whatever the activations' symmetry).
+            from_hist(Counted::Magnitudes, 2048, &|h, m| {
+                ranges::percentile(h, m, p)
+            })
+        }
+        Method::Entropy {
+            bins,
+            quantized_bins,
+        } => from_hist(Counted::Values, bins, &|h, m| {
+            ranges::entropy(h, m, quantized_bins)
+        }),
+        Method::Mse => from_hist(Counted::Values, 2048, &|h, m| ranges::mse(h, m, grid)),
+    }
+}

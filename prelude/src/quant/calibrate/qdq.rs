@@ -1,0 +1,794 @@
+//! Where QuantizeLinear/DequantizeLinear go in a float graph, and writing them there — the
+//! placement of onnxruntime's QDQ quantizer (`qdq_quantizer.py` and its operator classes), so
+//! that a calibrated model has the structure, names and numbers `quantize_static` gives:
+//!
+//! - Conv/Gemm/MatMul: the data input and the output are activations; the weight is quantized
+//!   (per channel on axis 0 for Conv, on the output axis for Gemm/MatMul) and stored as integers
+//!   behind a DequantizeLinear; the bias becomes int32 with scale `input × weight` (× Gemm's beta).
+//! - Relu/Clip: with asymmetric activations, removed: the producer writes the Relu's output,
+//!   whose range (≥ 0) makes the clipping implicit.
+//! - Transpose/Reshape/Flatten/AveragePool/MaxPool/…: the output shares the input's scale and
+//!   zero point, when the input is quantized.
+//! - Add/Mul/Softmax/Concat/…: every float input and the output are activations (a Softmax
+//!   output's range is 0..1).
+//! - Nodes excluded by name, and ops outside this list, stay float.
+//!
+//! Names follow onnxruntime: `{t}_QuantizeLinear`, `{t}_DequantizeLinear_Output`, `{t}_scale`,
+//! `{t}_zero_point`, `{w}_quantized`, `{b}_quantized_scale`, …
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Result};
+
+use super::super::onnx_graph::proto::{
+    self, tensor_proto::DataType, AttributeProto, ModelProto, NodeProto, TensorProto,
+};
+use super::super::onnx_graph::{self};
+use super::super::QDtype;
+use super::params::{quantize_bias, widen_for_bias, Grid};
+
+/// Op types onnxruntime's static quantization considers by default.
+const QUANTIZED_OPS: &[&str] = &[
+    "Add",
+    "ArgMax",
+    "AveragePool",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Conv",
+    "ConvTranspose",
+    "CumSum",
+    "EmbedLayerNormalization",
+    "Flatten",
+    "Gather",
+    "GatherElements",
+    "Gemm",
+    "GlobalAveragePool",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Pad",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Squeeze",
+    "TopK",
+    "Transpose",
+    "Unsqueeze",
+    "Where",
+];
+
+/// Ops whose output shares its input's quantization.
+const SHARING_OPS: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "AveragePool",
+    "MaxPool",
+    "Slice",
+    "TopK",
+];
+
+/// Ops that quantize every input and output as activations.
+const PLAIN_OPS: &[&str] = &[
+    "Add",
+    "Mul",
+    "Softmax",
+    "Concat",
+    "GlobalAveragePool",
+    "Sigmoid",
+    "LeakyRelu",
+    "Where",
+];
+
+/// Ops in [`QUANTIZED_OPS`] whose special placement is not reproduced here.
+const UNSUPPORTED: &[&str] = &[
+    "ArgMax",
+    "BatchNormalization",
+    "CumSum",
+    "EmbedLayerNormalization",
+    "Gather",
+    "GatherElements",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "Pad",
+    "Resize",
+    "Split",
+];
+
+/// What decides the placement.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Weights per channel.
+    pub per_channel: bool,
+    /// Symmetric activations (then ReLUs stay, quantized on both sides).
+    pub symmetric_activations: bool,
+    /// Nodes left in float, by name.
+    pub exclude: Vec<String>,
+}
+
+/// A tensor marked for quantization.
+#[derive(Debug, Clone, PartialEq)]
+enum Mark {
+    /// Its own range.
+    Activation,
+    /// The quantization of the input of node `node`'s input `from`.
+    Shared { from: String },
+    /// A weight, per channel on `axis`.
+    Weight { axis: Option<i64> },
+}
+
+/// A bias to store as int32.
+#[derive(Debug, Clone)]
+struct Bias {
+    name: String,
+    input: String,
+    weight: String,
+    beta: f32,
+}
+
+/// The placement of a model's quantizers (before any range is known).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Tensors to quantize, in the order they were marked.
+    marks: Vec<(String, Mark)>,
+    biases: Vec<Bias>,
+    /// Producers' outputs renamed (a removed ReLU's input → its output).
+    renames: Vec<(String, String)>,
+    /// Nodes removed (by index in the float graph).
+    removed: BTreeSet<usize>,
+    /// Ranges replaced: a tensor takes the range of another (a ReLU's input its output's).
+    range_of: BTreeMap<String, String>,
+    /// Softmax outputs: range 0..1.
+    unit_range: BTreeSet<String>,
+}
+
+fn attribute<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+    node.attribute.iter().find(|a| a.name() == name)
+}
+
+/// The float tensors of a graph: float initializers, typed inputs/outputs/value infos, and
+/// node outputs without a declared type (shape inference would call them float here).
+fn float_tensors(g: &proto::GraphProto) -> BTreeSet<String> {
+    let float = DataType::Float as i32;
+    let mut out = BTreeSet::new();
+    let typed = g.input.iter().chain(&g.output).chain(&g.value_info);
+    let mut declared = BTreeSet::new();
+    for vi in typed {
+        declared.insert(vi.name().to_string());
+        let elem = vi
+            .r#type
+            .as_ref()
+            .and_then(|t| match &t.value {
+                Some(proto::type_proto::Value::TensorType(t)) => t.elem_type,
+                _ => None,
+            })
+            .unwrap_or(0);
+        if elem == float {
+            out.insert(vi.name().to_string());
+        }
+    }
+    for t in &g.initializer {
+        if t.data_type == Some(float) {
+            out.insert(t.name().to_string());
+        }
+    }
+    for n in &g.node {
+        for o in &n.output {
+            if !declared.contains(o) {
+                out.insert(o.clone());
+            }
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// Places the quantizers of `model` as onnxruntime's QDQ quantizer does.
+    pub fn new(model: &ModelProto, how: &Placement) -> Result<Plan> {
+        let g = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("ONNX model has no graph"))?;
+        let floats = float_tensors(g);
+        let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+        let graph_io: BTreeSet<&str> = g.input.iter().chain(&g.output).map(|v| v.name()).collect();
+        let mut readers: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in &g.node {
+            for i in &n.input {
+                *readers.entry(i.as_str()).or_default() += 1;
+            }
+        }
+        let mut plan = Plan {
+            marks: Vec::new(),
+            biases: Vec::new(),
+            renames: Vec::new(),
+            removed: BTreeSet::new(),
+            range_of: BTreeMap::new(),
+            unit_range: BTreeSet::new(),
+        };
+        for (index, node) in g.node.iter().enumerate() {
+            let op = node.op_type();
+            if !QUANTIZED_OPS.contains(&op) || how.exclude.iter().any(|e| e == node.name()) {
+                continue;
+            }
+            if UNSUPPORTED.contains(&op) {
+                bail!(
+                    "node `{}` is a {op}, which qplay's calibrator does not place quantizers \
+                     for yet; exclude it (CalibOptions::exclude) to keep it in float",
+                    node.name()
+                );
+            }
+            let input = |k: usize| node.input.get(k).map(String::as_str).unwrap_or("");
+            let output = node.output.first().map(String::as_str).unwrap_or("");
+            match op {
+                "Conv" | "ConvTranspose" | "Gemm" => {
+                    plan.activation(input(0), &floats);
+                    plan.activation(output, &floats);
+                    let axis = if op == "Gemm" {
+                        let trans_b = attribute(node, "transB").and_then(|a| a.i).unwrap_or(0);
+                        if trans_b != 0 {
+                            0
+                        } else {
+                            1
+                        }
+                    } else if op == "Conv" {
+                        0
+                    } else {
+                        1
+                    };
+                    plan.weight(input(1), how.per_channel.then_some(axis), &floats);
+                    if node.input.len() == 3 && initializers.contains(input(2)) {
+                        let beta = if op == "Gemm" {
+                            attribute(node, "beta").and_then(|a| a.f).unwrap_or(1.0)
+                        } else {
+                            1.0
+                        };
+                        plan.biases.push(Bias {
+                            name: input(2).to_string(),
+                            input: input(0).to_string(),
+                            weight: input(1).to_string(),
+                            beta,
+                        });
+                    }
+                }
+                "MatMul" => {
+                    for t in node.input.iter().chain(&node.output) {
+                        if initializers.contains(t.as_str()) {
+                            plan.weight(t, how.per_channel.then_some(1), &floats);
+                        } else {
+                            plan.activation(t, &floats);
+                        }
+                    }
+                }
+                "Relu" | "Clip" => {
+                    let upstream = input(0);
+                    if !plan.is_marked(upstream) {
+                        continue;
+                    }
+                    if readers.get(upstream) == Some(&1) {
+                        plan.range_of
+                            .insert(upstream.to_string(), output.to_string());
+                    }
+                    let removable = !how.symmetric_activations
+                        && readers.get(upstream) == Some(&1)
+                        && !graph_io.contains(upstream);
+                    if removable {
+                        plan.renames
+                            .push((upstream.to_string(), output.to_string()));
+                        plan.marks.retain(|(t, _)| t != upstream);
+                        plan.removed.insert(index);
+                    } else {
+                        plan.activation(upstream, &floats);
+                    }
+                    plan.activation(output, &floats);
+                }
+                op if SHARING_OPS.contains(&op)
+                    && plan.is_marked(input(0))
+                    && floats.contains(output) =>
+                {
+                    plan.marks.push((
+                        output.to_string(),
+                        Mark::Shared {
+                            from: input(0).to_string(),
+                        },
+                    ));
+                }
+                op if PLAIN_OPS.contains(&op) => {
+                    for t in node.input.iter().chain(&node.output) {
+                        plan.activation(t, &floats);
+                    }
+                    if op == "Softmax" {
+                        plan.unit_range.insert(output.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(plan)
+    }
+
+    fn is_marked(&self, tensor: &str) -> bool {
+        self.marks.iter().any(|(t, _)| t == tensor) || self.biases.iter().any(|b| b.name == tensor)
+    }
+
+    fn activation(&mut self, tensor: &str, floats: &BTreeSet<String>) {
+        if !tensor.is_empty() && floats.contains(tensor) && !self.is_marked(tensor) {
+            self.marks.push((tensor.to_string(), Mark::Activation));
+        }
+    }
+
+    fn weight(&mut self, tensor: &str, axis: Option<i64>, floats: &BTreeSet<String>) {
+        if !tensor.is_empty() && floats.contains(tensor) && !self.is_marked(tensor) {
+            self.marks.push((tensor.to_string(), Mark::Weight { axis }));
+        }
+    }
+
+    /// The tensors whose ranges calibration must measure (activations that are not
+    /// initializers, and the ReLU outputs whose ranges they take).
+    pub fn measured(&self, model: &ModelProto) -> Vec<String> {
+        let initializers: BTreeSet<&str> = model
+            .graph
+            .iter()
+            .flat_map(|g| g.initializer.iter().map(|t| t.name()))
+            .collect();
+        let mut out = Vec::new();
+        for (t, m) in &self.marks {
+            if *m != Mark::Activation || initializers.contains(t.as_str()) {
+                continue;
+            }
+            if self.unit_range.contains(t) {
+                continue;
+            }
+            let source = self.range_of.get(t).unwrap_or(t);
+            if !out.contains(source) {
+                out.push(source.clone());
+            }
+        }
+        out
+    }
+
+    /// The activations with their own quantization, by the name their parameter has.
+    pub fn activations(&self) -> Vec<String> {
+        self.marks
+            .iter()
+            .filter(|(_, m)| *m == Mark::Activation)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The weight tensors (per-channel axis or none), in order.
+    pub fn weights(&self) -> Vec<(String, Option<i64>)> {
+        self.marks
+            .iter()
+            .filter_map(|(t, m)| match m {
+                Mark::Weight { axis } => Some((t.clone(), *axis)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Everything [`write`] needs besides the plan.
+pub struct Numbers<'a> {
+    /// Range of each measured tensor.
+    pub ranges: &'a BTreeMap<String, (f32, f32)>,
+    /// The activations' grid.
+    pub activation: Grid,
+    /// The weights' grid, per weight name (every weight must have one).
+    pub weights: &'a BTreeMap<String, Grid>,
+}
+
+fn scalar_tensor(name: &str, dtype: DataType, dims: Vec<i64>) -> TensorProto {
+    TensorProto {
+        name: Some(name.to_string()),
+        data_type: Some(dtype as i32),
+        dims,
+        ..Default::default()
+    }
+}
+
+fn float_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+    let mut t = scalar_tensor(name, DataType::Float, dims);
+    t.float_data = values.to_vec();
+    t
+}
+
+fn int_tensor(name: &str, dtype: QDtype, dims: Vec<i64>, values: &[i32], raw: bool) -> TensorProto {
+    let data_type = match dtype {
+        QDtype::Int8 => DataType::Int8,
+        QDtype::Uint8 => DataType::Uint8,
+        QDtype::Int32 => DataType::Int32,
+    };
+    let mut t = scalar_tensor(name, data_type, dims);
+    if raw {
+        t.raw_data = Some(match dtype {
+            QDtype::Int8 => values.iter().map(|&v| v as i8 as u8).collect(),
+            QDtype::Uint8 => values.iter().map(|&v| v as u8).collect(),
+            QDtype::Int32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
+    } else {
+        t.int32_data = values.to_vec();
+    }
+    t
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.to_string()),
+        name: Some(name.to_string()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        attribute: axis
+            .map(|a| {
+                vec![AttributeProto {
+                    name: Some("axis".into()),
+                    r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
+                    i: Some(a),
+                    ..Default::default()
+                }]
+            })
+            .unwrap_or_default(),
+        domain: Some(String::new()),
+        ..Default::default()
+    }
+}
+
+/// The values of channel `c` of a tensor of `dims` along `axis`, in order.
+fn channel_values(values: &[f32], dims: &[usize], axis: usize, c: usize) -> Vec<f32> {
+    let inner: usize = dims[axis + 1..].iter().product();
+    let n = dims[axis];
+    values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i / inner) % n == c)
+        .map(|(_, &v)| v)
+        .collect()
+}
+
+fn channel_of(i: usize, dims: &[usize], axis: usize) -> usize {
+    let inner: usize = dims[axis + 1..].iter().product();
+    (i / inner) % dims[axis]
+}
+
+/// A quantized weight: scales, zero points, integers.
+struct QuantizedWeight {
+    grid: Grid,
+    dims: Vec<i64>,
+    axis: Option<i64>,
+    scales: Vec<f32>,
+    zps: Vec<i32>,
+}
+
+/// Writes the QDQ model: `model` (float) with the plan's quantizers and `numbers`' parameters.
+pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<ModelProto> {
+    let mut out = model.clone();
+    let g = out
+        .graph
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("ONNX model has no graph"))?;
+    let initial: BTreeMap<String, TensorProto> = g
+        .initializer
+        .iter()
+        .map(|t| (t.name().to_string(), t.clone()))
+        .collect();
+    let graph_outputs: BTreeSet<String> = g.output.iter().map(|o| o.name().to_string()).collect();
+    let old_nodes = std::mem::take(&mut g.node);
+    let mut nodes: Vec<NodeProto> = old_nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !plan.removed.contains(i))
+        .map(|(_, mut n)| {
+            for o in n.output.iter_mut() {
+                if let Some((_, to)) = plan.renames.iter().find(|(from, _)| from == o) {
+                    *o = to.clone();
+                }
+            }
+            n
+        })
+        .collect();
+
+    // Activation parameters, from the (adjusted) ranges.
+    let range = |t: &str| -> Result<(f32, f32)> {
+        if plan.unit_range.contains(t) {
+            return Ok((0.0, 1.0));
+        }
+        let source = plan.range_of.get(t).map(String::as_str).unwrap_or(t);
+        numbers
+            .ranges
+            .get(source)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("no calibration range for `{source}`"))
+    };
+    let mut act_params: BTreeMap<String, (f32, i32)> = BTreeMap::new();
+    for t in plan.activations() {
+        if initial.contains_key(&t) {
+            continue;
+        }
+        let (lo, hi) = range(&t)?;
+        act_params.insert(t.clone(), numbers.activation.scale_zp(lo, hi));
+    }
+
+    // Weight parameters (and activation-typed initializers).
+    let mut weights: BTreeMap<String, QuantizedWeight> = BTreeMap::new();
+    let initializer_marks = plan.marks.iter().filter_map(|(t, m)| match m {
+        Mark::Weight { axis } => Some((t, *axis, true)),
+        Mark::Activation if initial.contains_key(t) => Some((t, None, false)),
+        _ => None,
+    });
+    for (t, axis, is_weight) in initializer_marks {
+        let grid = if is_weight {
+            *numbers
+                .weights
+                .get(t)
+                .ok_or_else(|| anyhow::anyhow!("no weight grid for `{t}`"))?
+        } else {
+            numbers.activation
+        };
+        let init = &initial[t];
+        let values = onnx_graph::floats(init)?;
+        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+        let (scales, zps) = match axis {
+            None => {
+                let mut m = super::ranges::MinMax::default();
+                m.add(&values);
+                let (s, z) = grid.scale_zp(m.min, m.max);
+                (vec![s], vec![z])
+            }
+            Some(axis) => (0..dims[axis as usize])
+                .map(|c| {
+                    let mut m = super::ranges::MinMax::default();
+                    m.add(&channel_values(&values, &dims, axis as usize, c));
+                    grid.scale_zp(m.min, m.max)
+                })
+                .unzip(),
+        };
+        weights.insert(
+            t.clone(),
+            QuantizedWeight {
+                grid,
+                dims: init.dims.clone(),
+                axis,
+                scales,
+                zps,
+            },
+        );
+    }
+    // Widen weight scales whose bias would overflow int32 (int8 symmetric weights only).
+    for b in &plan.biases {
+        let (Some(input), Some(w)) = (act_params.get(&b.input), weights.get_mut(&b.weight)) else {
+            continue;
+        };
+        if w.grid.dtype != QDtype::Int8 || w.zps.iter().any(|&z| z != 0) {
+            continue;
+        }
+        let bias = onnx_graph::floats(&initial[&b.name])?;
+        widen_for_bias(&bias, input.0, &mut w.scales);
+    }
+
+    let mut front: Vec<NodeProto> = Vec::new();
+    // Q/DQ pairs by the index of their producer (None: a graph input).
+    let mut after: BTreeMap<Option<usize>, Vec<NodeProto>> = BTreeMap::new();
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut replaced: Vec<(String, String)> = Vec::new();
+    // Scale/zero-point initializer names of every quantized tensor.
+    let mut qnames: BTreeMap<String, (String, String)> = BTreeMap::new();
+
+    for (t, _) in plan.marks.iter().filter(|(t, _)| weights.contains_key(t)) {
+        let w = &weights[t];
+        let init = &initial[t];
+        let values = onnx_graph::floats(init)?;
+        let dims: Vec<usize> = w.dims.iter().map(|&d| d as usize).collect();
+        let ints: Vec<i32> = match w.axis {
+            None => w
+                .grid
+                .quantize(values.iter().copied(), w.scales[0], w.zps[0]),
+            Some(axis) => values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let c = channel_of(i, &dims, axis as usize);
+                    w.grid.quantize(std::iter::once(v), w.scales[c], w.zps[c])[0]
+                })
+                .collect(),
+        };
+        let pdims = if w.axis.is_some() {
+            vec![w.scales.len() as i64]
+        } else {
+            Vec::new()
+        };
+        let (qn, sn, zn) = (
+            format!("{t}_quantized"),
+            format!("{t}_scale"),
+            format!("{t}_zero_point"),
+        );
+        new_inits.push(int_tensor(&qn, w.grid.dtype, w.dims.clone(), &ints, true));
+        new_inits.push(float_tensor(&sn, pdims.clone(), &w.scales));
+        new_inits.push(int_tensor(&zn, w.grid.dtype, pdims, &w.zps, false));
+        let out_name = format!("{t}_DequantizeLinear_Output");
+        front.push(node(
+            "DequantizeLinear",
+            &format!("{t}_DequantizeLinear"),
+            &[&qn, &sn, &zn],
+            &out_name,
+            w.axis,
+        ));
+        replaced.push((t.clone(), out_name));
+        qnames.insert(t.clone(), (sn, zn));
+    }
+
+    // Activations with their own parameters, then those sharing them.
+    let producer_of =
+        |nodes: &[NodeProto], t: &str| nodes.iter().position(|n| n.output.iter().any(|o| o == t));
+    let mut pairs: Vec<(String, String, String)> = Vec::new();
+    for (t, m) in &plan.marks {
+        if *m != Mark::Activation || weights.contains_key(t) {
+            continue;
+        }
+        let (s, z) = act_params[t];
+        let (sn, zn) = (format!("{t}_scale"), format!("{t}_zero_point"));
+        new_inits.push(float_tensor(&sn, Vec::new(), &[s]));
+        new_inits.push(int_tensor(
+            &zn,
+            numbers.activation.dtype,
+            Vec::new(),
+            &[z],
+            false,
+        ));
+        qnames.insert(t.clone(), (sn.clone(), zn.clone()));
+        pairs.push((t.clone(), sn, zn));
+    }
+    let mut pending: Vec<(String, String)> = plan
+        .marks
+        .iter()
+        .filter_map(|(t, m)| match m {
+            Mark::Shared { from } => Some((t.clone(), from.clone())),
+            _ => None,
+        })
+        .collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|(t, from)| match qnames.get(from).cloned() {
+            Some((sn, zn)) => {
+                qnames.insert(t.clone(), (sn.clone(), zn.clone()));
+                pairs.push((t.clone(), sn, zn));
+                false
+            }
+            None => true,
+        });
+        if pending.len() == before {
+            bail!(
+                "cannot share quantization for {}",
+                pending
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    for (t, sn, zn) in &pairs {
+        let q_out = format!("{t}_QuantizeLinear_Output");
+        let (q_in, dq_out) = if graph_outputs.contains(t) {
+            let q_in = format!("{t}_QuantizeLinear_Input");
+            for n in nodes.iter_mut() {
+                for o in n.output.iter_mut().filter(|o| *o == t) {
+                    *o = q_in.clone();
+                }
+            }
+            (q_in, t.clone())
+        } else {
+            let dq_out = format!("{t}_DequantizeLinear_Output");
+            replaced.push((t.clone(), dq_out.clone()));
+            (t.clone(), dq_out)
+        };
+        let q = node(
+            "QuantizeLinear",
+            &format!("{t}_QuantizeLinear"),
+            &[&q_in, sn, zn],
+            &q_out,
+            None,
+        );
+        let dq = node(
+            "DequantizeLinear",
+            &format!("{t}_DequantizeLinear"),
+            &[&q_out, sn, zn],
+            &dq_out,
+            None,
+        );
+        after
+            .entry(producer_of(&nodes, &q_in))
+            .or_default()
+            .extend([q, dq]);
+    }
+
+    // Biases: int32 with scale input × weight × beta.
+    let mut dropped: BTreeSet<String> = BTreeSet::new();
+    for b in &plan.biases {
+        let Some((in_scale_name, _)) = qnames.get(&b.input) else {
+            continue;
+        };
+        let Some(w) = weights.get(&b.weight) else {
+            continue;
+        };
+        let input_scale = new_inits
+            .iter()
+            .find(|t| t.name() == in_scale_name)
+            .map(|t| t.float_data[0])
+            .unwrap_or(1.0);
+        let bias = onnx_graph::floats(&initial[&b.name])?;
+        let (scales, ints) = quantize_bias(&bias, input_scale, &w.scales, b.beta);
+        let (qn, sn, zn) = (
+            format!("{}_quantized", b.name),
+            format!("{}_quantized_scale", b.name),
+            format!("{}_quantized_zero_point", b.name),
+        );
+        let dims = initial[&b.name].dims.clone();
+        new_inits.push(int_tensor(&qn, QDtype::Int32, dims, &ints, true));
+        new_inits.push(float_tensor(&sn, vec![scales.len() as i64], &scales));
+        let per_channel = scales.len() > 1;
+        let zdims = if per_channel {
+            vec![scales.len() as i64]
+        } else {
+            Vec::new()
+        };
+        new_inits.push(int_tensor(
+            &zn,
+            QDtype::Int32,
+            zdims,
+            &vec![0; if per_channel { scales.len() } else { 1 }],
+            false,
+        ));
+        front.push(node(
+            "DequantizeLinear",
+            &format!("{}_DequantizeLinear", b.name),
+            &[&qn, &sn, &zn],
+            &b.name,
+            per_channel.then_some(0),
+        ));
+        dropped.insert(b.name.clone());
+    }
+
+    // Readers of quantized tensors read the dequantized ones.
+    for n in nodes.iter_mut() {
+        for i in n.input.iter_mut() {
+            if let Some((_, to)) = replaced.iter().find(|(from, _)| from == i) {
+                *i = to.clone();
+            }
+        }
+    }
+    let mut ordered = front;
+    ordered.extend(after.remove(&None).unwrap_or_default());
+    for (i, n) in nodes.into_iter().enumerate() {
+        ordered.push(n);
+        ordered.extend(after.remove(&Some(i)).unwrap_or_default());
+    }
+    g.node = ordered;
+    // Initializers nobody reads any more (float weights and biases) go.
+    let read: BTreeSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
+    g.initializer
+        .retain(|t| !dropped.contains(t.name()) && read.contains(t.name()));
+    g.initializer.extend(new_inits);
+    let produced: BTreeSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().cloned())
+        .collect();
+    g.value_info.retain(|v| produced.contains(v.name()));
+    out.producer_name = Some("qplay".into());
+    out.producer_version = Some(env!("CARGO_PKG_VERSION").into());
+    Ok(out)
+}
