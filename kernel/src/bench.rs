@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -22,6 +23,29 @@ pub enum BenchCommand {
     Kernel(KernelBench),
     /// Widget update → rerun output, live views, memory: qplay vs ipykernel + ipywidgets.
     Reactive(ReactiveBench),
+    /// Calibrating the float model: qplay vs onnxruntime's quantize_static, same options.
+    Calibrate(CalibrateBench),
+}
+
+/// Arguments of `qplay bench calibrate`.
+#[derive(Args)]
+pub struct CalibrateBench {
+    /// Methods to time (each also per channel).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "minmax,percentile:99.999,entropy"
+    )]
+    methods: Vec<String>,
+    /// Calibration images per class.
+    #[arg(long, default_value_t = 100)]
+    per_class: usize,
+    /// Timed rounds per row (one run of each side per round); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Python interpreter with onnxruntime (default: the project's .venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// Arguments of `qplay bench reactive`.
@@ -87,6 +111,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Eval(args) => bench_eval(args),
         BenchCommand::Kernel(args) => bench_kernel(args),
         BenchCommand::Reactive(args) => bench_reactive(args),
+        BenchCommand::Calibrate(args) => bench_calibrate(args),
     }
 }
 
@@ -95,14 +120,19 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn bench_eval(args: EvalBench) -> Result<()> {
-    if args.repeats == 0 {
+/// The project root and the Python to compare with (the project's .venv unless given), after
+/// checking that there is at least one round.
+fn setup(repeats: usize, python: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
     let root = qplay::paths::root();
-    let python = args
-        .python
-        .unwrap_or_else(|| root.join(".venv").join("bin").join("python"));
+    let python = python.unwrap_or_else(|| root.join(".venv").join("bin").join("python"));
+    Ok((root, python))
+}
+
+fn bench_eval(args: EvalBench) -> Result<()> {
+    let (root, python) = setup(args.repeats, args.python)?;
     let data = Dataset::bundled(&root, Bundled::Test)?;
     let data_file = root.join("data/cifar10/test_batch_jpeg75.bin");
     let threads = qplay::onnx::thread_count();
@@ -163,6 +193,110 @@ fn bench_eval(args: EvalBench) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+fn bench_calibrate(args: CalibrateBench) -> Result<()> {
+    use qplay::quant::calibrate::{calibrate_with, stats, CalibOptions, Method};
+    let (root, python) = setup(args.repeats, args.python)?;
+    let data = Dataset::bundled(&root, Bundled::Train4000)?;
+    let data_file = root.join("data/cifar10/train_first4000_lossless.bin");
+    let float = root.join("models/resnet8_float.onnx");
+    let scratch = tempfile::tempdir()?;
+    crate::print_out(&format!(
+        "Calibrating models/resnet8_float.onnx on {} training images (int8, asymmetric \
+         activations), from scratch each time (qplay's statistics cache cleared), median of {} \
+         interleaved rounds; onnxruntime's `quantize_static` in Python with the same options. \
+         \"same\": every scale and zero point of the two models agree (scales to 1e-6 \
+         relative).\n\n",
+        10 * args.per_class,
+        args.repeats
+    ))?;
+    crate::print_out(
+        "| method | weights | qplay s | quantize_static s | ratio | same |\n\
+         |---|---|---:|---:|---:|---|\n",
+    )?;
+    for method in &args.methods {
+        for per_channel in [false, true] {
+            let options = CalibOptions {
+                method: method.parse::<Method>()?,
+                per_channel,
+                per_class: args.per_class,
+                ..Default::default()
+            };
+            let out = scratch.path().join("reference.onnx");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let mut model = None;
+            for _ in 0..args.repeats {
+                stats::forget();
+                let start = Instant::now();
+                model = Some(calibrate_with(
+                    float.to_str().unwrap_or_default(),
+                    &data,
+                    &options,
+                    None,
+                )?);
+                ours.push(start.elapsed().as_secs_f64());
+                let mut script_args: Vec<String> = vec![
+                    "--float".into(),
+                    float.display().to_string(),
+                    "--out".into(),
+                    out.display().to_string(),
+                    "--data".into(),
+                    data_file.display().to_string(),
+                    "--method".into(),
+                    method.clone(),
+                    "--per-class".into(),
+                    args.per_class.to_string(),
+                ];
+                if per_channel {
+                    script_args.push("--per-channel".into());
+                }
+                let answer = python_json(
+                    Some(python.clone()),
+                    "scripts/calibrate_reference.py",
+                    &script_args,
+                )?;
+                theirs.push(answer["seconds"].as_f64().unwrap_or(f64::NAN));
+            }
+            let ours_model = model.expect("at least one round");
+            let reference = qplay::quant::workbench(out.to_str().unwrap_or_default())?;
+            let same = same_params(&ours_model, &reference);
+            let (ours, theirs) = (median(ours), median(theirs));
+            crate::print_out(&format!(
+                "| {method} | {} | {ours:.3} | {theirs:.3} | {:.2} | {same} |\n",
+                if per_channel {
+                    "per channel"
+                } else {
+                    "per tensor"
+                },
+                ours / theirs
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// "yes" when every scale (to 1e-6 relative) and zero point of `a` equals `b`'s, else what
+/// differs first.
+fn same_params(a: &qplay::quant::QuantModel, b: &qplay::quant::QuantModel) -> String {
+    let pb = b.quant_params();
+    if a.quant_params().rows.len() != pb.rows.len() {
+        return "no: different tensors".into();
+    }
+    for r in &pb.rows {
+        let Ok(o) = a.param(&r.tensor) else {
+            return format!("no: `{}` missing", r.tensor);
+        };
+        let close = o.scales.len() == r.scales.len()
+            && o.scales
+                .iter()
+                .zip(&r.scales)
+                .all(|(x, y)| ((x - y) / y).abs() <= 1e-6);
+        if !close || o.zero_points != r.zero_points {
+            return format!("no: `{}`", r.tensor);
+        }
+    }
+    "yes".into()
 }
 
 /// Times one full evaluation with `scripts/reference.py` (after its own warm-up run).

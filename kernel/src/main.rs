@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod blocks;
+mod calib_cmd;
 mod completeness;
 mod dataflow;
 mod engine;
@@ -55,6 +56,8 @@ enum Command {
     Sqnr(quant_cmd::SqnrArgs),
     /// Edit a quantized model's parameters and save the result.
     Edit(quant_cmd::EditArgs),
+    /// Calibrate a float ONNX model into a QDQ model (MinMax, Percentile, Entropy, MSE).
+    Calibrate(calib_cmd::CalibrateArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Install(args) => install::run(args),
         Command::Inspect(args) => quant_cmd::inspect(args),
         Command::Sqnr(args) => quant_cmd::sqnr(args),
+        Command::Calibrate(args) => calib_cmd::calibrate(args),
         Command::Edit(args) => quant_cmd::edit(args),
     };
     report(result)

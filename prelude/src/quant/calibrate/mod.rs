@@ -106,6 +106,18 @@ impl FromStr for Method {
 }
 
 impl Method {
+    /// The histogram the method reads: what it counts and how many bins. quantize_static's
+    /// Percentile calibrator counts magnitudes (its CalibSymmetric defaults to true, whatever
+    /// the activations' symmetry); Entropy counts values.
+    fn histogram(&self) -> Option<(Counted, usize)> {
+        match *self {
+            Method::MinMax => None,
+            Method::Percentile(_) => Some((Counted::Magnitudes, 2048)),
+            Method::Entropy { bins, .. } => Some((Counted::Values, bins)),
+            Method::Mse => Some((Counted::Values, 2048)),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         match *self {
             Method::Percentile(p) if !(p > 0.0 && p <= 100.0) => {
@@ -316,13 +328,13 @@ pub fn calibrate_proto(
         data,
         indices: &indices,
     };
-    let stats = stats::collect(&src, progress)?;
     let activation = Grid {
         dtype: options.activation_type,
         bits: options.activation_bits,
         symmetric: options.symmetric,
     };
-    let ranges = activation_ranges(&stats, &src, options, activation, progress)?;
+    let (stats, hists) = stats::collect(&src, options.method.histogram(), progress)?;
+    let ranges = activation_ranges(&stats.seen, hists.as_deref(), options, activation)?;
     let weights: BTreeMap<String, Grid> = plan
         .weights()
         .into_iter()
@@ -358,25 +370,23 @@ pub fn calibrate_proto(
     qdq::write(model, &plan, &numbers)
 }
 
-/// Each measured tensor's range by `options.method`.
+/// Each measured tensor's range by `options.method`, from what was seen and the method's
+/// histograms.
 fn activation_ranges(
-    stats: &stats::Stats,
-    src: &stats::Source<'_>,
+    seen: &BTreeMap<String, ranges::MinMax>,
+    hists: Option<&BTreeMap<String, ranges::Histogram>>,
     options: &CalibOptions,
     grid: Grid,
-    progress: Option<Progress<'_>>,
 ) -> Result<BTreeMap<String, (f32, f32)>> {
-    let seen = &stats.seen;
-    let from_hist =
-        |counted, bins, f: &dyn Fn(&ranges::Histogram, ranges::MinMax) -> (f32, f32)| {
-            let hists = stats.histograms(src, counted, bins, progress)?;
-            Ok::<_, anyhow::Error>(
-                hists
-                    .iter()
-                    .map(|(t, h)| (t.clone(), f(h, seen[t])))
-                    .collect(),
-            )
-        };
+    let from_hist = |f: &dyn Fn(&ranges::Histogram, ranges::MinMax) -> (f32, f32)| {
+        let hists = hists.ok_or_else(|| anyhow!("{} needs histograms", options.method))?;
+        Ok::<_, anyhow::Error>(
+            hists
+                .iter()
+                .map(|(t, h)| (t.clone(), f(h, seen[t])))
+                .collect(),
+        )
+    };
     match options.method {
         Method::MinMax => Ok(seen
             .iter()
@@ -389,19 +399,10 @@ fn activation_ranges(
                 (t.clone(), r)
             })
             .collect()),
-        Method::Percentile(p) => {
-            // quantize_static's Percentile calibrator counts magnitudes (its CalibSymmetric
-            // defaults to true, whatever the activations' symmetry).
-            from_hist(Counted::Magnitudes, 2048, &|h, m| {
-                ranges::percentile(h, m, p)
-            })
+        Method::Percentile(p) => from_hist(&|h, m| ranges::percentile(h, m, p)),
+        Method::Entropy { quantized_bins, .. } => {
+            from_hist(&|h, m| ranges::entropy(h, m, quantized_bins))
         }
-        Method::Entropy {
-            bins,
-            quantized_bins,
-        } => from_hist(Counted::Values, bins, &|h, m| {
-            ranges::entropy(h, m, quantized_bins)
-        }),
-        Method::Mse => from_hist(Counted::Values, 2048, &|h, m| ranges::mse(h, m, grid)),
+        Method::Mse => from_hist(&|h, m| ranges::mse(h, m, grid)),
     }
 }

@@ -1,8 +1,14 @@
-//! Calibration statistics: one pass over the calibration images through the float model's
-//! capture session (unoptimized, as onnxruntime's calibrators run it) for each tensor's
-//! smallest and largest value, and, for the histogram methods, a second pass that counts them.
-//! Both are kept in memory by content (model bytes, images, tensors), so trying another method
-//! or option on the same model and images costs no inference.
+//! Calibration statistics: the calibration images through the float model's capture session
+//! (unoptimized, as onnxruntime's calibrators run it, so the values are the same bits) for each
+//! tensor's smallest and largest value and, for the histogram methods, its histogram.
+//!
+//! - Ranges alone: ReduceMin/ReduceMax nodes added to the graph (as onnxruntime's MinMax
+//!   calibrator does), so only two numbers per tensor leave ONNX Runtime.
+//! - With a histogram: one pass that keeps the values (up to [`KEEP_BYTES`]), takes the ranges
+//!   from them and then counts them; beyond that budget a second pass counts.
+//!
+//! Both are kept in memory by content (model bytes, images, tensors): another method or
+//! option on the same model and images costs no inference.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +23,13 @@ use crate::quant::onnx_graph::{self, proto::ModelProto};
 
 /// Images per inference batch (models/build.py's calibration batch).
 pub const BATCH: usize = 100;
+
+/// Values kept in memory between taking the ranges and counting the histograms (about 500 MB
+/// for ResNet-8 on 1,000 images); more images take a second pass instead.
+pub const KEEP_BYTES: usize = 1 << 30;
+
+/// Statistics kept (the most recent ones).
+const KEEP_STATS: usize = 4;
 
 /// What a pass reports after each batch: (what, images done, images in all).
 pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
@@ -45,9 +58,18 @@ pub struct Source<'a> {
     pub indices: &'a [usize],
 }
 
-fn cache() -> &'static Mutex<BTreeMap<String, Arc<Stats>>> {
-    static CACHE: OnceLock<Mutex<BTreeMap<String, Arc<Stats>>>> = OnceLock::new();
+type Cache = Mutex<Vec<(String, Arc<Stats>)>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+/// Forgets every statistic kept (for timing a calibration from scratch).
+pub fn forget() {
+    if let Ok(mut c) = cache().lock() {
+        c.clear();
+    }
 }
 
 fn key(src: &Source<'_>) -> String {
@@ -61,40 +83,100 @@ fn key(src: &Source<'_>) -> String {
     to_hex(&h.finalize())
 }
 
-/// Runs the float model over the images, batch by batch, handing each tensor's values to `f`.
-fn each_batch(
-    src: &Source<'_>,
-    session: &OnnxModel,
-    what: &str,
-    progress: Option<Progress<'_>>,
-    mut f: impl FnMut(&str, &[f32]),
-) -> Result<()> {
-    let input_name = src
-        .model
+fn cached(key: &str) -> Result<Option<Arc<Stats>>> {
+    let c = cache().lock().map_err(|_| anyhow!("poisoned"))?;
+    Ok(c.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone()))
+}
+
+fn remember(key: String, stats: Arc<Stats>) -> Result<()> {
+    let mut c = cache().lock().map_err(|_| anyhow!("poisoned"))?;
+    c.retain(|(k, _)| *k != key);
+    c.push((key, stats));
+    let excess = c.len().saturating_sub(KEEP_STATS);
+    c.drain(..excess);
+    Ok(())
+}
+
+fn input_name(model: &ModelProto) -> String {
+    model
         .graph
         .as_ref()
         .and_then(|g| g.input.first())
         .map(|i| i.name().to_string())
-        .unwrap_or_default();
-    let select: Vec<&str> = src
-        .tensors
-        .iter()
-        .map(String::as_str)
-        .filter(|t| *t != input_name)
-        .collect();
+        .unwrap_or_default()
+}
+
+/// The capture session: the float graph with `tensors` as outputs or, with `reduce`, with
+/// a ReduceMin and a ReduceMax of each as outputs (`<t>\u{1}min`, `<t>\u{1}max`).
+fn session(src: &Source<'_>, reduce: bool) -> Result<(OnnxModel, Vec<String>)> {
+    let mut proto = src.model.clone();
+    let outputs: Vec<String> = if reduce {
+        let g = proto
+            .graph
+            .as_mut()
+            .ok_or_else(|| anyhow!("ONNX model has no graph"))?;
+        let mut outs = Vec::new();
+        for t in src.tensors {
+            for op in ["ReduceMin", "ReduceMax"] {
+                let out = format!("{t}\u{1}{}", &op[6..].to_lowercase());
+                g.node.push(onnx_graph::proto::NodeProto {
+                    op_type: Some(op.into()),
+                    name: Some(out.clone()),
+                    input: vec![t.clone()],
+                    output: vec![out.clone()],
+                    attribute: vec![onnx_graph::proto::AttributeProto {
+                        name: Some("keepdims".into()),
+                        r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Int as i32),
+                        i: Some(0),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                });
+                outs.push(out);
+            }
+        }
+        outs
+    } else {
+        let input = input_name(src.model);
+        src.tensors
+            .iter()
+            .filter(|t| **t != input)
+            .cloned()
+            .collect()
+    };
+    onnx_graph::add_outputs(&mut proto, &outputs)?;
+    let runner = OnnxModel::from_bytes(
+        "calibration",
+        std::path::Path::new("calibration.onnx"),
+        &onnx_graph::encode(&proto),
+        false,
+    )?;
+    Ok((runner, outputs))
+}
+
+/// Runs the session over the images, batch by batch, handing each output (and the graph
+/// input, when it is measured) to `f` by name.
+fn each_batch(
+    src: &Source<'_>,
+    (runner, outputs): &(OnnxModel, Vec<String>),
+    what: &str,
+    progress: Option<Progress<'_>>,
+    mut f: impl FnMut(&str, &[f32]),
+) -> Result<()> {
+    let input = input_name(src.model);
+    let select: Vec<&str> = outputs.iter().map(String::as_str).collect();
     for (k, chunk) in src.indices.chunks(BATCH).enumerate() {
         crate::interrupt::check()?;
         let batch = src.data.nhwc_batch(chunk);
-        if src.tensors.contains(&input_name) {
-            let values = batch
-                .as_slice()
-                .ok_or_else(|| anyhow!("batch not contiguous"))?;
-            f(&input_name, values);
+        if src.tensors.contains(&input) && !outputs.contains(&format!("{input}\u{1}min")) {
+            f(&input, batch.as_slice().unwrap_or(&[]));
         }
-        for (name, value) in session.run_outputs(batch.view(), Some(&select))? {
+        for (name, value) in runner.run_outputs(batch.view(), Some(&select))? {
             let array = value.try_extract_array::<f32>()?;
-            let array = array.as_standard_layout();
-            f(&name, array.as_slice().unwrap_or(&[]));
+            match array.as_slice() {
+                Some(values) => f(&name, values),
+                None => f(&name, array.as_standard_layout().as_slice().unwrap_or(&[])),
+            }
         }
         if let Some(p) = progress {
             p(
@@ -107,70 +189,150 @@ fn each_batch(
     Ok(())
 }
 
-fn session(src: &Source<'_>) -> Result<OnnxModel> {
-    let mut proto = src.model.clone();
-    onnx_graph::add_outputs(&mut proto, src.tensors)?;
-    OnnxModel::from_bytes(
-        "calibration",
-        std::path::Path::new("calibration.onnx"),
-        &onnx_graph::encode(&proto),
-        false,
-    )
-}
-
-/// The statistics of `src`: from memory when the same model, images and tensors were measured
-/// before, else one pass.
-pub fn collect(src: &Source<'_>, progress: Option<Progress<'_>>) -> Result<Arc<Stats>> {
-    let key = key(src);
-    if let Some(s) = cache().lock().map_err(|_| anyhow!("poisoned"))?.get(&key) {
-        return Ok(s.clone());
-    }
-    let runner = session(src)?;
-    let mut seen: BTreeMap<String, MinMax> = src
-        .tensors
+fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
+    src.tensors
         .iter()
         .map(|t| (t.clone(), MinMax::default()))
-        .collect();
+        .collect()
+}
+
+/// The ranges of `src`'s tensors (from memory when measured before), and, with `want`, their
+/// histograms counting `want.0` in `want.1` bins.
+pub fn collect(
+    src: &Source<'_>,
+    want: Option<(Counted, usize)>,
+    progress: Option<Progress<'_>>,
+) -> Result<(Arc<Stats>, Option<Histograms>)> {
+    let key = key(src);
+    let stats = match (cached(&key)?, want) {
+        (Some(stats), None) => return Ok((stats, None)),
+        (Some(stats), Some(w)) => {
+            let h = stats.histograms(src, w, progress)?;
+            return Ok((stats, Some(h)));
+        }
+        (None, None) => {
+            let mut seen = empty_ranges(src);
+            let runner = session(src, true)?;
+            each_batch(src, &runner, "ranges", progress, |name, values| {
+                let (t, _) = name.rsplit_once('\u{1}').unwrap_or((name, ""));
+                if let Some(m) = seen.get_mut(t) {
+                    m.add(values);
+                }
+            })?;
+            Arc::new(Stats {
+                seen,
+                histograms: Default::default(),
+            })
+        }
+        (None, Some(w)) => return one_pass(src, key, w, progress),
+    };
+    remember(key, stats.clone())?;
+    Ok((stats, None))
+}
+
+/// Ranges and histograms in one pass, keeping the values while they fit [`KEEP_BYTES`].
+fn one_pass(
+    src: &Source<'_>,
+    key: String,
+    want: (Counted, usize),
+    progress: Option<Progress<'_>>,
+) -> Result<(Arc<Stats>, Option<Histograms>)> {
+    let mut seen = empty_ranges(src);
+    let mut kept: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    let mut bytes = 0usize;
+    let mut keeping = true;
+    let runner = session(src, false)?;
     each_batch(src, &runner, "ranges", progress, |name, values| {
         if let Some(m) = seen.get_mut(name) {
             m.add(values);
+            if keeping {
+                bytes += 4 * values.len();
+                if bytes > KEEP_BYTES {
+                    keeping = false;
+                    kept.clear();
+                } else {
+                    kept.entry(name.to_string())
+                        .or_default()
+                        .extend_from_slice(values);
+                }
+            }
         }
     })?;
     let stats = Arc::new(Stats {
         seen,
         histograms: Default::default(),
     });
-    cache()
-        .lock()
-        .map_err(|_| anyhow!("poisoned"))?
-        .insert(key, stats.clone());
-    Ok(stats)
+    let hists = if keeping {
+        let mut hists = stats.empty_histograms(want);
+        count_in_parallel(&mut hists, &kept);
+        drop(kept);
+        let hists = Arc::new(hists);
+        stats
+            .histograms
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .insert(want, hists.clone());
+        hists
+    } else {
+        drop(kept);
+        stats.histograms(src, want, progress)?
+    };
+    remember(key, stats.clone())?;
+    Ok((stats, Some(hists)))
+}
+
+/// Counts each tensor's kept values into its histogram, tensors spread over the threads.
+fn count_in_parallel(hists: &mut BTreeMap<String, Histogram>, kept: &BTreeMap<String, Vec<f32>>) {
+    let threads = crate::onnx::thread_count().max(1);
+    let mut work: Vec<(&mut Histogram, &[f32])> = hists
+        .iter_mut()
+        .filter_map(|(t, h)| kept.get(t).map(|v| (h, v.as_slice())))
+        .collect();
+    work.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    let mut shares: Vec<Vec<(&mut Histogram, &[f32])>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut load = vec![0usize; threads];
+    for item in work {
+        let least = (0..threads).min_by_key(|&k| load[k]).unwrap_or(0);
+        load[least] += item.1.len();
+        shares[least].push(item);
+    }
+    std::thread::scope(|s| {
+        for share in shares {
+            s.spawn(move || {
+                for (h, values) in share {
+                    h.add(values);
+                }
+            });
+        }
+    });
 }
 
 impl Stats {
-    /// Histograms of `bins` bins counting `counted`, each over the range its tensor spans:
+    fn empty_histograms(&self, (counted, bins): (Counted, usize)) -> BTreeMap<String, Histogram> {
+        self.seen
+            .iter()
+            .map(|(t, m)| (t.clone(), Histogram::new(counted, bins, *m)))
+            .collect()
+    }
+
+    /// Histograms counting `want.0` in `want.1` bins, each over the range its tensor spans:
     /// from memory, or one more pass.
-    pub fn histograms(
+    fn histograms(
         &self,
         src: &Source<'_>,
-        counted: Counted,
-        bins: usize,
+        want: (Counted, usize),
         progress: Option<Progress<'_>>,
     ) -> Result<Histograms> {
         if let Some(h) = self
             .histograms
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
-            .get(&(counted, bins))
+            .get(&want)
         {
             return Ok(h.clone());
         }
-        let runner = session(src)?;
-        let mut hists: BTreeMap<String, Histogram> = self
-            .seen
-            .iter()
-            .map(|(t, m)| (t.clone(), Histogram::new(counted, bins, *m)))
-            .collect();
+        let runner = session(src, false)?;
+        let mut hists = self.empty_histograms(want);
         each_batch(src, &runner, "histograms", progress, |name, values| {
             if let Some(h) = hists.get_mut(name) {
                 h.add(values);
@@ -180,7 +342,7 @@ impl Stats {
         self.histograms
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
-            .insert((counted, bins), hists.clone());
+            .insert(want, hists.clone());
         Ok(hists)
     }
 }

@@ -1,0 +1,133 @@
+//! `qplay calibrate`: the calibration lab for scripts and CI (see `qplay::quant::calibrate`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use qplay::data::Dataset;
+use qplay::model::Model;
+use qplay::quant::calibrate::{calibrate_with, CalibOptions, Method};
+use qplay::quant::QDtype;
+use serde_json::json;
+
+/// The options of a calibration, as flags (shared by `qplay calibrate` and
+/// `qplay bench calibrate`).
+#[derive(Args, Clone)]
+pub struct CalibFlags {
+    /// minmax | percentile:P (0 < P <= 100) | entropy | entropy:BINS:LEVELS | mse.
+    #[arg(long, default_value = "minmax")]
+    pub method: String,
+    /// Weights per output channel (symmetric), else per tensor.
+    #[arg(long)]
+    pub per_channel: bool,
+    /// Symmetric activations.
+    #[arg(long)]
+    pub symmetric: bool,
+    /// Activation type: int8 | uint8.
+    #[arg(long, default_value = "int8")]
+    pub activation_type: String,
+    /// Weight type: int8 | uint8.
+    #[arg(long, default_value = "int8")]
+    pub weight_type: String,
+    /// Activation bits, 2 to 8.
+    #[arg(long, default_value_t = 8)]
+    pub activation_bits: u32,
+    /// Weight bits, 2 to 8.
+    #[arg(long, default_value_t = 8)]
+    pub weight_bits: u32,
+    /// Calibration images per class (the first of each class in file order).
+    #[arg(long, default_value_t = 100)]
+    pub per_class: usize,
+}
+
+fn dtype(flag: &str, value: &str) -> Result<QDtype> {
+    match value {
+        "int8" => Ok(QDtype::Int8),
+        "uint8" => Ok(QDtype::Uint8),
+        other => bail!("--{flag} {other} is not allowed: int8 or uint8"),
+    }
+}
+
+impl CalibFlags {
+    /// The prelude's options.
+    pub fn options(&self) -> Result<CalibOptions> {
+        Ok(CalibOptions {
+            method: self.method.parse::<Method>()?,
+            per_channel: self.per_channel,
+            symmetric: self.symmetric,
+            activation_type: dtype("activation-type", &self.activation_type)?,
+            weight_type: dtype("weight-type", &self.weight_type)?,
+            activation_bits: self.activation_bits,
+            weight_bits: self.weight_bits,
+            per_class: self.per_class,
+            ..Default::default()
+        })
+    }
+}
+
+/// Arguments of `qplay calibrate`.
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// The float model: bundled name or .onnx path.
+    #[arg(long = "float", default_value = "resnet8_float")]
+    float_model: String,
+    /// Where to write the QDQ model (.onnx; loads in Python onnxruntime).
+    #[arg(long)]
+    out: PathBuf,
+    /// Calibration images: train4000 (default) | test | lossless249 | a .bin file, directory,
+    /// .tar.gz or URL.
+    #[arg(long, default_value = "train4000")]
+    data: String,
+    #[command(flatten)]
+    flags: CalibFlags,
+    /// Print a JSON summary (model, options, seconds, every parameter) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay calibrate`.
+pub fn calibrate(args: CalibrateArgs) -> Result<()> {
+    let options = args.flags.options()?;
+    let data = Dataset::open(
+        &args.data,
+        &qplay::paths::root(),
+        &qplay::paths::cache_dir(),
+    )?;
+    let progress = |what: &str, done: usize, total: usize| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{what}: {done}/{total} images");
+        if done == total {
+            let _ = writeln!(err);
+        }
+    };
+    let start = Instant::now();
+    let model = calibrate_with(&args.float_model, &data, &options, Some(&progress))?;
+    let seconds = start.elapsed().as_secs_f64();
+    model.save(&args.out)?;
+    let params = model.quant_params();
+    let text = if args.json {
+        serde_json::to_string_pretty(&json!({
+            "model": model.info().name,
+            "options": options.label(),
+            "images": 10 * options.per_class,
+            "seconds": seconds,
+            "out": args.out,
+            "params": params.to_json(),
+        }))? + "\n"
+    } else {
+        format!(
+            "{} calibrated on {} images of {} in {seconds:.2} s: {} activations, {} weights, \
+             {} biases → {}\n",
+            model.info().name,
+            10 * options.per_class,
+            data.description(),
+            params.count(qplay::quant::Role::Activation),
+            params.count(qplay::quant::Role::Weight),
+            params.count(qplay::quant::Role::Bias),
+            args.out.display()
+        )
+    };
+    crate::print_out(&text)
+}
