@@ -1,13 +1,19 @@
 //! The quantization workbench on quantized TorchScript: the bundled FX int8 model and, where it
 //! exists, the seed project's model.
 
+use std::path::PathBuf;
+
 use ndarray::Axis;
 use qplay::data::{Bundled, Dataset};
 use qplay::eval::quick;
 use qplay::model::{Framework, Model};
 use qplay::quant::{workbench, QDtype, QuantModel, Role};
 
-const SEED: &str = "/work/shared/data/models/seed_project_pytorch/resnet8_int8.pt";
+/// The seed project's quantized TorchScript, which lives beside the project, not in it:
+/// `<project root>/../shared/data/models/seed_project_pytorch/resnet8_int8.pt`.
+fn seed_model() -> PathBuf {
+    qplay::paths::root().join("../shared/data/models/seed_project_pytorch/resnet8_int8.pt")
+}
 
 fn data() -> Dataset {
     Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap()
@@ -257,11 +263,16 @@ fn a_saved_torch_version_loads_back() {
 /// The seed project's quantized TorchScript (not committed; checked where it exists).
 #[test]
 fn the_seed_project_model_is_inspected_and_edited() {
-    if !std::path::Path::new(SEED).is_file() {
-        eprintln!("skipped: {SEED} is not here");
+    let seed_path = seed_model();
+    if !seed_path.is_file() {
+        eprintln!(
+            "skipped: the seed project's model is not at {} (see ../shared/data/README.md)",
+            seed_path.display()
+        );
         return;
     }
-    let m = workbench(SEED).unwrap();
+    let seed = seed_path.to_str().expect("the seed model's path is UTF-8");
+    let m = workbench(seed).unwrap();
     let p = m.quant_params();
     eprintln!(
         "seed model: {} activations, {} weights",
@@ -269,7 +280,7 @@ fn the_seed_project_model_is_inspected_and_edited() {
         p.count(Role::Weight)
     );
     assert!(p.count(Role::Weight) >= 8 && p.count(Role::Activation) >= 16);
-    let registry = qplay::registry::load(SEED).unwrap();
+    let registry = qplay::registry::load(seed).unwrap();
     assert_eq!(
         m.run(batch().view()).unwrap(),
         registry.run(batch().view()).unwrap()

@@ -13,10 +13,17 @@
 //! runs inference itself; it shares with its parent all it does not change. It is serialized only
 //! for [`QuantModel::save`] and [`QuantModel::content_hash`]; the evaluation cache keys it by
 //! [`QuantModel::cache_key`], which needs no bytes.
+//!
+//! This file holds what is the same for both formats: the version history, the parameter table,
+//! validation of edits, diffs and display. What each format does differently lives behind the
+//! `Backend` trait, in `onnx_body.rs` and `torch_body.rs`.
+
+mod onnx_body;
+mod torch_body;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayD, ArrayView4, IxDyn};
@@ -24,14 +31,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::capture::CaptureMemo;
-use super::onnx_graph::{self, proto::ModelProto};
-use super::torch_script::{self, Location, Operand, Script};
 use super::{fmt_num, QDtype, QuantParam, QuantParams, Role};
 use crate::data::to_hex;
 use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
-use crate::onnx::OnnxModel;
+use onnx_body::OnnxBody;
+use torch_body::TorchBody;
 
 /// What all versions of one file share.
 struct Original {
@@ -42,35 +48,51 @@ struct Original {
     ints: Vec<Option<Vec<i32>>>,
 }
 
-/// A lazily created session; the error is kept as text so that the cell can be shared.
-type LazySession = Arc<OnceLock<Result<OnnxModel, String>>>;
-
 /// The model itself, per framework.
 #[derive(Clone)]
 enum Body {
-    Onnx {
-        proto: Arc<ModelProto>,
-        session: LazySession,
-        capture_session: LazySession,
-    },
-    Torch {
-        /// The module, in memory; it runs inference too.
-        script: Arc<Script>,
-        /// Where each parameter (same order as `params`) lives in the module tree.
-        locations: Arc<Vec<Location>>,
-        /// The evaluation cache key (see [`torch_key`]).
-        key: Arc<str>,
-        /// The serialized module, made on first use (version 0: the file's bytes).
-        bytes: Arc<OnceLock<Result<Vec<u8>, String>>>,
-        capture: Arc<OnceLock<Result<TorchCapture, String>>>,
-    },
+    Onnx(OnnxBody),
+    Torch(TorchBody),
 }
 
-/// A TorchScript version whose `forward` also returns its quantized intermediate tensors.
-pub(crate) struct TorchCapture {
-    script: Script,
-    /// Names of the tuple elements after the model output.
-    names: Vec<String>,
+impl Body {
+    /// The body behind the format-independent interface.
+    fn backend(&self) -> &dyn Backend {
+        match self {
+            Body::Onnx(b) => b,
+            Body::Torch(b) => b,
+        }
+    }
+}
+
+/// What a version asks of its body, in either format.
+trait Backend {
+    /// The integer values of every weight/bias (None for activations), in `params` order.
+    fn all_ints(&self, params: &[QuantParam]) -> Vec<Option<Vec<i32>>>;
+
+    /// The stored integers of weight/bias `p`, row `i` of the parameter table.
+    fn ints_of(&self, i: usize, p: &QuantParam) -> Result<Vec<i32>>;
+
+    /// The model serialized; `name` (the version's) is for errors.
+    fn to_bytes(&self, name: &str) -> Result<Vec<u8>>;
+
+    /// The key in the evaluation cache (see [`QuantModel::cache_key`]).
+    fn cache_key(&self, name: &str) -> Result<String>;
+
+    /// How many quantize and dequantize nodes the model has.
+    fn qdq_counts(&self, params: &[QuantParam]) -> (usize, usize);
+
+    /// The body and parameter table after `change` to `p`, row `i` of `params`.
+    fn edit(
+        &self,
+        params: &[QuantParam],
+        i: usize,
+        p: &QuantParam,
+        change: Change,
+    ) -> Result<(Body, Vec<QuantParam>)>;
+
+    /// Runs `batch` (NHWC) through the version `model` whose body this is.
+    fn run(&self, model: &QuantModel, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>>;
 }
 
 /// One edit, as the backends apply it.
@@ -117,102 +139,38 @@ impl QuantModel {
     pub fn from_bytes(name: &str, path: &Path, bytes: &[u8]) -> Result<QuantModel> {
         let torch = path.extension().and_then(|e| e.to_str()) == Some("pt");
         let (body, params, framework) = if torch {
-            let script = Script::load(bytes)
-                .with_context(|| format!("cannot load TorchScript model {}", path.display()))?;
-            let (params, locations): (Vec<_>, Vec<_>) = script
-                .params()
-                .with_context(|| format!("cannot inspect TorchScript model {}", path.display()))?
-                .into_iter()
-                .unzip();
-            let body = Body::Torch {
-                script: Arc::new(script),
-                locations: Arc::new(locations),
-                key: to_hex(&Sha256::digest(bytes)).into(),
-                bytes: Arc::new(OnceLock::from(Ok(bytes.to_vec()))),
-                capture: Default::default(),
-            };
-            (body, params, Framework::Torch)
+            let (body, params) = TorchBody::load(path, bytes)?;
+            (Body::Torch(body), params, Framework::Torch)
         } else {
-            let proto = onnx_graph::decode(bytes)
-                .with_context(|| format!("{} is not an ONNX model", path.display()))?;
-            let params = onnx_graph::quant_params(&proto)?;
-            let body = Body::Onnx {
-                proto: Arc::new(proto),
-                session: Default::default(),
-                capture_session: Default::default(),
-            };
-            (body, params, Framework::Onnx)
+            let (body, params) = OnnxBody::load(path, bytes)?;
+            (Body::Onnx(body), params, Framework::Onnx)
         };
-        let mut v = QuantModel {
-            info: ModelInfo {
-                name: String::new(),
-                framework,
-                path: path.to_path_buf(),
-                input_shape: Vec::new(),
-                output_shape: Vec::new(),
-            },
-            original: Arc::new(Original {
-                name: name.to_string(),
-                framework,
-                path: path.to_path_buf(),
-                params: params.clone(),
-                ints: Vec::new(),
-            }),
-            body,
-            params: Arc::new(params.clone()),
-            parent: None,
-            edits: Vec::new(),
-            memo: Default::default(),
-        };
-        let ints = v.all_ints();
-        v.original = Arc::new(Original {
+        let original = Arc::new(Original {
             name: name.to_string(),
             framework,
             path: path.to_path_buf(),
-            params,
-            ints,
+            ints: body.backend().all_ints(&params),
+            params: params.clone(),
         });
-        v.info = info_for(&v.original, 0);
-        Ok(v)
+        Ok(QuantModel {
+            info: info_for(&original, 0),
+            original,
+            body,
+            params: Arc::new(params),
+            parent: None,
+            edits: Vec::new(),
+            memo: Default::default(),
+        })
     }
 
     /// The integer values of every weight/bias (None for activations), in `params` order.
     fn all_ints(&self) -> Vec<Option<Vec<i32>>> {
-        match &self.body {
-            Body::Onnx { proto, .. } => self
-                .params
-                .iter()
-                .map(|p| onnx_graph::read_weight_ints(proto, p).ok())
-                .collect(),
-            Body::Torch {
-                script, locations, ..
-            } => locations
-                .iter()
-                .map(|l| match l {
-                    Location::Weight { module } => script
-                        .weight(*module)
-                        .and_then(|w| torch_script::weight_ints(&w))
-                        .ok(),
-                    Location::Operand { .. } => None,
-                })
-                .collect(),
-        }
+        self.body.backend().all_ints(&self.params)
     }
 
     /// The stored integers of weight/bias `p`.
     fn ints_of(&self, p: &QuantParam) -> Result<Vec<i32>> {
-        match &self.body {
-            Body::Onnx { proto, .. } => onnx_graph::read_weight_ints(proto, p),
-            Body::Torch {
-                script, locations, ..
-            } => {
-                let i = self.index_of(p)?;
-                let Location::Weight { module } = locations[i] else {
-                    bail!("`{}` is an activation; it has no stored integers", p.tensor);
-                };
-                torch_script::weight_ints(&script.weight(module)?)
-            }
-        }
+        self.body.backend().ints_of(self.index_of(p)?, p)
     }
 
     fn index_of(&self, p: &QuantParam) -> Result<usize> {
@@ -232,28 +190,10 @@ impl QuantModel {
         &self.edits
     }
 
-    /// The ONNX protobuf of this version (an error for TorchScript models).
-    pub fn proto(&self) -> Result<&ModelProto> {
-        match &self.body {
-            Body::Onnx { proto, .. } => Ok(proto),
-            Body::Torch { .. } => bail!(
-                "`{}` is a TorchScript model; this needs an ONNX graph (TorchScript capture \
-                 covers the quantized tensors of the root graph; SQNR is ONNX only)",
-                self.info.name
-            ),
-        }
-    }
-
     /// This version serialized (ONNX protobuf, or a TorchScript archive: the file's bytes for
     /// version 0, else saved from memory on first use and kept).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        match &self.body {
-            Body::Onnx { proto, .. } => Ok(onnx_graph::encode(proto)),
-            Body::Torch { script, bytes, .. } => bytes
-                .get_or_init(|| script.save().map_err(|e| format!("{e:#}")))
-                .clone()
-                .map_err(|e| anyhow!("cannot serialize `{}`: {e}", self.info.name)),
-        }
+        self.body.backend().to_bytes(&self.info.name)
     }
 
     /// sha256 of the serialized version (hex): equal for equal models (the same edits made in
@@ -264,27 +204,15 @@ impl QuantModel {
 
     /// The key of this version in the evaluation cache: its content hash for ONNX; for
     /// TorchScript, which would have to serialize the module to hash it, version 0's content hash
-    /// and, for an edited version, a hash of its parent's key and the edit (see [`torch_key`]).
+    /// and, for an edited version, a hash of its parent's key and the edit (see `torch_key` in
+    /// `version/torch_body.rs`).
     pub fn cache_key(&self) -> Result<String> {
-        match &self.body {
-            Body::Onnx { .. } => self.content_hash(),
-            Body::Torch { key, .. } => Ok(key.to_string()),
-        }
+        self.body.backend().cache_key(&self.info.name)
     }
 
     /// Every quantization parameter, one row per quantized tensor.
     pub fn quant_params(&self) -> QuantParams {
-        let (q, dq) = match &self.body {
-            Body::Onnx { proto, .. } => onnx_graph::qdq_counts(proto),
-            // TorchScript: one quantize operand pair per activation row, no separate dequantize.
-            Body::Torch { .. } => (
-                self.params
-                    .iter()
-                    .filter(|p| p.role == Role::Activation)
-                    .count(),
-                0,
-            ),
-        };
+        let (q, dq) = self.body.backend().qdq_counts(&self.params);
         QuantParams {
             model: self.info.name.clone(),
             rows: self.params.as_ref().clone(),
@@ -611,213 +539,9 @@ impl QuantModel {
         std::fs::write(path, self.to_bytes()?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
-
-    /// The capture session: this version unoptimized, with every float tensor a node computes
-    /// exposed as a graph output. Created on first capture and kept with the version.
-    pub(crate) fn capture_runner(&self) -> Result<&OnnxModel> {
-        let proto = self.proto()?;
-        let Body::Onnx {
-            capture_session, ..
-        } = &self.body
-        else {
-            unreachable!("proto() succeeded");
-        };
-        capture_session
-            .get_or_init(|| {
-                let mut proto = proto.clone();
-                let tensors = super::capture::capturable(&proto);
-                onnx_graph::add_outputs(&mut proto, &tensors).map_err(|e| e.to_string())?;
-                OnnxModel::from_bytes(
-                    &self.info.name,
-                    &self.info.path,
-                    &onnx_graph::encode(&proto),
-                    false,
-                )
-                .map_err(|e| format!("{e:#}"))
-            })
-            .as_ref()
-            .map_err(|e| anyhow!("{e}"))
-    }
-
-    /// The TorchScript capture module, built on first use: this version's `forward` changed
-    /// to also return every quantized tensor its root graph computes.
-    fn torch_capture(&self) -> Result<&TorchCapture> {
-        let Body::Torch {
-            script,
-            locations,
-            capture,
-            ..
-        } = &self.body
-        else {
-            bail!("`{}` is not a TorchScript model", self.info.name);
-        };
-        capture
-            .get_or_init(|| {
-                let build = || -> Result<TorchCapture> {
-                    let (script, exposed) = script.expose_activations("capture")?;
-                    let names = exposed
-                        .iter()
-                        .map(|e| match e {
-                            torch_script::Exposed::Node(n) => locations
-                                .iter()
-                                .zip(self.params.iter())
-                                .find(|(l, _)| {
-                                    matches!(l, Location::Operand { module: 0, node, .. } if node == n)
-                                })
-                                .map(|(_, p)| p.tensor.clone())
-                                .unwrap_or_else(|| format!("node_{n}")),
-                            torch_script::Exposed::Module(name) => name.clone(),
-                        })
-                        .collect();
-                    Ok(TorchCapture { script, names })
-                };
-                build().map_err(|e| format!("{e:#}"))
-            })
-            .as_ref()
-            .map_err(|e| anyhow!("{e}"))
-    }
-
-    /// Names a TorchScript version can capture (its quantized tensors).
-    pub(crate) fn torch_capturable(&self) -> Result<Vec<String>> {
-        Ok(self.torch_capture()?.names.clone())
-    }
-
-    /// Runs the capture module on `batch`; returns every exposed tensor, dequantized.
-    pub(crate) fn torch_capture_run(
-        &self,
-        batch: ArrayView4<'_, f32>,
-    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
-        crate::model::check_input(self, batch.shape())?;
-        let cap = self.torch_capture()?;
-        let items = cap.script.forward(&crate::torch::input_tensor(batch)?)?;
-        if items.len() != cap.names.len() + 1 {
-            bail!(
-                "the capture module returned {} values; expected {}",
-                items.len(),
-                cap.names.len() + 1
-            );
-        }
-        let mut all = Vec::new();
-        for (name, item) in cap.names.iter().zip(items.into_iter().skip(1)) {
-            let Some(t) = item else {
-                continue;
-            };
-            let t = match t.kind() {
-                tch::Kind::QInt8 | tch::Kind::QUInt8 | tch::Kind::QInt32 => t.dequantize(),
-                _ => t,
-            };
-            let t = t.to_kind(tch::Kind::Float).contiguous();
-            let dims: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let values = Vec::<f32>::try_from(&t.view(-1))?;
-            all.push((
-                name.clone(),
-                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), values)?,
-            ));
-        }
-        Ok(all)
-    }
-
     fn edit(&self, what: String, p: &QuantParam, change: Change) -> Result<QuantModel> {
-        let (body, params) = match &self.body {
-            Body::Onnx { proto, .. } => {
-                let mut proto = proto.as_ref().clone();
-                match &change {
-                    Change::Scales(s) => onnx_graph::write_scales(&mut proto, p, s)?,
-                    Change::ZeroPoints(z) => onnx_graph::write_zero_points(&mut proto, p, z)?,
-                    Change::Ints(v) => onnx_graph::write_weight_ints(&mut proto, p, v)?,
-                    Change::Requantize {
-                        scales,
-                        zero_points,
-                        ints,
-                    } => {
-                        onnx_graph::write_scales(&mut proto, p, scales)?;
-                        if *zero_points != p.zero_points {
-                            onnx_graph::write_zero_points(&mut proto, p, zero_points)?;
-                        }
-                        onnx_graph::write_weight_ints(&mut proto, p, ints)?;
-                    }
-                }
-                let params = onnx_graph::quant_params(&proto)?;
-                let body = Body::Onnx {
-                    proto: Arc::new(proto),
-                    session: Default::default(),
-                    capture_session: Default::default(),
-                };
-                (body, params)
-            }
-            Body::Torch {
-                script,
-                locations,
-                key,
-                ..
-            } => {
-                // The new module shares with this one every object and all code the edit does
-                // not change, and the parameter table is this one's with the edited row updated
-                // (checked against the shim's listing of the new module by the unit test
-                // `torch_tables_match_a_fresh_listing_and_parents_stay_as_they_were`).
-                let i = self.index_of(p)?;
-                let at = &locations[i];
-                let mut row = p.clone();
-                let (key, script) = if p.role == Role::Activation {
-                    let value = match &change {
-                        Change::Scales(s) => Operand::Scale(s[0]),
-                        Change::ZeroPoints(z) => Operand::ZeroPoint(z[0]),
-                        _ => bail!("`{}` is an activation; it has no stored integers", p.tensor),
-                    };
-                    match value {
-                        Operand::Scale(s) => row.scales = vec![s],
-                        Operand::ZeroPoint(z) => row.zero_points = vec![z],
-                    }
-                    let key = torch_key(key, &p.tensor, &TorchWrite::Activation(value));
-                    let script = script.with_activation(at, value, &key[..16])?;
-                    (key, script)
-                } else {
-                    let (mut scales, mut zps, mut ints) =
-                        (p.scales.clone(), p.zero_points.clone(), None);
-                    match change {
-                        Change::Scales(s) => scales = s,
-                        Change::ZeroPoints(z) => zps = z,
-                        Change::Ints(v) => ints = Some(v),
-                        Change::Requantize {
-                            scales: s,
-                            zero_points: z,
-                            ints: v,
-                        } => {
-                            scales = s;
-                            zps = z;
-                            ints = Some(v);
-                        }
-                    }
-                    let ints = match ints {
-                        Some(v) => v,
-                        None => self.ints_of(p)?,
-                    };
-                    let script = script.with_weight_values(at, &ints, &scales, &zps)?;
-                    let key = torch_key(
-                        key,
-                        &p.tensor,
-                        &TorchWrite::Weight {
-                            ints: &ints,
-                            scales: &scales,
-                            zero_points: &zps,
-                        },
-                    );
-                    row.scales = scales;
-                    row.zero_points = zps;
-                    (key, script)
-                };
-                let mut params = self.params.as_ref().clone();
-                params[i] = row;
-                let body = Body::Torch {
-                    script: Arc::new(script),
-                    locations: Arc::clone(locations),
-                    key: key.into(),
-                    bytes: Default::default(),
-                    capture: Default::default(),
-                };
-                (body, params)
-            }
-        };
+        let i = self.index_of(p)?;
+        let (body, params) = self.body.backend().edit(&self.params, i, p, change)?;
         let mut edits = self.edits.clone();
         edits.push(what);
         Ok(QuantModel {
@@ -831,64 +555,6 @@ impl QuantModel {
         })
     }
 }
-
-/// What a TorchScript edit writes.
-enum TorchWrite<'a> {
-    /// An activation's scale or zero point.
-    Activation(Operand),
-    /// A weight, repacked from these values.
-    Weight {
-        ints: &'a [i32],
-        scales: &'a [f32],
-        zero_points: &'a [i32],
-    },
-}
-
-/// The evaluation cache key of a TorchScript version made from the version keyed `parent` by
-/// writing `write` to parameter `tensor`: sha256 (hex) of a format tag, `parent`, `tensor` and
-/// the exact values written (f32 bit patterns, integers), each part length-prefixed. Version 0's
-/// key is the sha256 of its file, as for registry models. So equal keys mean the same file
-/// edited by the same writes in the same order, hence the same module (a cache hit is never
-/// wrong); two routes to one module get two keys (a miss). Change the tag when what an edit
-/// writes for the same values changes.
-fn torch_key(parent: &str, tensor: &str, write: &TorchWrite<'_>) -> String {
-    let mut h = Sha256::new();
-    let mut part = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    part(b"qplay torchscript edit v1");
-    part(parent.as_bytes());
-    part(tensor.as_bytes());
-    let le_f32 = |v: &[f32]| {
-        v.iter()
-            .flat_map(|x| x.to_bits().to_le_bytes())
-            .collect::<Vec<_>>()
-    };
-    let le_i32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>();
-    match write {
-        TorchWrite::Activation(Operand::Scale(s)) => {
-            part(b"activation scale");
-            part(&le_f32(&[*s]));
-        }
-        TorchWrite::Activation(Operand::ZeroPoint(z)) => {
-            part(b"activation zero point");
-            part(&le_i32(&[*z]));
-        }
-        TorchWrite::Weight {
-            ints,
-            scales,
-            zero_points,
-        } => {
-            part(b"weight");
-            part(&le_i32(ints));
-            part(&le_f32(scales));
-            part(&le_i32(zero_points));
-        }
-    }
-    to_hex(&h.finalize())
-}
-
 fn info_for(original: &Original, version: usize) -> ModelInfo {
     ModelInfo {
         name: if version == 0 {
@@ -966,26 +632,7 @@ impl Model for QuantModel {
         &self.info
     }
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
-        let (name, path) = (&self.info.name, &self.info.path);
-        match &self.body {
-            Body::Onnx { proto, session, .. } => session
-                .get_or_init(|| {
-                    OnnxModel::from_bytes(name, path, &onnx_graph::encode(proto), true)
-                        .map_err(|e| format!("{e:#}"))
-                })
-                .as_ref()
-                .map_err(|e| anyhow!("{e}"))?
-                .run(batch),
-            Body::Torch { script, .. } => {
-                crate::model::check_input(self, batch.shape())?;
-                let input = crate::torch::input_tensor(batch)?;
-                let n = input.size()[0];
-                match script.forward(&input)?.as_slice() {
-                    [Some(output)] => crate::torch::scores(name, output, n),
-                    _ => bail!("TorchScript model `{name}` did not return one tensor"),
-                }
-            }
-        }
+        self.body.backend().run(self, batch)
     }
 }
 
@@ -1126,90 +773,3 @@ impl Rich for Diff {
 }
 
 crate::evcxr_display_via_rich!(QuantModel, Diff);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn script(v: &QuantModel) -> &Script {
-        match &v.body {
-            Body::Torch { script, .. } => script,
-            Body::Onnx { .. } => panic!("not a TorchScript version"),
-        }
-    }
-
-    /// sha256 of the module's canonical serialization, as it is in memory now.
-    fn saved(v: &QuantModel) -> String {
-        to_hex(&Sha256::digest(script(v).save().unwrap()))
-    }
-
-    /// A TorchScript version's parameter table and locations, derived from its parent's and
-    /// the edit, are what the shim lists for the new module in memory; and making and running
-    /// versions leaves every parent's module as it was (its graphs, attributes and packed
-    /// weights: the canonical saved bytes).
-    #[test]
-    fn torch_tables_match_a_fresh_listing_and_parents_stay_as_they_were() {
-        let m = workbench("resnet8_int8_torch").unwrap();
-        let x = ndarray::Array4::<f32>::from_shape_fn((4, 32, 32, 3), |(n, h, w, c)| {
-            ((n * 7 + h * 3 + w * 5 + c) % 17) as f32 / 17.0
-        });
-        fn s(v: &QuantModel, t: &str) -> Vec<f32> {
-            v.param(t).unwrap().scales.clone()
-        }
-        type Edit = Box<dyn Fn(&QuantModel) -> QuantModel>;
-        let edits: Vec<(&str, Edit)> = vec![
-            // a constant of the root graph
-            (
-                "add_relu_1",
-                Box::new(|v| {
-                    v.with_scale("add_relu_1", s(v, "add_relu_1")[0] * 1.5)
-                        .unwrap()
-                }),
-            ),
-            // a constant of a submodule's graph
-            (
-                "conv2d_2",
-                Box::new(|v| v.with_zero_point("conv2d_2", 250).unwrap()),
-            ),
-            // a root attribute (a buffer)
-            (
-                "input",
-                Box::new(|v| v.with_scale("input", s(v, "input")[0] * 2.0).unwrap()),
-            ),
-            // a conv weight (per channel) and the linear weight (in a nested packed-params module)
-            (
-                "conv2d_4.weight",
-                Box::new(|v| v.with_bits("conv2d_4.weight", 3).unwrap()),
-            ),
-            (
-                "dense.weight",
-                Box::new(|v| {
-                    let scales: Vec<f32> = s(v, "dense.weight").iter().map(|x| x * 0.5).collect();
-                    v.with_scales("dense.weight", &scales).unwrap()
-                }),
-            ),
-        ];
-        let mut chain = vec![m.clone()];
-        for (tensor, edit) in &edits {
-            let parent = chain.last().unwrap().clone();
-            parent.run(x.view()).unwrap();
-            let before = saved(&parent);
-            // The same edit on the parent twice (siblings), then the one the chain goes on with.
-            let sibling = edit(&parent);
-            sibling.run(x.view()).unwrap();
-            let v = edit(&sibling.undo().unwrap());
-            v.run(x.view()).unwrap();
-            assert_eq!(saved(&parent), before, "{tensor}: parent changed");
-            assert_eq!(saved(&sibling), saved(&v), "{tensor}: siblings differ");
-            let (rows, locations): (Vec<_>, Vec<_>) =
-                script(&v).params().unwrap().into_iter().unzip();
-            assert_eq!(v.params.as_ref(), &rows, "{tensor}: table");
-            let Body::Torch { locations: l, .. } = &v.body else {
-                unreachable!()
-            };
-            assert_eq!(l.as_ref(), &locations, "{tensor}: locations");
-            assert_ne!(v.param(tensor).unwrap(), parent.param(tensor).unwrap());
-            chain.push(v);
-        }
-    }
-}
