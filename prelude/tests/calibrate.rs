@@ -108,3 +108,96 @@ fn bad_options_are_named_with_their_range() {
         .to_string();
     assert!(e.contains("already has QuantizeLinear"), "{e}");
 }
+
+#[test]
+fn recalibration_is_one_version_on_onnx_and_torchscript() {
+    let data = train();
+    for name in ["resnet8_int8", "resnet8_int8_torch"] {
+        let m = workbench(name).unwrap();
+        let r = m
+            .recalibrate_with(
+                &data,
+                &CalibOptions {
+                    method: Method::Percentile(99.9),
+                    per_class: 20,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.version(), 1, "{name}");
+        assert!(r.history()[0].contains("re-calibrated"), "{:?}", r.history());
+        assert_eq!(r.undo().unwrap().version(), 0);
+        let changed = r.diff().rows.len();
+        assert!(changed > 0, "{name}: nothing changed");
+        let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+        assert!(qplay::eval::quick(&r, &test, 10).unwrap().accuracy() > 0.5, "{name}");
+        if !name.ends_with("_torch") {
+            continue;
+        }
+        // TorchScript captures quantized (already clipped) activations: ranges only narrow.
+        for p in r.quant_params().rows.iter().filter(|p| p.role == Role::Activation) {
+            let before = m.param(&p.tensor).unwrap();
+            assert!(
+                p.scales[0] <= before.scales[0] * 1.0001,
+                "{name}: {} grew from {} to {}",
+                p.tensor,
+                before.scales[0],
+                p.scales[0]
+            );
+        }
+    }
+}
+
+#[test]
+fn equalization_keeps_the_function_and_evens_the_ranges() {
+    let float = workbench("resnet8_float").unwrap();
+    let (eq, pairs) = qplay::quant::calibrate::equalize(&float).unwrap();
+    assert_eq!(
+        pairs,
+        [
+            ("conv2d_1".to_string(), "conv2d_2".to_string()),
+            ("conv2d_3".into(), "conv2d_4".into()),
+            ("conv2d_6".into(), "conv2d_7".into())
+        ]
+    );
+    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let x = test.nhwc_batch(&(0..64).collect::<Vec<_>>());
+    let (a, b) = (float.run(x.view()).unwrap(), eq.run(x.view()).unwrap());
+    let diff = a.iter().zip(b.iter()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "outputs moved by {diff}");
+    let data = train();
+    let m = qplay::quant::calibrate::calibrate_version(
+        &eq,
+        &data,
+        &CalibOptions {
+            per_class: 20,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert!(m.name().contains("[equalized]"), "{}", m.name());
+}
+
+#[test]
+fn bias_correction_moves_the_mean_output_back() {
+    let data = train();
+    let float = workbench("resnet8_float").unwrap();
+    let mut low = workbench("resnet8_int8").unwrap();
+    for w in ["conv2d_1.weight", "conv2d_2.weight", "dense.weight"] {
+        low = low.with_bits(w, 3).unwrap();
+    }
+    let corrected = low.bias_corrected(&float, &data, 10).unwrap();
+    assert_eq!(corrected.version(), low.version() + 1);
+    // Mean of the logits (dense output) over other images, per class: closer to float's.
+    let x = data.nhwc_batch(&(3000..3200).collect::<Vec<_>>());
+    let mean = |m: &QuantModel| {
+        let c = m.capture(x.view(), &["dense"]).unwrap();
+        let t = c.get("dense").unwrap().clone();
+        t.mean_axis(ndarray::Axis(0)).unwrap()
+    };
+    let (f, before, after) = (mean(&float), mean(&low), mean(&corrected));
+    let err = |m: &ndarray::ArrayD<f32>| (m - &f).mapv(f32::abs).sum();
+    assert!(err(&after) < err(&before), "{} !< {}", err(&after), err(&before));
+}

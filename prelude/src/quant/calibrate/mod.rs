@@ -20,19 +20,22 @@ pub mod params;
 pub mod qdq;
 pub mod ranges;
 pub mod stats;
+pub mod steps;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 use super::onnx_graph;
 use super::{QDtype, QuantModel};
 use crate::data::Dataset;
+use crate::model::Model;
 use params::Grid;
 use ranges::Counted;
 pub use stats::Progress;
+pub use steps::equalize;
 
 /// How activation ranges are found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,7 +112,7 @@ impl Method {
     /// The histogram the method reads: what it counts and how many bins. quantize_static's
     /// Percentile calibrator counts magnitudes (its CalibSymmetric defaults to true, whatever
     /// the activations' symmetry); Entropy counts values.
-    fn histogram(&self) -> Option<(Counted, usize)> {
+    pub(crate) fn histogram(&self) -> Option<(Counted, usize)> {
         match *self {
             Method::MinMax => None,
             Method::Percentile(_) => Some((Counted::Magnitudes, 2048)),
@@ -161,6 +164,8 @@ pub struct CalibOptions {
     pub per_class: usize,
     /// Node names kept in float; `None`: every Softmax node (as models/build.py does).
     pub exclude: Option<Vec<String>>,
+    /// Show progress bars in the notebook.
+    pub progress: bool,
 }
 
 impl Default for CalibOptions {
@@ -176,6 +181,7 @@ impl Default for CalibOptions {
             layer_bits: BTreeMap::new(),
             per_class: 100,
             exclude: None,
+            progress: false,
         }
     }
 }
@@ -217,7 +223,7 @@ impl CalibOptions {
         parts.join(", ")
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         self.method.check()?;
         for (what, t) in [
             ("activation_type", self.activation_type),
@@ -268,22 +274,49 @@ pub fn calibrate_with(
     options: &CalibOptions,
     progress: Option<Progress<'_>>,
 ) -> Result<QuantModel> {
-    options.check()?;
-    let path = crate::registry::resolve(float)?;
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let model = onnx_graph::decode(&bytes)
-        .with_context(|| format!("{} is not an ONNX model", path.display()))?;
-    let proto = calibrate_proto(&model, data, options, progress)?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(float)
-        .to_string();
+    calibrate_version(&super::workbench(float)?, data, options, progress)
+}
+
+/// Calibrates a float model already open in the workbench (an [`equalize`]d one, say): version 0
+/// of a new model named `<float> [<options>]`. With `options.progress` and no `progress`, a
+/// progress bar is shown in the notebook.
+pub fn calibrate_version(
+    float: &QuantModel,
+    data: &Dataset,
+    options: &CalibOptions,
+    progress: Option<Progress<'_>>,
+) -> Result<QuantModel> {
+    let bar = NotebookProgress::default();
+    let bar_fn = |what: &str, done: usize, total: usize| bar.set(what, done, total);
+    let progress = progress.or(options.progress.then_some(&bar_fn as Progress<'_>));
+    let proto = calibrate_proto(float.proto()?, data, options, progress)?;
     QuantModel::from_bytes(
-        &format!("{stem} [{}]", options.label()),
-        &path,
+        &format!("{} [{}]", float.name(), options.label()),
+        &float.info().path,
         &onnx_graph::encode(&proto),
     )
+}
+
+/// One notebook progress bar per phase ("ranges", "histograms").
+#[derive(Default)]
+struct NotebookProgress {
+    bars: std::sync::Mutex<Vec<(String, crate::display::ProgressBar)>>,
+}
+
+impl NotebookProgress {
+    fn set(&self, what: &str, done: usize, total: usize) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        if !bars.iter().any(|(w, _)| w == what) {
+            let label = format!("calibration: {what}");
+            bars.push((
+                what.to_string(),
+                crate::display::ProgressBar::new(&label, total),
+            ));
+        }
+        if let Some((_, bar)) = bars.iter().find(|(w, _)| w == what) {
+            bar.set(done);
+        }
+    }
 }
 
 /// The Softmax nodes of a graph.
@@ -372,7 +405,7 @@ pub fn calibrate_proto(
 
 /// Each measured tensor's range by `options.method`, from what was seen and the method's
 /// histograms.
-fn activation_ranges(
+pub(crate) fn activation_ranges(
     seen: &BTreeMap<String, ranges::MinMax>,
     hists: Option<&BTreeMap<String, ranges::Histogram>>,
     options: &CalibOptions,

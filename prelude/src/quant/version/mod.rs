@@ -539,6 +539,30 @@ impl QuantModel {
         std::fs::write(path, self.to_bytes()?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
+    /// This version as a single edit `what` on top of `base`, an earlier version of the same
+    /// model: the edits between them become one entry of the history, and `undo` goes straight
+    /// back to `base`. Steps made of many edits (re-calibration, bias correction) use it.
+    pub fn squashed_onto(&self, base: &QuantModel, what: String) -> Result<QuantModel> {
+        if !Arc::ptr_eq(&self.original, &base.original) {
+            bail!(
+                "`{}` is not a version of `{}`",
+                self.info.name,
+                base.info.name
+            );
+        }
+        let mut edits = base.edits.clone();
+        edits.push(what);
+        Ok(QuantModel {
+            original: Arc::clone(&self.original),
+            info: info_for(&self.original, edits.len()),
+            body: self.body.clone(),
+            params: Arc::clone(&self.params),
+            parent: Some(Arc::new(base.clone())),
+            edits,
+            memo: Default::default(),
+        })
+    }
+
     fn edit(&self, what: String, p: &QuantParam, change: Change) -> Result<QuantModel> {
         let i = self.index_of(p)?;
         let (body, params) = self.body.backend().edit(&self.params, i, p, change)?;
