@@ -131,3 +131,57 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
     };
     crate::print_out(&text)
 }
+
+/// Arguments of `qplay mixed-precision`.
+#[derive(Args)]
+pub struct MixedArgs {
+    /// The 8-bit model to start from: bundled name or .onnx/.pt path.
+    #[arg(long, default_value = "resnet8_int8_perchannel")]
+    model: String,
+    /// Accuracy the result may lose against the start, in percentage points (0 to 100).
+    #[arg(long, default_value_t = 0.5)]
+    budget: f64,
+    /// Bit widths weights may take, highest first.
+    #[arg(long, value_delimiter = ',', default_value = "8,6,4")]
+    bits: Vec<u32>,
+    /// Evaluation images: test (default) | lossless249 | train4000 | a .bin file, directory,
+    /// .tar.gz or URL.
+    #[arg(long, default_value = "test")]
+    data: String,
+    /// Images per class of the quick evaluation.
+    #[arg(long, default_value_t = 100)]
+    per_class: usize,
+    /// Also write the chosen model here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON (chosen bits, size, accuracy, every point tried).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay mixed-precision`.
+pub fn mixed_precision(args: MixedArgs) -> Result<()> {
+    use qplay::quant::calibrate::{mixed_precision, MixedOptions};
+    let data = Dataset::open(
+        &args.data,
+        &qplay::paths::root(),
+        &qplay::paths::cache_dir(),
+    )?;
+    let base = qplay::quant::workbench(&args.model)?;
+    let options = MixedOptions {
+        budget_pp: args.budget,
+        bits: args.bits,
+        per_class: args.per_class,
+        progress: false,
+    };
+    let r = mixed_precision(&base, &data, &options)?;
+    if let Some(out) = &args.out {
+        r.version.save(out)?;
+    }
+    let text = if args.json {
+        serde_json::to_string_pretty(&r.to_json())? + "\n"
+    } else {
+        r.to_string()
+    };
+    crate::print_out(&text)
+}

@@ -58,6 +58,8 @@ enum Command {
     Edit(quant_cmd::EditArgs),
     /// Calibrate a float ONNX model into a QDQ model (MinMax, Percentile, Entropy, MSE).
     Calibrate(calib_cmd::CalibrateArgs),
+    /// Search per-layer weight bit widths within an accuracy budget (greedy, 8/6/4).
+    MixedPrecision(calib_cmd::MixedArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => quant_cmd::inspect(args),
         Command::Sqnr(args) => quant_cmd::sqnr(args),
         Command::Calibrate(args) => calib_cmd::calibrate(args),
+        Command::MixedPrecision(args) => calib_cmd::mixed_precision(args),
         Command::Edit(args) => quant_cmd::edit(args),
     };
     report(result)

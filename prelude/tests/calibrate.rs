@@ -126,17 +126,29 @@ fn recalibration_is_one_version_on_onnx_and_torchscript() {
             )
             .unwrap();
         assert_eq!(r.version(), 1, "{name}");
-        assert!(r.history()[0].contains("re-calibrated"), "{:?}", r.history());
+        assert!(
+            r.history()[0].contains("re-calibrated"),
+            "{:?}",
+            r.history()
+        );
         assert_eq!(r.undo().unwrap().version(), 0);
         let changed = r.diff().rows.len();
         assert!(changed > 0, "{name}: nothing changed");
         let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
-        assert!(qplay::eval::quick(&r, &test, 10).unwrap().accuracy() > 0.5, "{name}");
+        assert!(
+            qplay::eval::quick(&r, &test, 10).unwrap().accuracy() > 0.5,
+            "{name}"
+        );
         if !name.ends_with("_torch") {
             continue;
         }
         // TorchScript captures quantized (already clipped) activations: ranges only narrow.
-        for p in r.quant_params().rows.iter().filter(|p| p.role == Role::Activation) {
+        for p in r
+            .quant_params()
+            .rows
+            .iter()
+            .filter(|p| p.role == Role::Activation)
+        {
             let before = m.param(&p.tensor).unwrap();
             assert!(
                 p.scales[0] <= before.scales[0] * 1.0001,
@@ -164,7 +176,11 @@ fn equalization_keeps_the_function_and_evens_the_ranges() {
     let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
     let x = test.nhwc_batch(&(0..64).collect::<Vec<_>>());
     let (a, b) = (float.run(x.view()).unwrap(), eq.run(x.view()).unwrap());
-    let diff = a.iter().zip(b.iter()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
     assert!(diff < 1e-4, "outputs moved by {diff}");
     let data = train();
     let m = qplay::quant::calibrate::calibrate_version(
@@ -199,5 +215,44 @@ fn bias_correction_moves_the_mean_output_back() {
     };
     let (f, before, after) = (mean(&float), mean(&low), mean(&corrected));
     let err = |m: &ndarray::ArrayD<f32>| (m - &f).mapv(f32::abs).sum();
-    assert!(err(&after) < err(&before), "{} !< {}", err(&after), err(&before));
+    assert!(
+        err(&after) < err(&before),
+        "{} !< {}",
+        err(&after),
+        err(&before)
+    );
+}
+
+#[test]
+fn mixed_precision_stays_within_its_budget() {
+    use qplay::quant::calibrate::{mixed_precision, MixedOptions};
+    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Test).unwrap();
+    let base = workbench("resnet8_int8_perchannel").unwrap();
+    let options = MixedOptions {
+        budget_pp: 1.0,
+        per_class: 20,
+        ..Default::default()
+    };
+    let r = mixed_precision(&base, &test, &options).unwrap();
+    assert!(r.accuracy >= r.base_accuracy - 0.01 - 1e-12, "{r}");
+    assert!(r.bytes < r.base_bytes, "nothing went below 8 bits: {r}");
+    assert!(r.bits.values().all(|b| [4, 6, 8].contains(b)), "{r}");
+    // The kept steps only shrink the model, and the chosen model is what was measured.
+    let kept: Vec<_> = r.points.iter().filter(|p| p.kept).collect();
+    assert!(kept.windows(2).all(|w| w[1].bytes < w[0].bytes));
+    assert_eq!(kept.last().unwrap().bits, r.bits);
+    assert_eq!(r.version.version(), 1);
+    let again = r.version.quick(&test, 20).unwrap().accuracy();
+    assert_eq!(again, r.accuracy);
+    let e = mixed_precision(
+        &base,
+        &test,
+        &MixedOptions {
+            budget_pp: -1.0,
+            ..options
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("0 to 100"), "{e}");
 }

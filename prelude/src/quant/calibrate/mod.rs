@@ -16,6 +16,7 @@
 //! scales, zero points and integers with onnxruntime's arithmetic. The result is a workbench
 //! version: inspect, edit, undo, diff, save, SQNR all work on it.
 
+pub mod mixed;
 pub mod params;
 pub mod qdq;
 pub mod ranges;
@@ -32,6 +33,7 @@ use super::onnx_graph;
 use super::{QDtype, QuantModel};
 use crate::data::Dataset;
 use crate::model::Model;
+pub use mixed::{mixed_precision, MixedOptions, MixedPrecision};
 use params::Grid;
 use ranges::Counted;
 pub use stats::Progress;

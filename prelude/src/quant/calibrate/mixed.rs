@@ -1,0 +1,300 @@
+//! Mixed precision: which weights can go to fewer bits within an accuracy budget. A greedy
+//! search from an 8-bit model: each round tries every weight one step lower (8 → 6 → 4 by
+//! default) on the quick evaluation, keeps the step that loses the least accuracy while staying
+//! within `budget` points of the starting model (ties: the one saving more bytes), and stops
+//! when no step fits. Every point it tried is kept for the size–accuracy chart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::data::Dataset;
+use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
+use crate::model::Model;
+use crate::quant::{QuantModel, Role};
+
+/// What the search may do.
+#[derive(Debug, Clone)]
+pub struct MixedOptions {
+    /// Accuracy the result may lose against the starting model, in percentage points.
+    pub budget_pp: f64,
+    /// The bit widths weights may take, highest first (8, 6, 4).
+    pub bits: Vec<u32>,
+    /// Images per class of the quick evaluation.
+    pub per_class: usize,
+    /// Show a progress bar in the notebook.
+    pub progress: bool,
+}
+
+impl Default for MixedOptions {
+    fn default() -> Self {
+        MixedOptions {
+            budget_pp: 0.5,
+            bits: vec![8, 6, 4],
+            per_class: 100,
+            progress: false,
+        }
+    }
+}
+
+/// One assignment the search evaluated.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixedPoint {
+    /// Round of the search (0: the starting model).
+    pub round: usize,
+    /// The step tried: `weight → bits` (empty for the start).
+    pub step: String,
+    /// Bits of every weight.
+    pub bits: BTreeMap<String, u32>,
+    /// Weights and biases in bytes at these bits.
+    pub bytes: usize,
+    /// Quick-evaluation accuracy (0..1).
+    pub accuracy: f64,
+    /// Its 95 % interval.
+    pub ci95: (f64, f64),
+    /// Whether the search kept this step.
+    pub kept: bool,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixedPrecision {
+    /// The starting model.
+    pub model: String,
+    /// Budget, in percentage points below the start.
+    pub budget_pp: f64,
+    /// Images of the quick evaluation.
+    pub images: usize,
+    /// The start's accuracy.
+    pub base_accuracy: f64,
+    /// The start's size in bytes.
+    pub base_bytes: usize,
+    /// The chosen bits per weight.
+    pub bits: BTreeMap<String, u32>,
+    /// The chosen model's size in bytes.
+    pub bytes: usize,
+    /// Its accuracy.
+    pub accuracy: f64,
+    /// Its 95 % interval.
+    pub ci95: (f64, f64),
+    /// Every point tried, in order.
+    pub points: Vec<MixedPoint>,
+    /// The chosen model (a version of the start).
+    #[serde(skip)]
+    pub version: QuantModel,
+}
+
+/// Weights (int8 storage: 1 byte per element at 8 bits) and biases (4 bytes) in bytes.
+fn bytes_at(sizes: &BTreeMap<String, (usize, Role)>, bits: &BTreeMap<String, u32>) -> usize {
+    let bits_total: usize = sizes
+        .iter()
+        .map(|(t, (n, role))| match role {
+            Role::Weight => n * bits.get(t).copied().unwrap_or(8) as usize,
+            _ => n * 32,
+        })
+        .sum();
+    bits_total.div_ceil(8)
+}
+
+/// The version of `base` with these bits.
+fn apply(base: &QuantModel, bits: &BTreeMap<String, u32>) -> Result<QuantModel> {
+    let mut v = base.clone();
+    for (t, &b) in bits {
+        if b != 8 {
+            v = v.with_bits(t, b)?;
+        }
+    }
+    Ok(v)
+}
+
+/// Searches the bits of `base`'s weights within `options.budget_pp` of its quick accuracy on
+/// `data` (see the module). The chosen model is one version of `base`.
+pub fn mixed_precision(
+    base: &QuantModel,
+    data: &Dataset,
+    options: &MixedOptions,
+) -> Result<MixedPrecision> {
+    if !(0.0..=100.0).contains(&options.budget_pp) {
+        bail!(
+            "budget {} is out of range: 0 to 100 percentage points",
+            options.budget_pp
+        );
+    }
+    let mut ladder = options.bits.clone();
+    ladder.sort_unstable_by(|a, b| b.cmp(a));
+    ladder.dedup();
+    if ladder.first() != Some(&8) || ladder.iter().any(|b| !(2..=8).contains(b)) {
+        bail!(
+            "bits {:?} are not allowed: 8 first, then lower widths from 2 to 8",
+            options.bits
+        );
+    }
+    let rows = base.quant_params().rows;
+    let sizes: BTreeMap<String, (usize, Role)> = rows
+        .iter()
+        .filter(|p| p.role != Role::Activation)
+        .map(|p| (p.tensor.clone(), (p.shape.iter().product(), p.role)))
+        .collect();
+    let weights: Vec<String> = rows
+        .iter()
+        .filter(|p| p.role == Role::Weight)
+        .map(|p| p.tensor.clone())
+        .collect();
+    if weights.is_empty() {
+        bail!("`{}` has no quantized weights", base.name());
+    }
+    let start = base.quick(data, options.per_class)?;
+    let images = start.total();
+    let floor = start.accuracy() - options.budget_pp / 100.0;
+    let mut bits: BTreeMap<String, u32> = weights.iter().map(|w| (w.clone(), 8)).collect();
+    let base_bytes = bytes_at(&sizes, &bits);
+    let mut points = vec![MixedPoint {
+        round: 0,
+        step: String::new(),
+        bits: bits.clone(),
+        bytes: base_bytes,
+        accuracy: start.accuracy(),
+        ci95: start.ci95(),
+        kept: true,
+    }];
+    let steps_in_all = weights.len() * (ladder.len() - 1);
+    let bar = options
+        .progress
+        .then(|| ProgressBar::new("mixed precision: rounds", steps_in_all));
+    let mut chosen = (base.clone(), start);
+    for round in 1..=steps_in_all {
+        crate::interrupt::check()?;
+        let mut best: Option<(usize, QuantModel, crate::eval::Evaluation)> = None;
+        for w in &weights {
+            let now = bits[w];
+            let Some(&next) = ladder.iter().find(|&&b| b < now) else {
+                continue;
+            };
+            let mut trial = bits.clone();
+            trial.insert(w.clone(), next);
+            let v = apply(base, &trial)?;
+            let e = v.quick(data, options.per_class)?;
+            points.push(MixedPoint {
+                round,
+                step: format!("{w} → {next}"),
+                bytes: bytes_at(&sizes, &trial),
+                bits: trial,
+                accuracy: e.accuracy(),
+                ci95: e.ci95(),
+                kept: false,
+            });
+            let i = points.len() - 1;
+            let better = match &best {
+                None => true,
+                Some((j, _, _)) => {
+                    let (a, b) = (&points[i], &points[*j]);
+                    a.accuracy > b.accuracy || (a.accuracy == b.accuracy && a.bytes < b.bytes)
+                }
+            };
+            if e.accuracy() >= floor && better {
+                best = Some((i, v, e));
+            }
+        }
+        let Some((i, v, e)) = best else { break };
+        points[i].kept = true;
+        bits = points[i].bits.clone();
+        chosen = (v, e);
+        if let Some(bar) = &bar {
+            bar.set(round);
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.set(steps_in_all);
+    }
+    let (version, e) = chosen;
+    let lowered = bits.values().filter(|&&b| b != 8).count();
+    let version = if lowered == 0 {
+        version
+    } else {
+        version.squashed_onto(
+            base,
+            format!(
+                "mixed precision: {lowered} weights below 8 bits (budget {} pp)",
+                options.budget_pp
+            ),
+        )?
+    };
+    Ok(MixedPrecision {
+        model: base.name().to_string(),
+        budget_pp: options.budget_pp,
+        images,
+        base_accuracy: points[0].accuracy,
+        base_bytes,
+        bytes: bytes_at(&sizes, &bits),
+        bits,
+        accuracy: e.accuracy(),
+        ci95: e.ci95(),
+        points,
+        version,
+    })
+}
+
+impl MixedPrecision {
+    /// The result as JSON (what `qplay mixed-precision --json` prints).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for MixedPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {:.2} % → {:.2} % [{:.2}, {:.2}] ({} images, budget {} pp), {} → {} bytes ({} points tried)",
+            self.model,
+            100.0 * self.base_accuracy,
+            100.0 * self.accuracy,
+            100.0 * self.ci95.0,
+            100.0 * self.ci95.1,
+            self.images,
+            self.budget_pp,
+            self.base_bytes,
+            self.bytes,
+            self.points.len()
+        )?;
+        for (t, b) in &self.bits {
+            writeln!(f, "  {t:<24} {b} bits")?;
+        }
+        Ok(())
+    }
+}
+
+impl Rich for MixedPrecision {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut html = format!(
+            "<div class=\"qplay-mixed\"><p><b>{}</b>, mixed precision within {} pp on {} images: \
+             <b>{:.2} %</b> [{:.2}, {:.2}] against {:.2} %, weights and biases {:.1} KB \
+             against {:.1} KB ({} points tried)</p><table><thead><tr><th>weight</th>\
+             <th>bits</th></tr></thead><tbody>",
+            escape_html(&self.model),
+            self.budget_pp,
+            self.images,
+            100.0 * self.accuracy,
+            100.0 * self.ci95.0,
+            100.0 * self.ci95.1,
+            100.0 * self.base_accuracy,
+            self.bytes as f64 / 1024.0,
+            self.base_bytes as f64 / 1024.0,
+            self.points.len()
+        );
+        for (t, b) in &self.bits {
+            html += &format!("<tr><td>{}</td><td>{b}</td></tr>", escape_html(t));
+        }
+        html += "</tbody></table>";
+        if let Ok(svg) = crate::charts::mixed_precision_chart(self) {
+            html += &svg.0;
+        }
+        html += "</div>";
+        let mut b = MimeBundle::new();
+        b.insert("text/html".into(), html.into());
+        b.insert("text/plain".into(), self.to_string().into());
+        b
+    }
+}
