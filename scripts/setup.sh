@@ -56,4 +56,4 @@ fi
 # Compile the prelude once into a persistent evcxr build slot (.evcxr/slot-N), which every new
 # kernel starts from, so that its first cell does not pay for the dependency tree (minutes) but
 # only for itself (kernel/src/slots.rs).
-step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs kernel/src/slots.rs" qplay prewarm
+step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs prelude/src/*/*/*.rs kernel/src/slots.rs" qplay prewarm

@@ -27,8 +27,8 @@ pub use serde_json;
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
     pub use crate::charts::{
-        confusion_chart, histogram, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart,
-        tensor_histogram,
+        confusion_chart, histogram, mixed_precision_chart, per_class_chart, sensitivity_chart,
+        sqnr_chart, sweep_chart, tensor_histogram,
     };
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     /// In scope for its method only (one compile per cell; see the trait).
@@ -39,6 +39,9 @@ pub mod prelude {
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
     pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
+    pub use crate::quant::calibrate::{
+        calibrate_version, equalize, mixed_precision, MixedOptions, MixedPrecision,
+    };
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
         agreement, calibrate, compare_models, sensitivity, sweep, workbench, Agreement,
