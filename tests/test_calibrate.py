@@ -98,3 +98,13 @@ def test_mixed_precision_json(qplay, tmp_path):
     assert any(p["kept"] for p in r["points"])
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.run(None, {session.get_inputs()[0].name: np.zeros((2, 32, 32, 3), np.float32)})[0].shape == (2, 10)
+
+
+def test_source_models_are_never_overwritten(qplay, tmp_path):
+    float_model = ROOT / "models/resnet8_float.onnx"
+    before = float_model.read_bytes()
+    proc = qplay("calibrate", "--out", float_model, check=False)
+    assert proc.returncode != 0 and "would overwrite the model it came from" in proc.stderr
+    proc = qplay("calibrate", "--out", ROOT / "models/resnet8_int8.onnx", check=False)
+    assert proc.returncode != 0 and "bundled model" in proc.stderr
+    assert float_model.read_bytes() == before

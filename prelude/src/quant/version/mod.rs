@@ -534,11 +534,29 @@ impl QuantModel {
 
     /// Writes this version as a file: ONNX for ONNX models (loads in Python onnxruntime), a
     /// TorchScript archive for PyTorch models (loads with `torch.jit.load`).
+    /// The source model and the bundled models are never overwritten.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        if let Some(target) = canonical(path) {
+            if Some(&target) == canonical(&self.original.path).as_ref() {
+                bail!(
+                    "saving `{}` to {} would overwrite the model it came from; choose another file",
+                    self.info.name,
+                    path.display()
+                );
+            }
+            if canonical(&crate::paths::models_dir()).is_some_and(|dir| target.starts_with(dir)) {
+                bail!(
+                    "{} is a bundled model (models/ is read-only to qplay); choose another file",
+                    path.display()
+                );
+            }
+        }
         std::fs::write(path, self.to_bytes()?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
+
     /// This version as a single edit `what` on top of `base`, an earlier version of the same
     /// model: the edits between them become one entry of the history, and `undo` goes straight
     /// back to `base`. Steps made of many edits (re-calibration, bias correction) use it.
