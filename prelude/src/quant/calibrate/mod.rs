@@ -301,12 +301,12 @@ pub fn calibrate_version(
 
 /// One notebook progress bar per phase ("ranges", "histograms").
 #[derive(Default)]
-struct NotebookProgress {
+pub(crate) struct NotebookProgress {
     bars: std::sync::Mutex<Vec<(String, crate::display::ProgressBar)>>,
 }
 
 impl NotebookProgress {
-    fn set(&self, what: &str, done: usize, total: usize) {
+    pub(crate) fn set(&self, what: &str, done: usize, total: usize) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if !bars.iter().any(|(w, _)| w == what) {
             let label = format!("calibration: {what}");

@@ -65,7 +65,8 @@ impl QuantModel {
     }
 
     /// [`QuantModel::recalibrate`] with every option (`method`, `symmetric`, `per_class`,
-    /// `activation_bits`; the storage type stays the model's), reporting progress.
+    /// `activation_bits`; the storage type stays the model's), reporting progress (or, with
+    /// `options.progress`, showing progress bars in the notebook).
     pub fn recalibrate_with(
         &self,
         data: &Dataset,
@@ -73,6 +74,9 @@ impl QuantModel {
         progress: Option<Progress<'_>>,
     ) -> Result<QuantModel> {
         options.check()?;
+        let bar = super::NotebookProgress::default();
+        let bar_fn = |what: &str, done: usize, total: usize| bar.set(what, done, total);
+        let progress = progress.or(options.progress.then_some(&bar_fn as Progress<'_>));
         let indices = data.stratified(options.per_class)?;
         let capturable = self.capturable();
         let rows: Vec<_> = self
