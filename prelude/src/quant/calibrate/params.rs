@@ -55,21 +55,17 @@ impl Grid {
         (scale as f32, zp as i32)
     }
 
-    /// Quantizes values with `scale` and `zp` (onnxruntime's `quantize_nparray`: divide in f32,
-    /// round half to even, add the zero point, clip to the storage type). Values are clipped to
-    /// the grid when it is narrower than its storage.
-    pub fn quantize(self, values: impl Iterator<Item = f32>, scale: f32, zp: i32) -> Vec<i32> {
+    /// Quantizes one value with `scale` and `zp` (onnxruntime's `quantize_nparray`: divide in
+    /// f32, round half to even, add the zero point, clip to the storage type). Values are
+    /// clipped to the grid when it is narrower than its storage.
+    pub fn quantize(self, v: f32, scale: f32, zp: i32) -> i32 {
         let (lo, hi) = if self.bits == 8 {
             self.dtype.range()
         } else {
             self.qrange()
         };
-        values
-            .map(|v| {
-                let q = (v / scale).round_ties_even() + zp as f32;
-                q.clamp(lo as f32, hi as f32) as i32
-            })
-            .collect()
+        let q = (v / scale).round_ties_even() + zp as f32;
+        q.clamp(lo as f32, hi as f32) as i32
     }
 }
 
@@ -175,12 +171,10 @@ mod tests {
     #[test]
     fn quantize_rounds_half_to_even_and_clips() {
         let g = grid(QDtype::Int8, 8, true);
-        assert_eq!(
-            g.quantize([0.5, 1.5, 2.5, -0.5, 1000.0].into_iter(), 1.0, 0),
-            [0, 2, 2, 0, 127]
-        );
+        let q = |g: Grid, v: &[f32]| v.iter().map(|&x| g.quantize(x, 1.0, 0)).collect::<Vec<_>>();
+        assert_eq!(q(g, &[0.5, 1.5, 2.5, -0.5, 1000.0]), [0, 2, 2, 0, 127]);
         let g4 = grid(QDtype::Int8, 4, true);
-        assert_eq!(g4.quantize([100.0, -100.0].into_iter(), 1.0, 0), [7, -7]);
+        assert_eq!(q(g4, &[100.0, -100.0]), [7, -7]);
     }
 
     #[test]

@@ -443,18 +443,6 @@ fn node(op: &str, name: &str, inputs: &[&str], output: &str, axis: Option<i64>) 
     }
 }
 
-/// The values of channel `c` of a tensor of `dims` along `axis`, in order.
-fn channel_values(values: &[f32], dims: &[usize], axis: usize, c: usize) -> Vec<f32> {
-    let inner: usize = dims[axis + 1..].iter().product();
-    let n = dims[axis];
-    values
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| (i / inner) % n == c)
-        .map(|(_, &v)| v)
-        .collect()
-}
-
 fn channel_of(i: usize, dims: &[usize], axis: usize) -> usize {
     let inner: usize = dims[axis + 1..].iter().product();
     (i / inner) % dims[axis]
@@ -544,13 +532,13 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
                 let (s, z) = grid.scale_zp(m.min, m.max);
                 (vec![s], vec![z])
             }
-            Some(axis) => (0..dims[axis as usize])
-                .map(|c| {
-                    let mut m = super::ranges::MinMax::default();
-                    m.add(&channel_values(&values, &dims, axis as usize, c));
-                    grid.scale_zp(m.min, m.max)
-                })
-                .unzip(),
+            Some(axis) => {
+                let mut seen = vec![super::ranges::MinMax::default(); dims[axis as usize]];
+                for (i, &v) in values.iter().enumerate() {
+                    seen[channel_of(i, &dims, axis as usize)].add(&[v]);
+                }
+                seen.iter().map(|m| grid.scale_zp(m.min, m.max)).unzip()
+            }
         };
         weights.insert(
             t.clone(),
@@ -588,19 +576,14 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
         let init = &initial[t];
         let values = onnx_graph::floats(init)?;
         let dims: Vec<usize> = w.dims.iter().map(|&d| d as usize).collect();
-        let ints: Vec<i32> = match w.axis {
-            None => w
-                .grid
-                .quantize(values.iter().copied(), w.scales[0], w.zps[0]),
-            Some(axis) => values
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let c = channel_of(i, &dims, axis as usize);
-                    w.grid.quantize(std::iter::once(v), w.scales[c], w.zps[c])[0]
-                })
-                .collect(),
-        };
+        let ints: Vec<i32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = w.axis.map_or(0, |axis| channel_of(i, &dims, axis as usize));
+                w.grid.quantize(v, w.scales[c], w.zps[c])
+            })
+            .collect();
         let pdims = if w.axis.is_some() {
             vec![w.scales.len() as i64]
         } else {
