@@ -67,6 +67,12 @@ def test_calibration_matches_quantize_static(qplay, tmp_path, method, flags, exa
         else:
             assert np.array_equal(x, y), f"{name}: {x.ravel()[:4]} vs {y.ravel()[:4]}"
 
+    if method == "minmax" and not flags:
+        # The defaults are models/build.py's: the bundled model, initializer for initializer.
+        bundled = initializers(ROOT / "models/resnet8_int8.onnx")
+        assert sorted(bundled) == sorted(a)
+        assert all(np.array_equal(a[n], bundled[n]) for n in a)
+
     # The file runs in Python onnxruntime and predicts as qplay does, and as the reference model.
     images, _ = reference.load_cifar(TEST)
     images = images[:1000]
