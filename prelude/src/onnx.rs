@@ -99,7 +99,7 @@ impl OnnxModel {
     /// Loads `path` into a new session named `name`.
     pub fn load(name: &str, path: &Path) -> Result<OnnxModel> {
         let env = environment()?;
-        let session = Self::builder(env, GraphOptimizationLevel::Level3)
+        let session = Self::builder(env, GraphOptimizationLevel::Level3, thread_count())
             .and_then(|mut b| b.commit_from_file(path))
             .with_context(|| format!("cannot load ONNX model {}", path.display()))?;
         Self::from_session(name, path, session)
@@ -110,6 +110,18 @@ impl OnnxModel {
     /// (no fusion), as onnxruntime's QDQ debugging tools do, so that every intermediate tensor
     /// can be captured.
     pub fn from_bytes(name: &str, path: &Path, bytes: &[u8], optimize: bool) -> Result<OnnxModel> {
+        Self::from_bytes_threads(name, path, bytes, optimize, thread_count())
+    }
+
+    /// [`OnnxModel::from_bytes`] with `threads` intra-op threads (several single-threaded
+    /// sessions can then run batches side by side).
+    pub fn from_bytes_threads(
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        optimize: bool,
+        threads: usize,
+    ) -> Result<OnnxModel> {
         let env = environment()?;
         let level = if optimize {
             GraphOptimizationLevel::Level3
@@ -118,7 +130,7 @@ impl OnnxModel {
         };
         // Many versions may hold sessions at once: their idle threads must not spin, and they
         // share one memory arena (see `share_arena`).
-        let session = Self::builder(env, level)
+        let session = Self::builder(env, level, threads)
             .and_then(|b| Ok(b.with_intra_op_spinning(false)?.with_env_allocators()?))
             .and_then(|mut b| b.commit_from_memory(bytes))
             .with_context(|| format!("cannot create an ONNX Runtime session for `{name}`"))?;
@@ -150,10 +162,11 @@ impl OnnxModel {
     fn builder(
         env: &Environment,
         level: GraphOptimizationLevel,
+        threads: usize,
     ) -> ort::Result<ort::session::builder::SessionBuilder> {
         Ok(Session::builder(env)?
             .with_optimization_level(level)?
-            .with_intra_threads(thread_count())?)
+            .with_intra_threads(threads)?)
     }
 
     /// Runs a batch (after checking its shape) and hands the session's outputs to `read`: all

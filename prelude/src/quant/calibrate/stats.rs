@@ -106,9 +106,16 @@ fn input_name(model: &ModelProto) -> String {
         .unwrap_or_default()
 }
 
-/// The capture session: the float graph with `tensors` as outputs or, with `reduce`, with
-/// a ReduceMin and a ReduceMax of each as outputs (`<t>\u{1}min`, `<t>\u{1}max`).
-fn session(src: &Source<'_>, reduce: bool) -> Result<(OnnxModel, Vec<String>)> {
+/// The capture sessions: the float graph with `tensors` as outputs or, with `reduce`, with a
+/// ReduceMin and a ReduceMax of each as outputs (`<t>\u{1}min`, `<t>\u{1}max`); one
+/// single-threaded session per core, running batches side by side (faster than one session
+/// on every core, and each image's values are the same bits either way).
+struct Runner {
+    sessions: Vec<OnnxModel>,
+    outputs: Vec<String>,
+}
+
+fn runner(src: &Source<'_>, reduce: bool) -> Result<Runner> {
     let mut proto = src.model.clone();
     let outputs: Vec<String> = if reduce {
         let g = proto
@@ -145,48 +152,82 @@ fn session(src: &Source<'_>, reduce: bool) -> Result<(OnnxModel, Vec<String>)> {
             .collect()
     };
     onnx_graph::add_outputs(&mut proto, &outputs)?;
-    let runner = OnnxModel::from_bytes(
-        "calibration",
-        std::path::Path::new("calibration.onnx"),
-        &onnx_graph::encode(&proto),
-        false,
-    )?;
-    Ok((runner, outputs))
+    let bytes = onnx_graph::encode(&proto);
+    let workers = crate::onnx::thread_count().clamp(1, src.indices.len().div_ceil(BATCH).max(1));
+    let sessions = (0..workers)
+        .map(|_| {
+            OnnxModel::from_bytes_threads(
+                "calibration",
+                std::path::Path::new("calibration.onnx"),
+                &bytes,
+                false,
+                1,
+            )
+        })
+        .collect::<Result<_>>()?;
+    Ok(Runner { sessions, outputs })
 }
 
-/// Runs the session over the images, batch by batch, handing each output (and the graph
-/// input, when it is measured) to `f` by name.
+/// One batch's tensors: (images in the batch, (name, values) per output).
+type Batch = (usize, Vec<(String, Vec<f32>)>);
+
+/// Runs the sessions over the images, batches shared out among them, handing each output (and
+/// the graph input, when it is measured) to `f` by name, on this thread, batches in the order
+/// they finish.
 fn each_batch(
     src: &Source<'_>,
-    (runner, outputs): &(OnnxModel, Vec<String>),
+    runner: &Runner,
     what: &str,
     progress: Option<Progress<'_>>,
-    mut f: impl FnMut(&str, &[f32]),
+    mut f: impl FnMut(String, Vec<f32>),
 ) -> Result<()> {
     let input = input_name(src.model);
-    let select: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    for (k, chunk) in src.indices.chunks(BATCH).enumerate() {
+    let feed_input =
+        src.tensors.contains(&input) && !runner.outputs.contains(&format!("{input}\u{1}min"));
+    let select: Vec<&str> = runner.outputs.iter().map(String::as_str).collect();
+    let chunks: Vec<&[usize]> = src.indices.chunks(BATCH).collect();
+    let workers = runner.sessions.len();
+    let run = |session: &OnnxModel, chunk: &[usize]| -> Result<Batch> {
         crate::interrupt::check()?;
         let batch = src.data.nhwc_batch(chunk);
-        if src.tensors.contains(&input) && !outputs.contains(&format!("{input}\u{1}min")) {
-            f(&input, batch.as_slice().unwrap_or(&[]));
+        let mut out = Vec::new();
+        if feed_input {
+            out.push((input.clone(), batch.iter().copied().collect()));
         }
-        for (name, value) in runner.run_outputs(batch.view(), Some(&select))? {
+        for (name, value) in session.run_outputs(batch.view(), Some(&select))? {
             let array = value.try_extract_array::<f32>()?;
-            match array.as_slice() {
-                Some(values) => f(&name, values),
-                None => f(&name, array.as_standard_layout().as_slice().unwrap_or(&[])),
+            out.push((name, array.iter().copied().collect()));
+        }
+        Ok((chunk.len(), out))
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Result<Batch>>();
+        for (k, session) in runner.sessions.iter().enumerate() {
+            let (tx, chunks, run) = (tx.clone(), &chunks, &run);
+            scope.spawn(move || {
+                for chunk in chunks.iter().skip(k).step_by(workers) {
+                    let result = run(session, chunk);
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0;
+        for result in rx {
+            let (n, outputs) = result?;
+            for (name, values) in outputs {
+                f(name, values);
+            }
+            done += n;
+            if let Some(p) = progress {
+                p(what, done, src.indices.len());
             }
         }
-        if let Some(p) = progress {
-            p(
-                what,
-                (k * BATCH + chunk.len()).min(src.indices.len()),
-                src.indices.len(),
-            );
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
@@ -212,11 +253,11 @@ pub fn collect(
         }
         (None, None) => {
             let mut seen = empty_ranges(src);
-            let runner = session(src, true)?;
+            let runner = runner(src, true)?;
             each_batch(src, &runner, "ranges", progress, |name, values| {
-                let (t, _) = name.rsplit_once('\u{1}').unwrap_or((name, ""));
+                let (t, _) = name.rsplit_once('\u{1}').unwrap_or((&name, ""));
                 if let Some(m) = seen.get_mut(t) {
-                    m.add(values);
+                    m.add(&values);
                 }
             })?;
             Arc::new(Stats {
@@ -238,22 +279,20 @@ fn one_pass(
     progress: Option<Progress<'_>>,
 ) -> Result<(Arc<Stats>, Option<Histograms>)> {
     let mut seen = empty_ranges(src);
-    let mut kept: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    let mut kept: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
     let mut bytes = 0usize;
     let mut keeping = true;
-    let runner = session(src, false)?;
+    let runner = runner(src, false)?;
     each_batch(src, &runner, "ranges", progress, |name, values| {
-        if let Some(m) = seen.get_mut(name) {
-            m.add(values);
+        if let Some(m) = seen.get_mut(&name) {
+            m.add(&values);
             if keeping {
                 bytes += 4 * values.len();
                 if bytes > KEEP_BYTES {
                     keeping = false;
                     kept.clear();
                 } else {
-                    kept.entry(name.to_string())
-                        .or_default()
-                        .extend_from_slice(values);
+                    kept.entry(name).or_default().push(values);
                 }
             }
         }
@@ -282,25 +321,32 @@ fn one_pass(
 }
 
 /// Counts each tensor's kept values into its histogram, tensors spread over the threads.
-fn count_in_parallel(hists: &mut BTreeMap<String, Histogram>, kept: &BTreeMap<String, Vec<f32>>) {
+fn count_in_parallel(
+    hists: &mut BTreeMap<String, Histogram>,
+    kept: &BTreeMap<String, Vec<Vec<f32>>>,
+) {
     let threads = crate::onnx::thread_count().max(1);
-    let mut work: Vec<(&mut Histogram, &[f32])> = hists
+    let size = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
+    type Share<'a> = Vec<(&'a mut Histogram, &'a [Vec<f32>])>;
+    let mut work: Share<'_> = hists
         .iter_mut()
         .filter_map(|(t, h)| kept.get(t).map(|v| (h, v.as_slice())))
         .collect();
-    work.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-    let mut shares: Vec<Vec<(&mut Histogram, &[f32])>> = (0..threads).map(|_| Vec::new()).collect();
+    work.sort_by_key(|(_, v)| std::cmp::Reverse(size(v)));
+    let mut shares: Vec<Share<'_>> = (0..threads).map(|_| Vec::new()).collect();
     let mut load = vec![0usize; threads];
     for item in work {
         let least = (0..threads).min_by_key(|&k| load[k]).unwrap_or(0);
-        load[least] += item.1.len();
+        load[least] += size(item.1);
         shares[least].push(item);
     }
     std::thread::scope(|s| {
         for share in shares {
             s.spawn(move || {
-                for (h, values) in share {
-                    h.add(values);
+                for (h, batches) in share {
+                    for values in batches {
+                        h.add(values);
+                    }
                 }
             });
         }
@@ -331,11 +377,11 @@ impl Stats {
         {
             return Ok(h.clone());
         }
-        let runner = session(src, false)?;
+        let runner = runner(src, false)?;
         let mut hists = self.empty_histograms(want);
         each_batch(src, &runner, "histograms", progress, |name, values| {
-            if let Some(h) = hists.get_mut(name) {
-                h.add(values);
+            if let Some(h) = hists.get_mut(&name) {
+                h.add(&values);
             }
         })?;
         let hists = Arc::new(hists);
