@@ -256,3 +256,34 @@ fn mixed_precision_stays_within_its_budget() {
     .to_string();
     assert!(e.contains("0 to 100"), "{e}");
 }
+
+#[test]
+fn narrow_activation_grids_keep_folded_relus_clipping() {
+    let data = train();
+    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let options = CalibOptions {
+        activation_bits: 7,
+        per_class: 20,
+        ..Default::default()
+    };
+    let m = calibrate("resnet8_float", &data, &options).unwrap();
+    // Folded ReLUs: zero point at the bottom of int8.
+    assert_eq!(m.param("activation").unwrap().zero_points, [-128]);
+    let acc = qplay::eval::quick(&m, &test, 10).unwrap().accuracy();
+    assert!(acc > 0.6, "7-bit activations: {acc}");
+}
+
+#[test]
+fn bias_correction_refuses_another_float_model() {
+    let data = train();
+    let float = workbench("resnet8_float").unwrap();
+    let (eq, _) = qplay::quant::calibrate::equalize(&float).unwrap();
+    let options = CalibOptions {
+        per_class: 10,
+        ..Default::default()
+    };
+    let m = qplay::quant::calibrate::calibrate_version(&eq, &data, &options, None).unwrap();
+    let e = m.bias_corrected(&float, &data, 5).unwrap_err().to_string();
+    assert!(e.contains("is not the float model"), "{e}");
+    assert!(m.bias_corrected(&eq, &data, 5).is_ok());
+}

@@ -298,3 +298,4 @@ impl Rich for MixedPrecision {
         b
     }
 }
+crate::evcxr_display_via_rich!(MixedPrecision);

@@ -48,7 +48,8 @@ pub enum Method {
     /// with symmetric activations, else both tails), 2,048 bins.
     Percentile(f64),
     /// The threshold of least KL divergence (onnxruntime's Entropy, default 128 bins and 128
-    /// quantized bins).
+    /// quantized bins). With as many quantized bins as bins there is one candidate, the whole
+    /// range: onnxruntime's defaults give MinMax's ranges; `entropy:2048:128` searches.
     Entropy {
         /// Histogram bins.
         bins: usize,
@@ -155,8 +156,9 @@ pub struct CalibOptions {
     pub activation_type: QDtype,
     /// Weight storage type (int8 or uint8).
     pub weight_type: QDtype,
-    /// Activation bits, 2 to 8. Below 8 the grid is narrower than its int8/uint8 container:
-    /// values beyond the calibrated range saturate at the container's edge, not the grid's.
+    /// Activation bits, 2 to 8. Below 8 the grid is narrower than its int8/uint8 container and
+    /// starts at its bottom: values below the calibrated range saturate at the grid's lower edge
+    /// (so folded ReLUs still clip), values above it at the container's top, not the grid's.
     pub activation_bits: u32,
     /// Weight bits, 2 to 8 (weights are clipped to the narrower grid).
     pub weight_bits: u32,

@@ -20,13 +20,17 @@ pub struct Grid {
 
 impl Grid {
     /// The smallest and largest integer of the grid. A symmetric signed grid drops the most
-    /// negative value (-127..=127 for 8 bits), as onnxruntime does.
+    /// negative value (-127..=127 for 8 bits), as onnxruntime does. An asymmetric grid of fewer
+    /// than 8 bits starts at the bottom of its container (-128 or 0), so that its lower edge
+    /// saturates there: a range starting at 0 then still clips negatives, which is how a ReLU
+    /// folded into its producer works in a QDQ graph. (Its upper edge saturates at the
+    /// container's top, not the grid's.)
     pub fn qrange(self) -> (i64, i64) {
         let b = self.bits;
         match self.dtype {
             QDtype::Uint8 => (0, (1 << b) - 1),
             QDtype::Int8 if self.symmetric => (-((1 << (b - 1)) - 1), (1 << (b - 1)) - 1),
-            QDtype::Int8 => (-(1 << (b - 1)), (1 << (b - 1)) - 1),
+            QDtype::Int8 => (-128, -128 + (1 << b) - 1),
             QDtype::Int32 => (i32::MIN as i64, i32::MAX as i64),
         }
     }
@@ -147,7 +151,7 @@ mod tests {
         assert_eq!(grid(QDtype::Int8, 8, false).qrange(), (-128, 127));
         assert_eq!(grid(QDtype::Uint8, 8, true).qrange(), (0, 255));
         assert_eq!(grid(QDtype::Int8, 4, true).qrange(), (-7, 7));
-        assert_eq!(grid(QDtype::Int8, 4, false).qrange(), (-8, 7));
+        assert_eq!(grid(QDtype::Int8, 4, false).qrange(), (-128, -113));
         assert_eq!(grid(QDtype::Uint8, 2, false).qrange(), (0, 3));
     }
 

@@ -52,7 +52,9 @@ impl QuantModel {
     /// A new version whose activation scales and zero points are computed again from the
     /// ranges this version's activations take on `data` (100 images per class), by `method`.
     /// On TorchScript models the captured activations are already quantized, so a range can
-    /// narrow but not widen.
+    /// narrow but not widen, and 8-bit activations are put on 7-bit grids (0..=127), as
+    /// PyTorch's fbgemm configuration quantizes them (`reduce_range`); ask for fewer bits to
+    /// go lower.
     pub fn recalibrate(&self, data: &Dataset, method: Method) -> Result<QuantModel> {
         self.recalibrate_with(
             data,
@@ -134,10 +136,15 @@ impl QuantModel {
             }
         };
         let mut v = self.clone();
+        let bits = if self.framework() == crate::model::Framework::Torch {
+            options.activation_bits.min(7)
+        } else {
+            options.activation_bits
+        };
         for p in &rows {
             let grid = Grid {
                 dtype: p.dtype,
-                bits: options.activation_bits,
+                bits,
                 symmetric: options.symmetric,
             };
             let one: BTreeMap<String, MinMax> =
@@ -208,6 +215,7 @@ impl QuantModel {
                 self.name()
             );
         }
+        self.check_float_reference(float, &proto)?;
         let means = |m: &QuantModel, tensor: &str| -> Result<Vec<f64>> {
             let mut sum: Vec<f64> = Vec::new();
             let mut count = 0usize;
@@ -268,6 +276,51 @@ impl QuantModel {
                 indices.len()
             ),
         )
+    }
+}
+
+impl QuantModel {
+    /// That `float` is the float model this QDQ version was made from: for every Conv/Gemm,
+    /// the float node of the same name has weights within one quantization step of ours.
+    fn check_float_reference(&self, float: &QuantModel, proto: &ModelProto) -> Result<()> {
+        let float_proto = float.proto()?;
+        let rows = self.quant_params().rows;
+        for node in proto.graph.iter().flat_map(|g| g.node.iter()) {
+            if !matches!(node.op_type(), "Conv" | "Gemm") || node.input.len() < 2 {
+                continue;
+            }
+            let Some(p) = rows.iter().find(|p| {
+                p.role == Role::Weight && p.dequantized_output.as_deref() == Some(&node.input[1])
+            }) else {
+                continue;
+            };
+            let theirs = float_proto
+                .graph
+                .iter()
+                .flat_map(|g| g.node.iter())
+                .find(|n| n.name() == node.name())
+                .and_then(|n| n.input.get(1))
+                .and_then(|w| read_floats(float_proto, w).ok());
+            let ours = self.weights(&p.tensor)?;
+            let step = p.scales.iter().fold(0f32, |m, &s| m.max(s));
+            let close = theirs.as_ref().is_some_and(|(v, _)| {
+                v.len() == ours.dequantized.len()
+                    && v.iter()
+                        .zip(ours.dequantized.iter())
+                        .all(|(a, b)| (a - b).abs() <= step * 1.01)
+            });
+            if !close {
+                bail!(
+                    "`{}` is not the float model `{}` was made from: the weights of node `{}` \
+                     differ by more than a quantization step (an equalized model is corrected \
+                     against the equalized float model)",
+                    float.name(),
+                    self.name(),
+                    node.name()
+                );
+            }
+        }
+        Ok(())
     }
 }
 
