@@ -42,6 +42,15 @@ pub struct CalibFlags {
     pub per_class: usize,
 }
 
+/// A progress line on stderr, redrawn in place, ended when done.
+fn stderr_progress(what: &str, done: usize, total: usize) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{what}: {done}/{total}");
+    if done == total {
+        let _ = writeln!(err);
+    }
+}
+
 fn dtype(flag: &str, value: &str) -> Result<QDtype> {
     match value {
         "int8" => Ok(QDtype::Int8),
@@ -96,11 +105,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         &qplay::paths::cache_dir(),
     )?;
     let progress = |what: &str, done: usize, total: usize| {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{what}: {done}/{total} images");
-        if done == total {
-            let _ = writeln!(err);
-        }
+        stderr_progress(&format!("{what} (images)"), done, total)
     };
     let start = Instant::now();
     let model = calibrate_with(&args.float_model, &data, &options, Some(&progress))?;
@@ -161,7 +166,7 @@ pub struct MixedArgs {
 
 /// Runs `qplay mixed-precision`.
 pub fn mixed_precision(args: MixedArgs) -> Result<()> {
-    use qplay::quant::calibrate::{mixed_precision, MixedOptions};
+    use qplay::quant::calibrate::{mixed_precision_with, MixedOptions};
     let data = Dataset::open(
         &args.data,
         &qplay::paths::root(),
@@ -174,7 +179,7 @@ pub fn mixed_precision(args: MixedArgs) -> Result<()> {
         per_class: args.per_class,
         progress: false,
     };
-    let r = mixed_precision(&base, &data, &options)?;
+    let r = mixed_precision_with(&base, &data, &options, Some(&stderr_progress))?;
     if let Some(out) = &args.out {
         r.version.save(out)?;
     }

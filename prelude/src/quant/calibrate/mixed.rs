@@ -116,6 +116,17 @@ pub fn mixed_precision(
     data: &Dataset,
     options: &MixedOptions,
 ) -> Result<MixedPrecision> {
+    mixed_precision_with(base, data, options, None)
+}
+
+/// [`mixed_precision`], reporting after each round (rounds done, most rounds possible); without
+/// `progress`, `options.progress` shows a notebook progress bar.
+pub fn mixed_precision_with(
+    base: &QuantModel,
+    data: &Dataset,
+    options: &MixedOptions,
+    progress: Option<super::Progress<'_>>,
+) -> Result<MixedPrecision> {
     if !(0.0..=100.0).contains(&options.budget_pp) {
         bail!(
             "budget {} is out of range: 0 to 100 percentage points",
@@ -160,9 +171,16 @@ pub fn mixed_precision(
         kept: true,
     }];
     let steps_in_all = weights.len() * (ladder.len() - 1);
-    let bar = options
-        .progress
+    let bar = (progress.is_none() && options.progress)
         .then(|| ProgressBar::new("mixed precision: rounds", steps_in_all));
+    let report = |round: usize| {
+        if let Some(bar) = &bar {
+            bar.set(round);
+        }
+        if let Some(p) = progress {
+            p("mixed precision: rounds", round, steps_in_all);
+        }
+    };
     let mut chosen = (base.clone(), start);
     for round in 1..=steps_in_all {
         crate::interrupt::check()?;
@@ -201,13 +219,9 @@ pub fn mixed_precision(
         points[i].kept = true;
         bits = points[i].bits.clone();
         chosen = (v, e);
-        if let Some(bar) = &bar {
-            bar.set(round);
-        }
+        report(round);
     }
-    if let Some(bar) = &bar {
-        bar.set(steps_in_all);
-    }
+    report(steps_in_all);
     let (version, e) = chosen;
     let lowered = bits.values().filter(|&&b| b != 8).count();
     let version = if lowered == 0 {

@@ -33,7 +33,7 @@ use super::onnx_graph;
 use super::{QDtype, QuantModel};
 use crate::data::Dataset;
 use crate::model::Model;
-pub use mixed::{mixed_precision, MixedOptions, MixedPrecision};
+pub use mixed::{mixed_precision, mixed_precision_with, MixedOptions, MixedPrecision};
 use params::Grid;
 use ranges::Counted;
 pub use stats::Progress;
