@@ -410,15 +410,9 @@ fn int_tensor(name: &str, dtype: QDtype, dims: Vec<i64>, values: &[i32], raw: bo
         QDtype::Int32 => DataType::Int32,
     };
     let mut t = scalar_tensor(name, data_type, dims);
-    if raw {
-        t.raw_data = Some(match dtype {
-            QDtype::Int8 => values.iter().map(|&v| v as i8 as u8).collect(),
-            QDtype::Uint8 => values.iter().map(|&v| v as u8).collect(),
-            QDtype::Int32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        });
-    } else {
-        t.int32_data = values.to_vec();
-    }
+    // `set_ints` keeps the storage the tensor uses: raw bytes when `raw_data` is set.
+    t.raw_data = raw.then(Vec::new);
+    onnx_graph::set_ints(&mut t, values).expect("an integer tensor");
     t
 }
 
@@ -450,6 +444,8 @@ fn channel_of(i: usize, dims: &[usize], axis: usize) -> usize {
 
 /// A quantized weight: scales, zero points, integers.
 struct QuantizedWeight {
+    /// The float values, as stored.
+    values: Vec<f32>,
     grid: Grid,
     dims: Vec<i64>,
     axis: Option<i64>,
@@ -543,6 +539,7 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
         weights.insert(
             t.clone(),
             QuantizedWeight {
+                values,
                 grid,
                 dims: init.dims.clone(),
                 axis,
@@ -573,10 +570,9 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
 
     for (t, _) in plan.marks.iter().filter(|(t, _)| weights.contains_key(t)) {
         let w = &weights[t];
-        let init = &initial[t];
-        let values = onnx_graph::floats(init)?;
         let dims: Vec<usize> = w.dims.iter().map(|&d| d as usize).collect();
-        let ints: Vec<i32> = values
+        let ints: Vec<i32> = w
+            .values
             .iter()
             .enumerate()
             .map(|(i, &v)| {
