@@ -287,3 +287,66 @@ fn bias_correction_refuses_another_float_model() {
     assert!(e.contains("is not the float model"), "{e}");
     assert!(m.bias_corrected(&eq, &data, 5).is_ok());
 }
+
+/// The exact ranges found by screening on the optimized graph and settling a few images on the
+/// exact one are, bit for bit, those of the exact graph on every image; where settling would
+/// take too many images every image runs.
+#[test]
+fn screened_ranges_are_the_exact_graphs() {
+    use qplay::quant::calibrate::extremes::{every_image, measure, Found};
+    use qplay::quant::calibrate::qdq::{Placement, Plan};
+    use qplay::quant::calibrate::stats::Source;
+    use qplay::quant::onnx_graph;
+
+    let data = train();
+    let bytes = std::fs::read(qplay::paths::root().join("models/resnet8_float.onnx")).unwrap();
+    let model = onnx_graph::decode(&bytes).unwrap();
+    let placement = Placement {
+        per_channel: false,
+        symmetric_activations: false,
+        exclude: model
+            .graph
+            .iter()
+            .flat_map(|g| &g.node)
+            .filter(|n| n.op_type() == "Softmax")
+            .map(|n| n.name().to_string())
+            .collect(),
+    };
+    let measured = Plan::new(&model, &placement).unwrap().measured(&model);
+    // Every node's output but the Softmax's (its largest value is 1 on a fifth of the images).
+    let mut every_tensor = onnx_graph::node_outputs(&model);
+    let softmax = every_tensor.pop().unwrap();
+    assert_eq!(
+        onnx_graph::producer_op(&model, &softmax).as_deref(),
+        Some("Softmax")
+    );
+    let bits = |r: &std::collections::BTreeMap<String, qplay::quant::calibrate::ranges::MinMax>| {
+        r.iter()
+            .map(|(t, m)| (t.clone(), m.min.to_bits(), m.max.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    for (tensors, per_class) in [(&measured, 100), (&every_tensor, 30), (&measured, 1)] {
+        let indices = data.stratified(per_class).unwrap();
+        let src = Source {
+            model: &model,
+            tensors,
+            data: &data,
+            indices: &indices,
+        };
+        let (ranges, found) = measure(&src, None).unwrap();
+        assert_eq!(
+            bits(&ranges),
+            bits(&every_image(&src, None).unwrap()),
+            "{per_class} per class"
+        );
+        assert_eq!(ranges.len(), tensors.len());
+        match (per_class, found) {
+            // ResNet-8: each extreme's leader, and hardly anything else.
+            (100 | 30, Found::Settled { images }) => {
+                assert!(images <= 2 * tensors.len(), "{images}")
+            }
+            (1, Found::EveryImage(why)) => assert!(why.contains("quarter"), "{why}"),
+            (_, found) => panic!("{per_class} per class: {found:?}"),
+        }
+    }
+}

@@ -1,16 +1,19 @@
-//! Calibration statistics: the calibration images through the float model's capture session
-//! (unoptimized, as onnxruntime's calibrators run it, so the values are the same bits) for each
-//! tensor's smallest and largest value and, for the histogram methods, its histogram.
+//! Calibration statistics: the calibration images through the float model's capture sessions
+//! for each tensor's smallest and largest value and, for the histogram methods, its histogram.
+//! Ranges are onnxruntime's to the bit: the values are those of the unoptimized graph, as
+//! onnxruntime's calibrators run it.
 //!
-//! - Ranges alone: ReduceMin/ReduceMax nodes added to the graph (as onnxruntime's MinMax
-//!   calibrator does), so only two numbers per tensor leave ONNX Runtime.
-//! - With a histogram: one pass that keeps the values (up to [`KEEP_BYTES`]), takes the ranges
-//!   from them and then counts them; beyond that budget a second pass counts.
+//! - Ranges alone: [`super::extremes`] (each image's extremes from ReduceMin/ReduceMax nodes
+//!   added to the graph, screened on the optimized graph and settled on the exact one).
+//! - With a histogram: one pass over the exact graph that keeps the values (up to
+//!   [`KEEP_BYTES`]), takes the ranges from them and then counts them; beyond that budget a
+//!   second pass counts.
 //!
 //! Both are kept in memory by content (model bytes, images, tensors): another method or
 //! option on the same model and images costs no inference.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{anyhow, Result};
@@ -106,88 +109,161 @@ fn input_name(model: &ModelProto) -> String {
         .unwrap_or_default()
 }
 
-/// The capture sessions: the float graph with `tensors` as outputs or, with `reduce`, with a
-/// ReduceMin and a ReduceMax of each as outputs (`<t>\u{1}min`, `<t>\u{1}max`); one
-/// single-threaded session per core, running batches side by side (faster than one session
-/// on every core, and each image's values are the same bits either way).
-struct Runner {
-    sessions: Vec<OnnxModel>,
+/// What a capture graph's extra outputs are.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Capture {
+    /// The measured tensors themselves.
+    Values,
+    /// Each image's smallest and largest value of each measured tensor (`<t>\u{1}min`,
+    /// `<t>\u{1}max`, one value per image).
+    Extremes,
+}
+
+/// The capture graph (the float graph with the outputs `capture` asks for) and how to run it:
+/// optimized, or exactly as onnxruntime's calibrator does; one single-threaded session per
+/// core, running batches side by side (faster than one session on every core, and each image's
+/// values are the same bits either way).
+pub(super) struct Runner {
+    bytes: Vec<u8>,
+    optimized: bool,
     outputs: Vec<String>,
 }
 
-fn runner(src: &Source<'_>, reduce: bool) -> Result<Runner> {
-    let mut proto = src.model.clone();
-    let outputs: Vec<String> = if reduce {
-        let g = proto
-            .graph
-            .as_mut()
-            .ok_or_else(|| anyhow!("ONNX model has no graph"))?;
-        let mut outs = Vec::new();
-        for t in src.tensors {
-            for op in ["ReduceMin", "ReduceMax"] {
-                let out = format!("{t}\u{1}{}", &op[6..].to_lowercase());
-                g.node.push(onnx_graph::proto::NodeProto {
-                    op_type: Some(op.into()),
-                    name: Some(out.clone()),
-                    input: vec![t.clone()],
-                    output: vec![out.clone()],
-                    attribute: vec![onnx_graph::proto::AttributeProto {
-                        name: Some("keepdims".into()),
-                        r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Int as i32),
-                        i: Some(0),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                });
-                outs.push(out);
-            }
-        }
-        outs
-    } else {
-        let input = input_name(src.model);
-        src.tensors
-            .iter()
-            .filter(|t| **t != input)
-            .cloned()
-            .collect()
-    };
-    onnx_graph::add_outputs(&mut proto, &outputs)?;
-    let bytes = onnx_graph::encode(&proto);
-    let workers = crate::onnx::thread_count().clamp(1, src.indices.len().div_ceil(BATCH).max(1));
-    let sessions = (0..workers)
-        .map(|_| {
-            OnnxModel::from_bytes_threads(
-                "calibration",
-                std::path::Path::new("calibration.onnx"),
-                &bytes,
-                false,
-                1,
-            )
-        })
-        .collect::<Result<_>>()?;
-    Ok(Runner { sessions, outputs })
+/// The name of a tensor's per-image extremes: `<t>\u{1}min` or `<t>\u{1}max`.
+pub(super) fn extreme_name(tensor: &str, max: bool) -> String {
+    format!("{tensor}\u{1}{}", if max { "max" } else { "min" })
 }
 
-/// One batch's tensors: (images in the batch, (name, values) per output).
-type Batch = (usize, Vec<(String, Vec<f32>)>);
+fn int_attribute(name: &str, value: i64) -> onnx_graph::proto::AttributeProto {
+    onnx_graph::proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Int as i32),
+        i: Some(value),
+        ..Default::default()
+    }
+}
 
-/// Runs the sessions over the images, batches shared out among them, handing each output (and
-/// the graph input, when it is measured) to `f` by name, on this thread, batches in the order
-/// they finish.
-fn each_batch(
+/// Adds, for each of `tensors`, its smallest and largest value per image: Flatten to
+/// (images, values), then ReduceMin/ReduceMax over the values (axes an attribute before opset
+/// 18, an input from then on).
+fn add_extremes(proto: &mut ModelProto, tensors: &[String]) -> Result<Vec<String>> {
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain().is_empty())
+        .map_or(1, |o| o.version());
+    let g = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| anyhow!("ONNX model has no graph"))?;
+    let axes = "\u{1}axes".to_string();
+    if opset >= 18 {
+        g.initializer.push(onnx_graph::proto::TensorProto {
+            name: Some(axes.clone()),
+            dims: vec![1],
+            data_type: Some(onnx_graph::proto::tensor_proto::DataType::Int64 as i32),
+            int64_data: vec![1],
+            ..Default::default()
+        });
+    }
+    let mut outs = Vec::new();
+    for t in tensors {
+        let flat = format!("{t}\u{1}flat");
+        g.node.push(onnx_graph::proto::NodeProto {
+            op_type: Some("Flatten".into()),
+            name: Some(flat.clone()),
+            input: vec![t.clone()],
+            output: vec![flat.clone()],
+            attribute: vec![int_attribute("axis", 1)],
+            ..Default::default()
+        });
+        for max in [false, true] {
+            let out = extreme_name(t, max);
+            let mut attribute = vec![int_attribute("keepdims", 0)];
+            let mut input = vec![flat.clone()];
+            if opset >= 18 {
+                input.push(axes.clone());
+            } else {
+                attribute.push(onnx_graph::proto::AttributeProto {
+                    name: Some("axes".into()),
+                    r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Ints as i32),
+                    ints: vec![1],
+                    ..Default::default()
+                });
+            }
+            g.node.push(onnx_graph::proto::NodeProto {
+                op_type: Some(if max { "ReduceMax" } else { "ReduceMin" }.into()),
+                name: Some(out.clone()),
+                input,
+                output: vec![out.clone()],
+                attribute,
+                ..Default::default()
+            });
+            outs.push(out);
+        }
+    }
+    Ok(outs)
+}
+
+pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Result<Runner> {
+    let mut proto = src.model.clone();
+    let outputs: Vec<String> = match capture {
+        Capture::Extremes => add_extremes(&mut proto, src.tensors)?,
+        Capture::Values => {
+            let input = input_name(src.model);
+            src.tensors
+                .iter()
+                .filter(|t| **t != input)
+                .cloned()
+                .collect()
+        }
+    };
+    onnx_graph::add_outputs(&mut proto, &outputs)?;
+    Ok(Runner {
+        bytes: onnx_graph::encode(&proto),
+        optimized,
+        outputs,
+    })
+}
+
+/// One batch's tensors: (positions of its images in `Source::indices`, (name, values) per
+/// output).
+type Batch = (Range<usize>, Vec<(String, Vec<f32>)>);
+
+/// Runs the graph over the images, batches (at most [`BATCH`] images, fewer so that every core
+/// has one) shared out among one session per core, handing each output (and the graph input,
+/// when it is measured) to `f` with the positions of its batch's images, on this thread,
+/// batches in the order they finish.
+pub(super) fn each_batch(
     src: &Source<'_>,
     runner: &Runner,
     what: &str,
     progress: Option<Progress<'_>>,
-    mut f: impl FnMut(String, Vec<f32>),
+    mut f: impl FnMut(Range<usize>, String, Vec<f32>),
 ) -> Result<()> {
     let input = input_name(src.model);
     let feed_input =
-        src.tensors.contains(&input) && !runner.outputs.contains(&format!("{input}\u{1}min"));
+        src.tensors.contains(&input) && !runner.outputs.contains(&extreme_name(&input, false));
     let select: Vec<&str> = runner.outputs.iter().map(String::as_str).collect();
-    let chunks: Vec<&[usize]> = src.indices.chunks(BATCH).collect();
-    let workers = runner.sessions.len();
-    let run = |session: &OnnxModel, chunk: &[usize]| -> Result<Batch> {
+    let threads = crate::onnx::thread_count().max(1);
+    let size = src.indices.len().div_ceil(threads).clamp(1, BATCH);
+    let chunks: Vec<(usize, &[usize])> = src
+        .indices
+        .chunks(size)
+        .enumerate()
+        .map(|(k, c)| (k * size, c))
+        .collect();
+    let workers = threads.min(chunks.len());
+    let session = || {
+        OnnxModel::from_bytes_threads(
+            "calibration",
+            std::path::Path::new("calibration.onnx"),
+            &runner.bytes,
+            runner.optimized,
+            1,
+        )
+    };
+    let run = |session: &OnnxModel, (start, chunk): (usize, &[usize])| -> Result<Batch> {
         crate::interrupt::check()?;
         let batch = src.data.nhwc_batch(chunk);
         let mut out = Vec::new();
@@ -198,15 +274,22 @@ fn each_batch(
             let array = value.try_extract_array::<f32>()?;
             out.push((name, array.iter().copied().collect()));
         }
-        Ok((chunk.len(), out))
+        Ok((start..start + chunk.len(), out))
     };
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<Result<Batch>>();
-        for (k, session) in runner.sessions.iter().enumerate() {
-            let (tx, chunks, run) = (tx.clone(), &chunks, &run);
+        for k in 0..workers {
+            let (tx, chunks, run, session) = (tx.clone(), &chunks, &run, &session);
             scope.spawn(move || {
+                let session = match session() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
                 for chunk in chunks.iter().skip(k).step_by(workers) {
-                    let result = run(session, chunk);
+                    let result = run(&session, *chunk);
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
                         break;
@@ -217,11 +300,11 @@ fn each_batch(
         drop(tx);
         let mut done = 0;
         for result in rx {
-            let (n, outputs) = result?;
+            let (images, outputs) = result?;
+            done += images.len();
             for (name, values) in outputs {
-                f(name, values);
+                f(images.clone(), name, values);
             }
-            done += n;
             if let Some(p) = progress {
                 p(what, done, src.indices.len());
             }
@@ -251,20 +334,10 @@ pub fn collect(
             let h = stats.histograms(src, w, progress)?;
             return Ok((stats, Some(h)));
         }
-        (None, None) => {
-            let mut seen = empty_ranges(src);
-            let runner = runner(src, true)?;
-            each_batch(src, &runner, "ranges", progress, |name, values| {
-                let (t, _) = name.rsplit_once('\u{1}').unwrap_or((&name, ""));
-                if let Some(m) = seen.get_mut(t) {
-                    m.add(&values);
-                }
-            })?;
-            Arc::new(Stats {
-                seen,
-                histograms: Default::default(),
-            })
-        }
+        (None, None) => Arc::new(Stats {
+            seen: super::extremes::measure(src, progress)?.0,
+            histograms: Default::default(),
+        }),
         (None, Some(w)) => return one_pass(src, key, w, progress),
     };
     remember(key, stats.clone())?;
@@ -282,8 +355,8 @@ fn one_pass(
     let mut kept: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
     let mut bytes = 0usize;
     let mut keeping = true;
-    let runner = runner(src, false)?;
-    each_batch(src, &runner, "ranges", progress, |name, values| {
+    let runner = runner(src, Capture::Values, false)?;
+    each_batch(src, &runner, "ranges", progress, |_, name, values| {
         if let Some(m) = seen.get_mut(&name) {
             m.add(&values);
             if keeping {
@@ -377,9 +450,9 @@ impl Stats {
         {
             return Ok(h.clone());
         }
-        let runner = runner(src, false)?;
+        let runner = runner(src, Capture::Values, false)?;
         let mut hists = self.empty_histograms(want);
-        each_batch(src, &runner, "histograms", progress, |name, values| {
+        each_batch(src, &runner, "histograms", progress, |_, name, values| {
             if let Some(h) = hists.get_mut(&name) {
                 h.add(&values);
             }
