@@ -110,6 +110,22 @@ def test_cells_that_cannot_be_wrapped_rerun_compiled(kernel, wbc):
     execute(kc, "1", "other", deleted=["item-cell"])
 
 
+def test_names_inside_a_fn_are_not_notebook_variables(kernel, wbc):
+    """An item cannot read a notebook variable, so a helper whose parameter is called `z` does
+    not rerun when `z` changes (it would be compiled again each time); its caller does."""
+    _, kc = kernel
+    helper = 'fn shout(z: f64) -> String {\n    format!("{z}!")\n}'
+    run_ok(kc, helper, "helper")
+    out = run_ok(kc, "let loud = shout(z); loud", "caller")
+    area = area_of(out)
+    out = update(kc, wbc["w"], {"value": 2.5})
+    assert area_texts(out, area)[-1] == '"102.5!"'
+    _, reruns = deps(kc)
+    assert helper.splitlines()[0] not in reruns, reruns
+    assert "let loud = shout(z); loud" in reruns, reruns
+    execute(kc, "1", "other", deleted=["helper", "caller"])
+
+
 def test_editing_a_wrapped_cell_wraps_it_anew(kernel, wbc):
     _, kc = kernel
     out = run_ok(kc, 'println!("c now sees {}", z);', "C")

@@ -70,7 +70,7 @@ impl Graph {
     fn relink(&mut self, key: &str, touched: &BTreeSet<String>) {
         let mut cells: BTreeSet<String> = touched
             .iter()
-            .flat_map(|name| self.definitions.users(name))
+            .flat_map(|name| self.definitions.all_users(name))
             .map(str::to_string)
             .collect();
         cells.insert(key.to_string());
@@ -188,14 +188,11 @@ impl Graph {
                 .lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            let uses: Vec<String> = node
-                .syntax
-                .references
+            let uses: Vec<String> = self
+                .definitions
+                .sources(key, &node.syntax)
                 .iter()
-                .filter_map(|r| {
-                    let d = self.definer(r)?;
-                    (d != key.as_str()).then(|| format!("{r} (#{})", index[d]))
-                })
+                .map(|(name, d)| format!("{name} (#{})", index[d.as_str()]))
                 .collect();
             let defines: Vec<&str> = node.syntax.defines.iter().map(String::as_str).collect();
             let widgets: Vec<String> = node
@@ -328,6 +325,46 @@ mod tests {
         // Deleting X gives x back to A, and U follows again.
         g.forget("X");
         assert_eq!(g.dependents(&[("W".into(), names(&["w"]))]), ["A", "U"]);
+    }
+
+    /// Names inside a `fn` are its own locals or other items, never notebook variables: a
+    /// helper that happens to name a local `m` does not rerun when the variable `m` changes,
+    /// but a cell whose items call another cell's `fn` follows that cell.
+    #[test]
+    fn items_depend_on_items_only() {
+        let mut g = graph(&[
+            ("W", "let w = slider(\"w\", 0.0, 10.0, 1.0);"),
+            ("M", "let m = w.value();"),
+            (
+                "H",
+                "fn helper(m: f64) -> f64 { let p = m * 2.0; scale(p) }",
+            ),
+            ("S", "fn scale(x: f64) -> f64 { x * 3.0 }"),
+            ("U", "let shown = helper(1.0);"),
+        ]);
+        g.get_mut("W").unwrap().widgets = vec![("w1".into(), names(&["w"]))];
+        assert_eq!(g.dependents(&[("W".into(), names(&["w"]))]), ["M"]);
+        let parents = |g: &Graph, key: &str| {
+            let syntax = g.get(key).unwrap().syntax.clone();
+            g.definitions.parents_of(key, &syntax)
+        };
+        assert_eq!(parents(&g, "H"), names(&["S"]));
+        assert_eq!(parents(&g, "U"), names(&["H"]));
+        // A widget's cell that also declares an item: the cells whose items call it follow.
+        let mut g = graph(&[
+            ("W", "let w = slider(\"w\", 0.0, 10.0, 1.0);"),
+            (
+                "K",
+                "let k = w.value();\nfn twice(x: f64) -> f64 { x * 2.0 }",
+            ),
+            ("T", "fn four(x: f64) -> f64 { twice(twice(x)) }"),
+            ("V", "let v = four(k);"),
+        ]);
+        g.get_mut("W").unwrap().widgets = vec![("w1".into(), names(&["w"]))];
+        assert_eq!(
+            g.dependents(&[("W".into(), names(&["w"]))]),
+            ["K", "T", "V"]
+        );
     }
 
     #[test]

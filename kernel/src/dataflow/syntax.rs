@@ -6,8 +6,10 @@
 //! a function (`crate::wrap`): whether it declares items, runs evcxr commands or can leave early
 //! with `?`, and its statements and final expression as code.
 //!
-//! The analysis is syntactic and errs on the side of rerunning: a local variable inside a
-//! closure that shadows a notebook variable still counts as a use.
+//! Names used inside items (`fn`, `impl`, `struct`, …) are kept apart: an item cannot capture a
+//! variable (Rust refuses it), so they can only refer to other items. Elsewhere the analysis is
+//! syntactic and errs on the side of rerunning: a local variable inside a closure that shadows
+//! a notebook variable still counts as a use.
 
 use std::collections::BTreeSet;
 
@@ -38,8 +40,12 @@ pub const WIDGET_CONSTRUCTORS: [(&str, usize); 12] = [
 pub struct CellSyntax {
     /// Names bound at the cell's top level: `let` patterns, `fn`, `struct`, `use`, ….
     pub defines: BTreeSet<String>,
-    /// Names used anywhere in the cell.
+    /// Names bound by items (`fn`, `struct`, `use`, …), a part of `defines`.
+    pub item_defines: BTreeSet<String>,
+    /// Names used in the cell outside items.
     pub references: BTreeSet<String>,
+    /// Names used inside items: they can refer only to items, never to variables.
+    pub item_references: BTreeSet<String>,
     /// For each widget model the cell creates, in creation order, the names its statement
     /// binds (empty for a widget that is only displayed).
     pub widget_bindings: Vec<BTreeSet<String>>,
@@ -114,6 +120,7 @@ pub fn analyze(code: &str) -> CellSyntax {
                     }
                     syn::Stmt::Item(item) => {
                         item_names(item, &mut bound);
+                        out.item_defines.extend(bound.iter().cloned());
                         uses.visit_item(item);
                     }
                     syn::Stmt::Expr(expr, _) => uses.visit_expr(expr),
@@ -124,6 +131,7 @@ pub fn analyze(code: &str) -> CellSyntax {
                 }
                 out.defines.extend(bound);
                 out.references.extend(uses.names);
+                out.item_references.extend(uses.in_items);
             }
             out
         }
@@ -258,18 +266,37 @@ fn use_names(tree: &syn::UseTree, out: &mut BTreeSet<String>) {
     }
 }
 
-/// Collects used names and counts widget constructor calls.
+/// Collects used names (apart inside items) and counts widget constructor calls.
 #[derive(Default)]
 struct Uses {
     names: BTreeSet<String>,
+    in_items: BTreeSet<String>,
+    /// Items entered and not yet left.
+    depth: usize,
     widgets: usize,
 }
 
+impl Uses {
+    fn insert(&mut self, name: String) {
+        if self.depth > 0 {
+            self.in_items.insert(name);
+        } else {
+            self.names.insert(name);
+        }
+    }
+}
+
 impl<'ast> Visit<'ast> for Uses {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        self.depth += 1;
+        syn::visit::visit_item(self, item);
+        self.depth -= 1;
+    }
+
     fn visit_path(&mut self, path: &'ast syn::Path) {
         if path.leading_colon.is_none() {
             if let Some(first) = path.segments.first() {
-                self.names.insert(first.ident.to_string());
+                self.insert(first.ident.to_string());
             }
         }
         syn::visit::visit_path(self, path);
@@ -278,6 +305,9 @@ impl<'ast> Visit<'ast> for Uses {
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         // Arguments are evaluated (and their widgets created) before the call itself.
         syn::visit::visit_expr_call(self, call);
+        if self.depth > 0 {
+            return; // a function body's widgets are made when it is called
+        }
         if let syn::Expr::Path(p) = &*call.func {
             if let Some(last) = p.path.segments.last() {
                 if let Some((_, n)) = WIDGET_CONSTRUCTORS.iter().find(|(c, _)| last.ident == c) {
@@ -300,12 +330,20 @@ impl<'ast> Visit<'ast> for Uses {
                         syn::Expr::Lit(syn::ExprLit {
                             lit: syn::Lit::Str(s),
                             ..
-                        }) => format_arguments(&s.token().to_string(), &mut self.names),
+                        }) => {
+                            let mut found = BTreeSet::new();
+                            format_arguments(&s.token().to_string(), &mut found);
+                            found.into_iter().for_each(|n| self.insert(n));
+                        }
                         other => self.visit_expr(other),
                     }
                 }
             }
-            Err(_) => token_names(mac.tokens.clone(), &mut self.names),
+            Err(_) => {
+                let mut found = BTreeSet::new();
+                token_names(mac.tokens.clone(), &mut found);
+                found.into_iter().for_each(|n| self.insert(n));
+            }
         }
     }
 }
@@ -368,9 +406,13 @@ mod tests {
         );
         assert!(s.parsed);
         assert_eq!(s.defines, names(&["a", "b", "f", "Map", "BTreeSet"]));
-        for used in ["x", "y", "k", "acc", "z", "println"] {
+        assert_eq!(s.item_defines, names(&["f", "Map", "BTreeSet"]));
+        for used in ["x", "y", "acc", "z", "println"] {
             assert!(s.references.contains(used), "{used}");
         }
+        // Inside the `fn` only items can be meant (`k`, and the type `f64`).
+        assert_eq!(s.item_references, names(&["f64", "k", "v"]));
+        assert!(!s.references.contains("k"));
         assert!(!s.references.contains("len"));
         // Method names inside a macro's arguments are not uses.
         let s = analyze("println!(\"{} {}\", v.reset().version(), n);");
