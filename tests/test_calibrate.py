@@ -114,3 +114,16 @@ def test_source_models_are_never_overwritten(qplay, tmp_path):
     proc = qplay("calibrate", "--out", ROOT / "models/resnet8_int8.onnx", check=False)
     assert proc.returncode != 0 and "bundled model" in proc.stderr
     assert float_model.read_bytes() == before
+
+
+def test_statistics_are_kept_on_disk_for_later_runs(qplay, tmp_path):
+    """A later process calibrating the same model on the same images reads the statistics the
+    first one measured: no inference (no progress line), the same model, other options too."""
+    args = ("calibrate", "--method", "mse", "--per-class", "7")
+    first = qplay(*args, "--out", tmp_path / "a.onnx")
+    assert "ranges (images): 70/70" in first.stderr, first.stderr
+    second = qplay(*args, "--out", tmp_path / "b.onnx")
+    assert "(images)" not in second.stderr, second.stderr
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    third = qplay(*args, "--per-channel", "--out", tmp_path / "c.onnx")
+    assert "(images)" not in third.stderr, third.stderr

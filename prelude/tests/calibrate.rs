@@ -8,7 +8,14 @@ use qplay::model::Model;
 use qplay::quant::calibrate::{calibrate, CalibOptions, Method};
 use qplay::quant::{workbench, QDtype, QuantModel, Role};
 
+/// The training images, with this process's own cache folder (calibration statistics are kept
+/// on disk), set before anything reads it.
 fn train() -> Dataset {
+    static CACHE: std::sync::Once = std::sync::Once::new();
+    CACHE.call_once(|| {
+        let dir = std::env::temp_dir().join(format!("qplay-calibrate-{}", std::process::id()));
+        std::env::set_var("QPLAY_CACHE", dir);
+    });
     Dataset::bundled(&qplay::paths::root(), Bundled::Train4000).unwrap()
 }
 

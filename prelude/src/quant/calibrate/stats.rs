@@ -9,18 +9,18 @@
 //!   [`KEEP_BYTES`]), takes the ranges from them and then counts them; beyond that budget a
 //!   second pass counts.
 //!
-//! Both are kept in memory by content (model bytes, images, tensors): another method or
+//! Both are kept by content ([`super::cache`], in memory and on disk): another method or
 //! option on the same model and images costs no inference.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
-use sha2::{Digest, Sha256};
 
+use super::cache;
 use super::ranges::{Counted, Histogram, MinMax};
-use crate::data::{to_hex, Dataset};
+use crate::data::Dataset;
 use crate::onnx::OnnxModel;
 use crate::quant::onnx_graph::{self, proto::ModelProto};
 
@@ -30,9 +30,6 @@ pub const BATCH: usize = 100;
 /// Values kept in memory between taking the ranges and counting the histograms (about 500 MB
 /// for ResNet-8 on 1,000 images); more images take a second pass instead.
 pub const KEEP_BYTES: usize = 1 << 30;
-
-/// Statistics kept (the most recent ones).
-const KEEP_STATS: usize = 4;
 
 /// What a pass reports after each batch: (what, images done, images in all).
 pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
@@ -49,6 +46,12 @@ pub struct Stats {
     histograms: Mutex<BTreeMap<(Counted, usize), Histograms>>,
 }
 
+/// Forgets every statistic kept, in memory and on disk (for timing a calibration from
+/// scratch).
+pub fn forget() {
+    cache::forget();
+}
+
 /// The inputs of one collection.
 pub struct Source<'a> {
     /// The float model.
@@ -59,45 +62,6 @@ pub struct Source<'a> {
     pub data: &'a Dataset,
     /// Which of them.
     pub indices: &'a [usize],
-}
-
-type Cache = Mutex<Vec<(String, Arc<Stats>)>>;
-
-fn cache() -> &'static Cache {
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// Forgets every statistic kept (for timing a calibration from scratch).
-pub fn forget() {
-    if let Ok(mut c) = cache().lock() {
-        c.clear();
-    }
-}
-
-fn key(src: &Source<'_>) -> String {
-    let mut h = Sha256::new();
-    h.update(onnx_graph::encode(src.model));
-    h.update(crate::quant::cache::key("", src.data, src.indices).as_bytes());
-    for t in src.tensors {
-        h.update(t.as_bytes());
-        h.update([0]);
-    }
-    to_hex(&h.finalize())
-}
-
-fn cached(key: &str) -> Result<Option<Arc<Stats>>> {
-    let c = cache().lock().map_err(|_| anyhow!("poisoned"))?;
-    Ok(c.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone()))
-}
-
-fn remember(key: String, stats: Arc<Stats>) -> Result<()> {
-    let mut c = cache().lock().map_err(|_| anyhow!("poisoned"))?;
-    c.retain(|(k, _)| *k != key);
-    c.push((key, stats));
-    let excess = c.len().saturating_sub(KEEP_STATS);
-    c.drain(..excess);
-    Ok(())
 }
 
 fn input_name(model: &ModelProto) -> String {
@@ -320,37 +284,42 @@ fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
         .collect()
 }
 
-/// The ranges of `src`'s tensors (from memory when measured before), and, with `want`, their
-/// histograms counting `want.0` in `want.1` bins.
+/// The ranges of `src`'s tensors (kept from before when measured before), and, with `want`,
+/// their histograms counting `want.0` in `want.1` bins.
 pub fn collect(
     src: &Source<'_>,
     want: Option<(Counted, usize)>,
     progress: Option<Progress<'_>>,
 ) -> Result<(Arc<Stats>, Option<Histograms>)> {
-    let key = key(src);
-    let stats = match (cached(&key)?, want) {
-        (Some(stats), None) => return Ok((stats, None)),
-        (Some(stats), Some(w)) => {
-            let h = stats.histograms(src, w, progress)?;
-            return Ok((stats, Some(h)));
+    let key = cache::key(src);
+    let stats = match cache::cached(&key)? {
+        Some(stats) => stats,
+        None => {
+            let stats = Arc::new(match want {
+                None => Stats::new(super::extremes::measure(src, progress)?.0, BTreeMap::new()),
+                Some(w) => one_pass(src, w, progress)?,
+            });
+            cache::remember(&key, &stats)?;
+            stats
         }
-        (None, None) => Arc::new(Stats {
-            seen: super::extremes::measure(src, progress)?.0,
-            histograms: Default::default(),
-        }),
-        (None, Some(w)) => return one_pass(src, key, w, progress),
     };
-    remember(key, stats.clone())?;
-    Ok((stats, None))
+    let Some(want) = want else {
+        return Ok((stats, None));
+    };
+    let (hists, new) = stats.histograms(src, want, progress)?;
+    if new {
+        cache::remember(&key, &stats)?;
+    }
+    Ok((stats, Some(hists)))
 }
 
-/// Ranges and histograms in one pass, keeping the values while they fit [`KEEP_BYTES`].
+/// Ranges and histograms in one pass, keeping the values while they fit [`KEEP_BYTES`] (beyond
+/// that, the histograms are left to a second pass).
 fn one_pass(
     src: &Source<'_>,
-    key: String,
     want: (Counted, usize),
     progress: Option<Progress<'_>>,
-) -> Result<(Arc<Stats>, Option<Histograms>)> {
+) -> Result<Stats> {
     let mut seen = empty_ranges(src);
     let mut kept: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
     let mut bytes = 0usize;
@@ -370,27 +339,17 @@ fn one_pass(
             }
         }
     })?;
-    let stats = Arc::new(Stats {
-        seen,
-        histograms: Default::default(),
-    });
-    let hists = if keeping {
+    let stats = Stats::new(seen, BTreeMap::new());
+    if keeping {
         let mut hists = stats.empty_histograms(want);
         count_in_parallel(&mut hists, &kept);
-        drop(kept);
-        let hists = Arc::new(hists);
         stats
             .histograms
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
-            .insert(want, hists.clone());
-        hists
-    } else {
-        drop(kept);
-        stats.histograms(src, want, progress)?
-    };
-    remember(key, stats.clone())?;
-    Ok((stats, Some(hists)))
+            .insert(want, Arc::new(hists));
+    }
+    Ok(stats)
 }
 
 /// Counts each tensor's kept values into its histogram, tensors spread over the threads.
@@ -427,6 +386,25 @@ fn count_in_parallel(
 }
 
 impl Stats {
+    /// Statistics from ranges and histograms already made.
+    pub fn new(
+        seen: BTreeMap<String, MinMax>,
+        histograms: BTreeMap<(Counted, usize), Histograms>,
+    ) -> Stats {
+        Stats {
+            seen,
+            histograms: Mutex::new(histograms),
+        }
+    }
+
+    /// Every histogram made, by what it counts and its number of bins.
+    pub fn all_histograms(&self) -> Vec<((Counted, usize), Histograms)> {
+        self.histograms
+            .lock()
+            .map(|h| h.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     fn empty_histograms(&self, (counted, bins): (Counted, usize)) -> BTreeMap<String, Histogram> {
         self.seen
             .iter()
@@ -434,21 +412,21 @@ impl Stats {
             .collect()
     }
 
-    /// Histograms counting `want.0` in `want.1` bins, each over the range its tensor spans:
-    /// from memory, or one more pass.
+    /// Histograms counting `want.0` in `want.1` bins, each over the range its tensor spans, and
+    /// whether they were made now (by one more pass) rather than kept.
     fn histograms(
         &self,
         src: &Source<'_>,
         want: (Counted, usize),
         progress: Option<Progress<'_>>,
-    ) -> Result<Histograms> {
+    ) -> Result<(Histograms, bool)> {
         if let Some(h) = self
             .histograms
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
             .get(&want)
         {
-            return Ok(h.clone());
+            return Ok((h.clone(), false));
         }
         let runner = runner(src, Capture::Values, false)?;
         let mut hists = self.empty_histograms(want);
@@ -462,6 +440,6 @@ impl Stats {
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
             .insert(want, hists.clone());
-        Ok(hists)
+        Ok((hists, true))
     }
 }

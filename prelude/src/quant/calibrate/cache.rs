@@ -1,0 +1,235 @@
+//! Calibration statistics kept by content — the float model's bytes, the images (as the
+//! evaluation cache identifies a selection) and the measured tensors — so that another method or
+//! option on the same model and images costs no inference:
+//! - **in memory**, the most recent [`KEEP_STATS`], for this process;
+//! - **on disk**, under `paths::cache_dir()/calibration/<key>.json`, for later sessions: each
+//!   tensor's range (floats as their bits, so they come back exact) and the counts of every
+//!   histogram made (a histogram's edges follow from its range, method and number of bins).
+//!
+//! A file that cannot be read or does not fit is a miss; one that cannot be written is skipped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{anyhow, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::ranges::{Counted, Histogram, MinMax};
+use super::stats::{Source, Stats};
+use crate::data::to_hex;
+use crate::quant::onnx_graph;
+
+/// Statistics kept in memory (the most recent ones).
+pub const KEEP_STATS: usize = 4;
+
+type Recent = Mutex<Vec<(String, Arc<Stats>)>>;
+
+fn recent() -> &'static Recent {
+    static RECENT: OnceLock<Recent> = OnceLock::new();
+    RECENT.get_or_init(Default::default)
+}
+
+fn dir() -> PathBuf {
+    crate::paths::cache_dir().join("calibration")
+}
+
+/// What the statistics are and how they are measured; changed whenever that changes, so files
+/// from earlier versions are not read.
+const VERSION: &str = "qplay calibration statistics 1";
+
+/// The content key of a collection.
+pub fn key(src: &Source<'_>) -> String {
+    let mut h = Sha256::new();
+    h.update(VERSION.as_bytes());
+    h.update(onnx_graph::encode(src.model));
+    h.update(crate::quant::cache::key("", src.data, src.indices).as_bytes());
+    for t in src.tensors {
+        h.update(t.as_bytes());
+        h.update([0]);
+    }
+    to_hex(&h.finalize())
+}
+
+/// The statistics kept under `key`: from memory, else from disk (then kept in memory too).
+pub fn cached(key: &str) -> Result<Option<Arc<Stats>>> {
+    let found = {
+        let r = recent().lock().map_err(|_| anyhow!("poisoned"))?;
+        r.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone())
+    };
+    if found.is_some() {
+        return Ok(found);
+    }
+    let Some(stats) = read(key) else {
+        return Ok(None);
+    };
+    let stats = Arc::new(stats);
+    keep_in_memory(key, &stats)?;
+    Ok(Some(stats))
+}
+
+/// Keeps `stats` under `key`, in memory and on disk (again after a histogram was added).
+pub fn remember(key: &str, stats: &Arc<Stats>) -> Result<()> {
+    keep_in_memory(key, stats)?;
+    write(key, stats);
+    Ok(())
+}
+
+fn keep_in_memory(key: &str, stats: &Arc<Stats>) -> Result<()> {
+    let mut r = recent().lock().map_err(|_| anyhow!("poisoned"))?;
+    r.retain(|(k, _)| k != key);
+    r.push((key.to_string(), stats.clone()));
+    let excess = r.len().saturating_sub(KEEP_STATS);
+    r.drain(..excess);
+    Ok(())
+}
+
+/// Forgets every statistic kept, in memory and on disk (for timing a calibration from
+/// scratch).
+pub fn forget() {
+    if let Ok(mut r) = recent().lock() {
+        r.clear();
+    }
+    let _ = std::fs::remove_dir_all(dir());
+}
+
+fn counted_name(c: Counted) -> &'static str {
+    match c {
+        Counted::Values => "values",
+        Counted::Magnitudes => "magnitudes",
+    }
+}
+
+fn record(stats: &Stats) -> Value {
+    let ranges: Vec<Value> = stats
+        .seen
+        .iter()
+        .map(|(t, m)| json!([t, m.min.to_bits(), m.max.to_bits()]))
+        .collect();
+    let histograms: Vec<Value> = stats
+        .all_histograms()
+        .iter()
+        .map(|((counted, bins), h)| {
+            let counts: serde_json::Map<String, Value> = h
+                .iter()
+                .map(|(t, h)| (t.clone(), json!(h.counts)))
+                .collect();
+            json!({"counted": counted_name(*counted), "bins": bins, "counts": counts})
+        })
+        .collect();
+    json!({"ranges": ranges, "histograms": histograms})
+}
+
+fn from_record(v: &Value) -> Option<Stats> {
+    let mut seen = BTreeMap::new();
+    for r in v.get("ranges")?.as_array()? {
+        let bits = |i: usize| Some(f32::from_bits(u32::try_from(r.get(i)?.as_u64()?).ok()?));
+        let range = MinMax {
+            min: bits(1)?,
+            max: bits(2)?,
+        };
+        seen.insert(r.get(0)?.as_str()?.to_string(), range);
+    }
+    let mut histograms = BTreeMap::new();
+    for h in v.get("histograms")?.as_array()? {
+        let counted = match h.get("counted")?.as_str()? {
+            "values" => Counted::Values,
+            "magnitudes" => Counted::Magnitudes,
+            _ => return None,
+        };
+        let bins = usize::try_from(h.get("bins")?.as_u64()?).ok()?;
+        let mut by_tensor = BTreeMap::new();
+        for (t, counts) in h.get("counts")?.as_object()? {
+            let mut hist = Histogram::new(counted, bins, *seen.get(t)?);
+            let counts: Vec<u64> = counts
+                .as_array()?
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<_>>()?;
+            if counts.len() != bins {
+                return None;
+            }
+            hist.counts = counts;
+            by_tensor.insert(t.clone(), hist);
+        }
+        histograms.insert((counted, bins), Arc::new(by_tensor));
+    }
+    Some(Stats::new(seen, histograms))
+}
+
+fn read(key: &str) -> Option<Stats> {
+    let text = std::fs::read_to_string(dir().join(format!("{key}.json"))).ok()?;
+    from_record(&serde_json::from_str(&text).ok()?)
+}
+
+/// Writes under a temporary name and renames, so a reader never sees half a file.
+fn write(key: &str, stats: &Stats) {
+    let dir = dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let path = dir.join(format!("{key}.json"));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, record(stats).to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_brings_back_the_same_bits_and_counts() {
+        let seen: BTreeMap<String, MinMax> = [
+            (
+                "a",
+                MinMax {
+                    min: -0.1,
+                    max: 3.3,
+                },
+            ),
+            (
+                "b",
+                MinMax {
+                    min: 1e-30,
+                    max: f32::MAX,
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(t, m)| (t.to_string(), m))
+        .collect();
+        let mut hist = BTreeMap::new();
+        for (t, m) in &seen {
+            let mut h = Histogram::new(Counted::Magnitudes, 8, *m);
+            h.add(&[m.min, m.max, 0.7, 0.7]);
+            hist.insert(t.clone(), h);
+        }
+        let stats = Stats::new(
+            seen.clone(),
+            [((Counted::Magnitudes, 8), Arc::new(hist))].into(),
+        );
+        let text = record(&stats).to_string();
+        let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
+        for (t, m) in &seen {
+            let b = back.seen[t];
+            assert_eq!(
+                (b.min.to_bits(), b.max.to_bits()),
+                (m.min.to_bits(), m.max.to_bits())
+            );
+        }
+        let (a, b) = (stats.all_histograms(), back.all_histograms());
+        assert_eq!(a.len(), b.len());
+        for ((ka, ha), (kb, hb)) in a.iter().zip(&b) {
+            assert_eq!(ka, kb);
+            for (t, h) in ha.iter() {
+                assert_eq!(h.counts, hb[t].counts);
+                assert_eq!(h.edges, hb[t].edges);
+            }
+        }
+        // A record that does not fit is a miss.
+        assert!(from_record(&json!({"ranges": [["a", 1]], "histograms": []})).is_none());
+    }
+}
