@@ -196,7 +196,7 @@ fn bench_eval(args: EvalBench) -> Result<()> {
 }
 
 fn bench_calibrate(args: CalibrateBench) -> Result<()> {
-    use qplay::quant::calibrate::{calibrate_with, stats, CalibOptions, Method};
+    use qplay::quant::calibrate::{cache, calibrate_with, CalibOptions, Method};
     let (root, python) = setup(args.repeats, args.python)?;
     let data = Dataset::bundled(&root, Bundled::Train4000)?;
     let data_file = root.join("data/cifar10/train_first4000_lossless.bin");
@@ -227,7 +227,7 @@ fn bench_calibrate(args: CalibrateBench) -> Result<()> {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             let mut model = None;
             for _ in 0..args.repeats {
-                stats::forget();
+                cache::forget();
                 let start = Instant::now();
                 model = Some(calibrate_with(
                     float.to_str().unwrap_or_default(),

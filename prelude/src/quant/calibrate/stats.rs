@@ -46,12 +46,6 @@ pub struct Stats {
     histograms: Mutex<BTreeMap<(Counted, usize), Histograms>>,
 }
 
-/// Forgets every statistic kept, in memory and on disk (for timing a calibration from
-/// scratch).
-pub fn forget() {
-    cache::forget();
-}
-
 /// The inputs of one collection.
 pub struct Source<'a> {
     /// The float model.
@@ -169,6 +163,7 @@ fn add_extremes(proto: &mut ModelProto, tensors: &[String]) -> Result<Vec<String
     Ok(outs)
 }
 
+/// The capture graph of `src` with the outputs `capture` asks for, to run optimized or exactly.
 pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Result<Runner> {
     let mut proto = src.model.clone();
     let outputs: Vec<String> = match capture {
