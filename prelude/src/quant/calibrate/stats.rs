@@ -24,8 +24,13 @@ use crate::data::Dataset;
 use crate::onnx::OnnxModel;
 use crate::quant::onnx_graph::{self, proto::ModelProto};
 
-/// Images per inference batch (models/build.py's calibration batch).
+/// Images per inference batch where the values leave ONNX Runtime (models/build.py's
+/// calibration batch).
 pub const BATCH: usize = 100;
+
+/// Images per batch where only each image's extremes leave it: small batches ran the screen
+/// about 5 % faster (1,000 images: 0.20 s against 0.21 s with [`BATCH`]).
+pub const EXTREMES_BATCH: usize = 16;
 
 /// Values kept in memory between taking the ranges and counting the histograms (about 500 MB
 /// for ResNet-8 on 1,000 images); more images take a second pass instead.
@@ -85,6 +90,8 @@ pub(super) struct Runner {
     bytes: Vec<u8>,
     optimized: bool,
     outputs: Vec<String>,
+    /// Images per batch at most.
+    batch: usize,
 }
 
 /// The name of a tensor's per-image extremes: `<t>\u{1}min` or `<t>\u{1}max`.
@@ -182,6 +189,10 @@ pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Res
         bytes: onnx_graph::encode(&proto),
         optimized,
         outputs,
+        batch: match capture {
+            Capture::Values => BATCH,
+            Capture::Extremes => EXTREMES_BATCH,
+        },
     })
 }
 
@@ -189,8 +200,8 @@ pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Res
 /// output).
 type Batch = (Range<usize>, Vec<(String, Vec<f32>)>);
 
-/// Runs the graph over the images, batches (at most [`BATCH`] images, fewer so that every core
-/// has one) shared out among one session per core, handing each output (and the graph input,
+/// Runs the graph over the images, batches (at most the runner's batch size, fewer so that
+/// every core has one) shared out among one session per core, handing each output (and the graph input,
 /// when it is measured) to `f` with the positions of its batch's images, on this thread,
 /// batches in the order they finish.
 pub(super) fn each_batch(
@@ -205,7 +216,7 @@ pub(super) fn each_batch(
         src.tensors.contains(&input) && !runner.outputs.contains(&extreme_name(&input, false));
     let select: Vec<&str> = runner.outputs.iter().map(String::as_str).collect();
     let threads = crate::onnx::thread_count().max(1);
-    let size = src.indices.len().div_ceil(threads).clamp(1, BATCH);
+    let size = src.indices.len().div_ceil(threads).clamp(1, runner.batch);
     let chunks: Vec<(usize, &[usize])> = src
         .indices
         .chunks(size)
