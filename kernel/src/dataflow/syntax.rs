@@ -442,6 +442,14 @@ mod tests {
     }
 
     #[test]
+    fn widgets_made_inside_a_fn_are_made_when_it_is_called() {
+        let s = analyze(
+            "fn knob() -> FloatSlider { slider(\"k\", 0.0, 1.0, 0.5) }\nlet t = checkbox(\"t\", true);",
+        );
+        assert_eq!(s.widget_bindings, vec![names(&["t"])]);
+    }
+
+    #[test]
     fn knows_what_keeps_a_cell_from_being_wrapped() {
         let plain = analyze("let z = w.value() + 100.0;\nprintln!(\"{z}\");\nz * 2.0");
         assert_eq!(plain.wrap_obstacle(), None);
