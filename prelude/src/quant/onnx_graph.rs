@@ -122,6 +122,26 @@ pub fn set_ints(t: &mut TensorProto, values: &[i32]) -> Result<()> {
     Ok(())
 }
 
+/// A new INT attribute.
+pub fn new_int_attribute(name: &str, value: i64) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
+        i: Some(value),
+        ..Default::default()
+    }
+}
+
+/// A new INTS attribute.
+pub fn new_ints_attribute(name: &str, values: Vec<i64>) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
+        ints: values,
+        ..Default::default()
+    }
+}
+
 /// The integer attribute `name` of a node, if set.
 fn int_attribute(node: &proto::NodeProto, name: &str) -> Option<i64> {
     node.attribute

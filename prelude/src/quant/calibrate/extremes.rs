@@ -77,11 +77,7 @@ pub fn every_image(
     src: &Source<'_>,
     progress: Option<Progress<'_>>,
 ) -> Result<BTreeMap<String, MinMax>> {
-    let mut seen: BTreeMap<String, MinMax> = src
-        .tensors
-        .iter()
-        .map(|t| (t.clone(), MinMax::default()))
-        .collect();
+    let mut seen = stats::empty_ranges(src);
     let runner = stats::runner(src, Capture::Extremes, false)?;
     stats::each_batch(src, &runner, "ranges", progress, |_, name, values| {
         let (t, _) = name.rsplit_once('\u{1}').unwrap_or((&name, ""));

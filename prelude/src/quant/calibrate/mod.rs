@@ -13,9 +13,9 @@
 //! Steps, each in its own module: [`qdq`] places the quantizers as onnxruntime's QDQ quantizer
 //! does; [`stats`] measures the tensors that need ranges on the calibration images
 //! ([`extremes`] finds exact ranges screening on the optimized graph; [`cache`] keeps the
-//! statistics by content, in memory and on disk); [`ranges`] turns statistics into ranges; [`params`] turns ranges into
-//! scales, zero points and integers with onnxruntime's arithmetic. The result is a workbench
-//! version: inspect, edit, undo, diff, save, SQNR all work on it.
+//! statistics by content, in memory and on disk); [`ranges`] turns statistics into ranges;
+//! [`params`] turns ranges into scales, zero points and integers with onnxruntime's arithmetic.
+//! The result is a workbench version: inspect, edit, undo, diff, save, SQNR all work on it.
 
 pub mod cache;
 pub mod extremes;

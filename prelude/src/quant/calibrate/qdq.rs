@@ -423,14 +423,7 @@ fn node(op: &str, name: &str, inputs: &[&str], output: &str, axis: Option<i64>) 
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.to_string()],
         attribute: axis
-            .map(|a| {
-                vec![AttributeProto {
-                    name: Some("axis".into()),
-                    r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
-                    i: Some(a),
-                    ..Default::default()
-                }]
-            })
+            .map(|a| vec![onnx_graph::new_int_attribute("axis", a)])
             .unwrap_or_default(),
         domain: Some(String::new()),
         ..Default::default()

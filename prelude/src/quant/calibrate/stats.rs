@@ -89,23 +89,13 @@ pub(super) enum Capture {
 pub(super) struct Runner {
     bytes: Vec<u8>,
     optimized: bool,
+    capture: Capture,
     outputs: Vec<String>,
-    /// Images per batch at most.
-    batch: usize,
 }
 
 /// The name of a tensor's per-image extremes: `<t>\u{1}min` or `<t>\u{1}max`.
 pub(super) fn extreme_name(tensor: &str, max: bool) -> String {
     format!("{tensor}\u{1}{}", if max { "max" } else { "min" })
-}
-
-fn int_attribute(name: &str, value: i64) -> onnx_graph::proto::AttributeProto {
-    onnx_graph::proto::AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Int as i32),
-        i: Some(value),
-        ..Default::default()
-    }
 }
 
 /// Adds, for each of `tensors`, its smallest and largest value per image: Flatten to
@@ -139,22 +129,17 @@ fn add_extremes(proto: &mut ModelProto, tensors: &[String]) -> Result<Vec<String
             name: Some(flat.clone()),
             input: vec![t.clone()],
             output: vec![flat.clone()],
-            attribute: vec![int_attribute("axis", 1)],
+            attribute: vec![onnx_graph::new_int_attribute("axis", 1)],
             ..Default::default()
         });
         for max in [false, true] {
             let out = extreme_name(t, max);
-            let mut attribute = vec![int_attribute("keepdims", 0)];
+            let mut attribute = vec![onnx_graph::new_int_attribute("keepdims", 0)];
             let mut input = vec![flat.clone()];
             if opset >= 18 {
                 input.push(axes.clone());
             } else {
-                attribute.push(onnx_graph::proto::AttributeProto {
-                    name: Some("axes".into()),
-                    r#type: Some(onnx_graph::proto::attribute_proto::AttributeType::Ints as i32),
-                    ints: vec![1],
-                    ..Default::default()
-                });
+                attribute.push(onnx_graph::new_ints_attribute("axes", vec![1]));
             }
             g.node.push(onnx_graph::proto::NodeProto {
                 op_type: Some(if max { "ReduceMax" } else { "ReduceMin" }.into()),
@@ -188,11 +173,8 @@ pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Res
     Ok(Runner {
         bytes: onnx_graph::encode(&proto),
         optimized,
+        capture,
         outputs,
-        batch: match capture {
-            Capture::Values => BATCH,
-            Capture::Extremes => EXTREMES_BATCH,
-        },
     })
 }
 
@@ -200,10 +182,10 @@ pub(super) fn runner(src: &Source<'_>, capture: Capture, optimized: bool) -> Res
 /// output).
 type Batch = (Range<usize>, Vec<(String, Vec<f32>)>);
 
-/// Runs the graph over the images, batches (at most the runner's batch size, fewer so that
-/// every core has one) shared out among one session per core, handing each output (and the graph input,
-/// when it is measured) to `f` with the positions of its batch's images, on this thread,
-/// batches in the order they finish.
+/// Runs the graph over the images, batches ([`BATCH`] or [`EXTREMES_BATCH`] images at most,
+/// fewer so that every core has one) shared out among one session per core, handing each output
+/// (and the graph input, when it is measured) to `f` with the positions of its batch's images,
+/// on this thread, batches in the order they finish.
 pub(super) fn each_batch(
     src: &Source<'_>,
     runner: &Runner,
@@ -212,11 +194,16 @@ pub(super) fn each_batch(
     mut f: impl FnMut(Range<usize>, String, Vec<f32>),
 ) -> Result<()> {
     let input = input_name(src.model);
-    let feed_input =
-        src.tensors.contains(&input) && !runner.outputs.contains(&extreme_name(&input, false));
+    // A graph input cannot be a graph output: its values come from the batch itself (its
+    // extremes are reduced in the graph).
+    let feed_input = runner.capture == Capture::Values && src.tensors.contains(&input);
     let select: Vec<&str> = runner.outputs.iter().map(String::as_str).collect();
     let threads = crate::onnx::thread_count().max(1);
-    let size = src.indices.len().div_ceil(threads).clamp(1, runner.batch);
+    let most = match runner.capture {
+        Capture::Values => BATCH,
+        Capture::Extremes => EXTREMES_BATCH,
+    };
+    let size = src.indices.len().div_ceil(threads).clamp(1, most);
     let chunks: Vec<(usize, &[usize])> = src
         .indices
         .chunks(size)
@@ -283,7 +270,8 @@ pub(super) fn each_batch(
     })
 }
 
-fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
+/// Every tensor of `src` with nothing seen yet.
+pub(super) fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
     src.tensors
         .iter()
         .map(|t| (t.clone(), MinMax::default()))
