@@ -148,6 +148,41 @@ def test_complete_inspect_is_complete(kernel):
     assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["status"] == "complete"
 
 
+def test_inspect_shows_a_prelude_items_doc_comment(kernel):
+    """Shift+Tab on a prelude function, alone or as the start of a call, shows its signature and
+    the doc comment written in the prelude."""
+    _, kc = kernel
+    for code in ("quick", "let e = quick(", "workbench"):
+        kc.inspect(code, len(code))
+        reply = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+        assert reply["status"] == "ok" and reply["found"], (code, reply)
+        text = reply["data"]["text/plain"]
+        if "quick" in code:
+            assert "pub fn quick" in text and "A quick estimate" in text, text
+        else:
+            assert "pub fn workbench" in text and "Opens a quantized model" in text, text
+
+
+def test_a_variable_whose_type_cannot_be_inferred_is_named(kernel):
+    """rustc cannot type it: the compiler's error, drawn on the cell. rust-analyzer cannot type
+    it (a value of ONNX Runtime's own type, a crate the cells do not see): the variable is named
+    and an explicit type asked for."""
+    _, kc = kernel
+    reply, _ = run(kc, "let nothing_known = Vec::new();")
+    assert reply["status"] == "error"
+    assert "type annotations needed" in reply["evalue"], reply
+    assert any("nothing_known" in line for line in reply["traceback"]), reply
+    reply, _ = run(kc, 'let raw_outputs = qplay::onnx::OnnxModel::load("resnet8_int8", '
+                       '&qplay::paths::root().join("models/resnet8_int8.onnx")).unwrap()'
+                       '.run_outputs(Dataset::bundled(&qplay::paths::root(), Bundled::Test).unwrap()'
+                       '.nhwc_batch(&[0]).view(), None).unwrap();')
+    assert reply["status"] == "error"
+    assert "`raw_outputs`" in reply["evalue"] and "explicit type" in reply["evalue"], reply
+    reply, out = run(kc, "let known: Vec<u8> = Vec::new(); known.len()")
+    assert reply["status"] == "ok", reply
+    assert of_type(out, "execute_result")[0]["data"]["text/plain"] == "0"
+
+
 def test_completion_right_after_start_waits_for_the_engine():
     """Tab pressed in the first seconds of a kernel, while evcxr and the prelude load: the
     answer comes when the engine is ready, with the matches, not empty at once."""

@@ -1,6 +1,7 @@
 """Every notebook in notebooks/ runs headless with nbclient (as `jupyter nbconvert --execute` would)."""
 
 import pathlib
+import time
 
 import nbformat
 import pytest
@@ -59,3 +60,52 @@ def test_executed_playground_shows_its_results_without_widgets(tmp_path):
         assert 'class="qplay-eval"' in page and "95 % CI" in page
         # The edit cell's histogram and SQNR chart, and the sensitivity chart.
         assert page.count("<svg") >= 3, page.count("<svg")
+
+
+def _normalized_outputs(cells):
+    """Each code cell's outputs, without what differs between two runs of the same code: widget
+    model ids and execution counts."""
+    import json
+    import re
+
+    text = json.dumps([[{k: v for k, v in o.items() if k not in ("execution_count", "metadata")}
+                        for o in outputs] for outputs in cells], sort_keys=True)
+    return re.sub(r'"model_id": "[0-9a-f-]+"', '"model_id": "…"', text)
+
+
+def test_run_all_gives_what_cell_by_cell_runs_give(tmp_path):
+    """Run All (nbclient sends every cell at once, back to back) and the same cells run one at a
+    time with pauses between them (as by hand, so the kernel is idle in between) give the same
+    outputs in every cell."""
+    from jupyter_client.manager import start_new_kernel
+
+    path = ROOT / "notebooks" / "playground.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="qplay", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    run_all = [c.outputs for c in nb.cells if c.cell_type == "code"]
+
+    km, kc = start_new_kernel(kernel_name="qplay", startup_timeout=300, cwd=str(tmp_path))
+    by_hand = []
+    try:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            outputs = []
+
+            def keep(msg, outputs=outputs):
+                kind = msg["msg_type"]
+                if kind in ("stream", "display_data", "execute_result", "error"):
+                    output = nbformat.v4.output_from_msg(msg)
+                    if kind == "stream" and outputs and outputs[-1].get("name") == output["name"] \
+                            and outputs[-1]["output_type"] == "stream":
+                        outputs[-1]["text"] += output["text"]
+                    else:
+                        outputs.append(output)
+
+            kc.execute_interactive(cell.source, timeout=900, output_hook=keep)
+            by_hand.append(outputs)
+            time.sleep(0.5)  # idle: the kernel wraps reactive cells meanwhile
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert _normalized_outputs(by_hand) == _normalized_outputs(run_all)

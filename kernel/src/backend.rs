@@ -40,7 +40,6 @@ pub struct QplayBackend {
     engine: Option<Engine>,
     starting: Option<Receiver<anyhow::Result<Engine>>>,
     language_version: String,
-    analyzer_warm: bool,
     /// Why the engine failed to start, kept for every later request.
     start_error: Option<String>,
     widgets: Arc<Widgets>,
@@ -67,7 +66,6 @@ impl QplayBackend {
             engine: None,
             starting: Some(rx),
             language_version: qplay_kernel::jupyter::rustc_version(),
-            analyzer_warm: false,
             start_error: None,
             widgets,
             graph: Graph::default(),
@@ -523,17 +521,10 @@ impl Backend for QplayBackend {
         Some(bundle)
     }
 
-    /// Once the engine runs and the kernel first has nothing to do, warm rust-analyzer up;
-    /// later, wrap the reactive cells that ran since (so the next widget change compiles
-    /// nothing).
+    /// Once the engine runs and the kernel has nothing to do, wrap the reactive cells that ran
+    /// since (so the next widget change compiles nothing).
     fn idle(&mut self) {
-        let warm = self.analyzer_warm;
-        let Ok(engine) = self.engine(false) else {
-            return;
-        };
-        if !warm {
-            engine.warm_up_analyzer();
-            self.analyzer_warm = true;
+        if self.engine(false).is_err() {
             return;
         }
         let reactive = self.graph.reactive_cells();

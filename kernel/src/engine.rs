@@ -59,6 +59,18 @@ pub struct Engine {
     generation: u64,
 }
 
+/// The prelude's dependencies that rust-analyzer sees: those its public API names (errors,
+/// JSON, arrays). The others (libtorch and ONNX Runtime bindings, HTTP, protobuf, charts, …)
+/// stay out of the analysis, which then loads in a fraction of the time and memory; a cell
+/// that `:dep`s one of them itself gets it analyzed.
+const ANALYZED_DEPENDENCIES: &[&str] = &["anyhow", "serde", "serde_json", "ndarray"];
+
+/// What the background analysis infers first: the types of a model handle, a workbench version
+/// and its parameter table, which brings the prelude's names and traits into rust-analyzer.
+const ANALYSIS_PROBE: &str = "let model = load(\"resnet8_int8\").unwrap();\n\
+    let version = workbench(\"resnet8_int8\").unwrap();\n\
+    let params = version.quant_params();";
+
 /// Commands run when an engine starts: variables kept across a panic, no network for cargo,
 /// then the qplay prelude.
 fn startup_code(prelude: &Path) -> String {
@@ -84,8 +96,9 @@ impl Engine {
         runtime.env(qplay::widgets::hub::CHANNEL_ENV, link.path());
         let (flag_env, flag_file) = Interrupter::file_env(slot);
         runtime.env(flag_env, flag_file);
-        let (eval, outputs) = EvalContext::with_subprocess_command(runtime)
+        let (mut eval, outputs) = EvalContext::with_subprocess_command_lazily(runtime)
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
+        eval.set_analysis_dependencies("qplay", ANALYZED_DEPENDENCIES);
         let ctx = CommandContext::with_eval_context(eval);
         let mut engine = Engine {
             ctx,
@@ -113,6 +126,7 @@ impl Engine {
                     quiet.text()
                 )
             })?;
+        engine.analyze_in_background();
         let prelude_s = t0.elapsed().as_secs_f64();
         eprintln!(
             "qplay: engine ready in {prelude_s:.1} s (runtime {context_s:.1} s, prelude {:.1} s)",
@@ -121,20 +135,28 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Warms rust-analyzer up for the user's first `let`: evcxr infers each new variable's type
-    /// with it, and its first inference over the prelude takes seconds. Hovering over a method
-    /// call on a prelude value runs the same name resolution and type inference, without
-    /// running anything (measured: the first `let` then answers in 1.0–1.2 s, against 5.5 s
-    /// unwarmed and 1.4–1.9 s after warming with a completion; the first completion stays at
-    /// 0.3 s). The kernel calls this when idle.
-    pub fn warm_up_analyzer(&mut self) {
+    /// Starts rust-analyzer's work on another thread: loading the crate graph and a first
+    /// inference over the prelude (seconds), which evcxr otherwise does in the first cell with
+    /// an untyped `let`. Cells that need no inference compile meanwhile; the first that does (or
+    /// a completion) waits only for what is left.
+    fn analyze_in_background(&self) {
         let start = std::time::Instant::now();
-        let probe = "load(\"resnet8_int8\").unwrap().name(";
-        let _ = self.ctx.hover_at(probe, probe.len());
-        eprintln!(
-            "qplay: analyzer warm in {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
+        match self
+            .ctx
+            .eval_context()
+            .analyze_in_background(ANALYSIS_PROBE)
+        {
+            Ok(analysis) => {
+                std::thread::spawn(move || {
+                    let _ = analysis.join();
+                    eprintln!(
+                        "qplay: analysis ready in {:.1} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                });
+            }
+            Err(e) => eprintln!("qplay: no background analysis: {e}"),
+        }
     }
 
     fn spawn_publishers(&self) {

@@ -97,7 +97,6 @@ fn prewarm(cells: &[String]) -> Result<()> {
     let widgets = std::sync::Arc::new(widgets::Widgets::new(link.clone()));
     let interrupter = interrupt::Interrupter::new(&slot.dir)?;
     let mut engine = engine::Engine::start(interrupter, widgets, link, &slot.dir)?;
-    engine.warm_up_analyzer();
     slots::mark_warm(&slot)?;
     eprintln!(
         "engine started in {:.1} s in {}",

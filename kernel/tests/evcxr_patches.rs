@@ -1,0 +1,112 @@
+//! qplay's changes to evcxr (vendor/evcxr/PATCHES.md), each observed through evcxr's own API with
+//! this crate's binary as the runtime process, as the kernel runs it. No dependency is added, so
+//! each context builds only its cells (in a build directory of its own).
+
+use evcxr::{EvalContext, EvalContextOutputs, EvalOutputs};
+
+/// A context with this crate's binary as its runtime. evcxr waits after each cell until what it
+/// printed has been read, so nothing here prints: values come back as results.
+fn context() -> (EvalContext, EvalContextOutputs) {
+    let runtime = std::process::Command::new(env!("CARGO_BIN_EXE_qplay"));
+    EvalContext::with_subprocess_command(runtime).expect("evcxr starts with qplay as its runtime")
+}
+
+fn phases(outputs: &EvalOutputs) -> Vec<&str> {
+    outputs.phases.iter().map(|p| p.name.as_str()).collect()
+}
+
+fn text(outputs: &EvalOutputs) -> &str {
+    outputs
+        .content_by_mime_type
+        .get("text/plain")
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+fn type_of(ctx: &EvalContext, variable: &str) -> String {
+    ctx.variables_and_types()
+        .find(|(name, _)| *name == variable)
+        .map(|(_, ty)| ty.to_string())
+        .unwrap_or_else(|| panic!("no variable {variable}"))
+}
+
+/// Patch 1: rust-analyzer infers types only for a cell with a `let` whose type the source does
+/// not give; the types stored are the same either way.
+#[test]
+fn type_inference_runs_only_for_a_let_that_needs_it() {
+    let (mut ctx, _outputs) = context();
+    let explicit = ctx.eval("let explicit: Vec<u8> = vec![1, 2, 3];").unwrap();
+    assert!(
+        !phases(&explicit).contains(&"Type inference"),
+        "{explicit:?}"
+    );
+    let plain = ctx.eval("explicit.len() + 1").unwrap();
+    assert!(!phases(&plain).contains(&"Type inference"), "{plain:?}");
+    assert_eq!(text(&plain), "4");
+    let untyped = ctx.eval("let inferred = explicit.len() * 2;").unwrap();
+    assert!(phases(&untyped).contains(&"Type inference"), "{untyped:?}");
+    assert_eq!(type_of(&ctx, "explicit"), "Vec<u8>");
+    assert_eq!(type_of(&ctx, "inferred"), "usize");
+    // A pattern with more than one name, or a type with `_`, still needs inference.
+    let tuple = ctx.eval("let (left, right): (u8, i64) = (1, 2);").unwrap();
+    assert!(phases(&tuple).contains(&"Type inference"), "{tuple:?}");
+    assert_eq!(type_of(&ctx, "right"), "i64");
+    let partial = ctx.eval("let partial: Vec<_> = vec![1u16];").unwrap();
+    assert!(phases(&partial).contains(&"Type inference"), "{partial:?}");
+    assert_eq!(type_of(&ctx, "partial"), "Vec<u16>");
+    // A type that cannot be stored is still refused by name.
+    let error = ctx
+        .eval("let add_one = |x: u8| x + 1;")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`add_one` is a closure"), "{error}");
+}
+
+/// Patch 2: a cell takes out of the variable store (and compiles the types of) only the
+/// variables whose names it writes; the others stay as they are, also when the cell panics.
+#[test]
+fn a_cell_carries_only_the_variables_it_names() {
+    let (mut ctx, _outputs) = context();
+    ctx.eval("let named: u32 = 20; let other: String = String::from(\"kept\");")
+        .unwrap();
+    ctx.eval("let sum: u32 = named + 1;").unwrap();
+    let source = ctx.last_source().unwrap();
+    assert!(source.contains("stringify!(named)"), "{source}");
+    assert!(!source.contains("stringify!(other)"), "{source}");
+    // A name inside an inline format argument reaches its variable.
+    let shown = ctx.eval("format!(\"{other} {sum}\")").unwrap();
+    assert_eq!(text(&shown), "\"kept 21\"");
+    // A panic in a cell that does not name `other` leaves it in the store.
+    let _ = ctx.eval("let boom: u32 = named; panic!(\"boom {boom}\");");
+    assert_eq!(text(&ctx.eval("other.len() as u32 + named").unwrap()), "24");
+}
+
+/// Patches 3 and 4: rust-analyzer loads and infers on another thread while cells compile and run;
+/// the analysis writes nothing the compiler reads, and the next inference waits for it.
+#[test]
+fn analysis_in_the_background_leaves_compiles_alone() {
+    let (mut ctx, _outputs) = context();
+    let analysis = ctx
+        .analyze_in_background("let probe = vec![1u8, 2];")
+        .unwrap();
+    for i in 0..3 {
+        let out = ctx.eval(&format!("{i} * 10 + 1")).unwrap();
+        assert_eq!(text(&out), format!("{}", i * 10 + 1));
+    }
+    analysis.join().unwrap();
+    let out = ctx
+        .eval("let bytes = vec![1u8, 2, 3]; bytes.len()")
+        .unwrap();
+    assert_eq!(text(&out), "3");
+    assert_eq!(type_of(&ctx, "bytes"), "Vec<u8>");
+}
+
+/// Patch 6: a context started lazily has compiled nothing before its first cell, which then
+/// starts the runtime's work itself.
+#[test]
+fn a_lazily_started_context_compiles_nothing_before_its_first_cell() {
+    let runtime = std::process::Command::new(env!("CARGO_BIN_EXE_qplay"));
+    let (mut ctx, _outputs) = EvalContext::with_subprocess_command_lazily(runtime).unwrap();
+    assert!(ctx.last_source().is_err(), "no source written yet");
+    assert_eq!(text(&ctx.eval("6 * 7").unwrap()), "42");
+}
