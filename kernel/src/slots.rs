@@ -46,6 +46,7 @@ pub fn acquire() -> Result<Slot> {
     let root = build_root();
     std::fs::create_dir_all(&root)
         .with_context(|| format!("cannot create the build directory {}", root.display()))?;
+    write_build_profile(&root)?;
     let slot = take_free(&root)?;
     refresh(&root, &slot.dir)?;
     // SAFETY: called from `main`'s thread before the kernel or the engine starts any thread.
@@ -70,6 +71,25 @@ pub fn mark_warm(slot: &Slot) -> Result<()> {
     std::fs::write(&tmp, format!("{name} {generation}\n"))?;
     std::fs::rename(&tmp, root.join(WARM_FILE))?;
     Ok(())
+}
+
+/// Cargo's settings for every slot of the build root (cargo reads `.cargo/config.toml` in the
+/// folders above a crate, and a profile there overrides the one in evcxr's `Cargo.toml`):
+/// cells compile without optimization — they are glue around the prelude, and compile about a
+/// third faster — while every dependency, the prelude among them, keeps evcxr's `opt-level = 2`.
+/// Arithmetic checks and results are those of an optimized build (Rust does not relax float
+/// semantics with the level). Written only when it differs, so cargo sees no change.
+const BUILD_PROFILE: &str = "# Written by qplay (kernel/src/slots.rs).\n\
+    [profile.dev]\nopt-level = 0\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n";
+
+fn write_build_profile(root: &Path) -> Result<()> {
+    let dir = root.join(".cargo");
+    let path = dir.join("config.toml");
+    if std::fs::read_to_string(&path).is_ok_and(|text| text == BUILD_PROFILE) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&path, BUILD_PROFILE).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn take_free(root: &Path) -> Result<Slot> {
@@ -171,6 +191,27 @@ mod tests {
             let c = take_free(root.path()).unwrap();
             assert_eq!(c.dir, root.path().join("slot-0"));
         }
+    }
+
+    #[test]
+    fn cells_compile_unoptimized_and_dependencies_optimized() {
+        let root = tempfile::tempdir().unwrap();
+        write_build_profile(root.path()).unwrap();
+        let path = root.path().join(".cargo/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[profile.dev]\nopt-level = 0"), "{text}");
+        assert!(
+            text.contains("[profile.dev.package.\"*\"]\nopt-level = 2"),
+            "{text}"
+        );
+        // Unchanged: not written again (cargo would see a newer file).
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_build_profile(root.path()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
     }
 
     #[test]
