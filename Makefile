@@ -35,7 +35,7 @@ sweep: setup
 	$(ENV) python scripts/sweep.py --out target/sweep
 
 bench: setup
-	$(ENV) qplay bench eval && qplay bench reactive && qplay bench calibrate
+	$(ENV) qplay bench eval && qplay bench startup && qplay bench reactive && qplay bench calibrate
 
 # Headless Chromium (Debian's package) and playwright-core, for the JupyterLab test and screenshots.
 browser:

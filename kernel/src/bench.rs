@@ -3,7 +3,8 @@
 //! `qplay bench eval` times a full evaluation of each bundled model on the 10,000-image test set
 //! and the same evaluation by Python onnxruntime / torch (`scripts/reference.py`), with the same
 //! batch size and thread count, and prints a Markdown table for BENCHMARKS.md. `qplay bench
-//! kernel` and `qplay bench reactive` drive kernels from Python scripts (jupyter_client).
+//! kernel`, `qplay bench reactive` and `qplay bench startup` drive kernels from Python scripts
+//! (jupyter_client, nbconvert).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +26,26 @@ pub enum BenchCommand {
     Reactive(ReactiveBench),
     /// Calibrating the float model: qplay vs onnxruntime's quantize_static, same options.
     Calibrate(CalibrateBench),
+    /// Opening a notebook: first result, Run All of the playground, an edited cell, memory (PSS).
+    Startup(StartupBench),
+}
+
+/// Arguments of `qplay bench startup`.
+#[derive(Args)]
+pub struct StartupBench {
+    /// Timed kernel starts and Run Alls per kernel; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Late playground cells edited and run by hand.
+    #[arg(long, default_value_t = 6)]
+    edits: usize,
+    /// evcxr_jupyter to compare first results with, if installed (`cargo install evcxr_jupyter
+    /// --version 0.22.0 --locked --root .bench/evcxr`).
+    #[arg(long, default_value = ".bench/evcxr/bin/evcxr_jupyter")]
+    evcxr_jupyter: PathBuf,
+    /// Python interpreter with jupyter_client, nbconvert and ipykernel (default: the project's .venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// Arguments of `qplay bench calibrate`.
@@ -112,6 +133,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Kernel(args) => bench_kernel(args),
         BenchCommand::Reactive(args) => bench_reactive(args),
         BenchCommand::Calibrate(args) => bench_calibrate(args),
+        BenchCommand::Startup(args) => bench_startup(args),
     }
 }
 
@@ -372,6 +394,61 @@ fn bench_kernel(args: KernelBench) -> Result<()> {
         );
         text += &format!("| {label} | {a:.2} | {b:.2} | {:.2} |\n", a / b);
     }
+    crate::print_out(&text)
+}
+
+fn bench_startup(args: StartupBench) -> Result<()> {
+    let (root, python) = setup(args.repeats, args.python)?;
+    let evcxr = root.join(&args.evcxr_jupyter);
+    let mut script_args = vec![
+        format!("--repeats={}", args.repeats),
+        format!("--edits={}", args.edits),
+    ];
+    if evcxr.is_file() {
+        script_args.push(format!("--evcxr-jupyter={}", evcxr.display()));
+    }
+    let r = python_json(Some(python), "scripts/bench_startup.py", &script_args)?;
+    let seconds = |v: &serde_json::Value| -> Option<f64> {
+        let xs: Vec<f64> = v.as_array()?.iter().filter_map(|x| x.as_f64()).collect();
+        (!xs.is_empty()).then(|| median(xs))
+    };
+    let s = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.2} s"));
+    let mib = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |m| format!("{m:.0}"));
+    let pg = &r["playground"];
+    let mut text = format!(
+        "Opening a notebook, medians of {} (edited cells: {}).\n\n\
+         | what the user waits for | qplay | reference, same run |\n|---|---:|---:|\n",
+        args.repeats, args.edits
+    );
+    text += &format!(
+        "| kernel spawned → result of `1 + 1` | {} | ipykernel {}; evcxr_jupyter {} |\n",
+        s(seconds(&r["qplay_first_result_s"])),
+        s(seconds(&r["ipykernel_first_result_s"])),
+        s(seconds(&r["evcxr_first_result_s"]))
+    );
+    text += &format!(
+        "| the playground, Run All (nbconvert, spawn → last output) | {} | nbconvert + ipykernel, \
+         as many trivial cells: {} |\n",
+        s(seconds(&r["qplay_run_all_s"])),
+        s(seconds(&r["ipykernel_run_all_s"]))
+    );
+    text += &format!(
+        "| a late playground cell edited and run by hand (request → reply) | {} | ipykernel \
+         `1 + 1`: {} |\n",
+        s(seconds(&pg["edited_cell_s"])),
+        s(seconds(&r["ipykernel_cell_s"]))
+    );
+    text += &format!(
+        "\n| memory of the kernel and its children, MiB | PSS | RSS |\n|---|---:|---:|\n\
+         | after `1 + 1` | {} | {} |\n| after the playground | {} | {} |\n\
+         | two notebooks, each after the playground | {} | {} |\n",
+        mib(&pg["after_start_pss_mib"]),
+        mib(&pg["after_start_rss_mib"]),
+        mib(&pg["after_playground_pss_mib"]),
+        mib(&pg["after_playground_rss_mib"]),
+        mib(&pg["two_notebooks_pss_mib"]),
+        mib(&pg["two_notebooks_rss_mib"])
+    );
     crate::print_out(&text)
 }
 

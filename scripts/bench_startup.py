@@ -1,0 +1,211 @@
+"""Opening a notebook (`qplay bench startup`): what a user waits for before the first slider move,
+and what the notebook costs in memory, each row beside a reference measured in the same run.
+
+- first result: kernel spawned (jupyter_client) → the result of `1 + 1`; qplay against a plain
+  ipykernel running the same cell and, when its binary is given, evcxr_jupyter (with the two
+  cells that bring the prelude into scope, which qplay does by itself);
+- Run All: `jupyter nbconvert --execute` of notebooks/playground.ipynb, from the command's start
+  (kernel spawn included) to its end; the reference is the same command on an ipykernel notebook
+  with as many trivial code cells, which is what nbconvert and a kernel cost by themselves;
+- edited cell: the playground run as JupyterLab runs it (execute requests with `cellId`), then
+  late cells edited and run by hand (each edit new code, so it compiles), request → reply; the
+  reference is ipykernel's request → reply for `1 + 1`;
+- memory: PSS (/proc/PID/smaps_rollup, shared pages split between the processes that map them)
+  and RSS of the kernel and all its children, after `1 + 1`, after the playground, and what a
+  second notebook running the playground beside the first adds.
+Prints one JSON object on stdout.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_kernel import evcxr_spec  # the evcxr_jupyter kernelspec, as `qplay bench kernel` makes it
+from jupyter_client import KernelManager
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PLAYGROUND = ROOT / "notebooks" / "playground.ipynb"
+TIMEOUT = 900
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return pids
+
+
+def memory_mib(pids):
+    """(PSS, RSS) of the processes, MiB."""
+    pss = rss = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    key, value = line.split(":", 1)
+                    if key in ("Pss", "Rss"):
+                        kib = int(value.split()[0])
+                        pss += kib if key == "Pss" else 0
+                        rss += kib if key == "Rss" else 0
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return pss / 1024, rss / 1024
+
+
+class Kernel:
+    def __init__(self, name, spec_dir=None):
+        self.km = KernelManager(kernel_name=name)
+        if spec_dir is not None:
+            self.km.kernel_spec_manager.kernel_dirs.insert(0, str(spec_dir))
+        self.started = time.perf_counter()
+        self.km.start_kernel(stdout=subprocess.DEVNULL)  # our stdout carries the JSON result
+        self.kc = self.km.client()
+        self.kc.start_channels()
+
+    def pid(self):
+        return self.km.provisioner.process.pid
+
+    def run(self, code, cell_id=None):
+        """Runs a cell as JupyterLab does; seconds from request to reply."""
+        metadata = {"cellId": cell_id} if cell_id else {}
+        msg = self.kc.session.msg("execute_request", {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True}, metadata=metadata)
+        start = time.perf_counter()
+        self.kc.shell_channel.send(msg)
+        msg_id = msg["header"]["msg_id"]
+        reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+        elapsed = time.perf_counter() - start
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"cell failed: {code[:200]!r}: {reply['content'].get('evalue')}")
+        return elapsed
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def first_result(name, spec_dir=None, setup=()):
+    k = Kernel(name, spec_dir)
+    try:
+        for code in setup:
+            k.run(code)
+        k.run("1 + 1")
+        return time.perf_counter() - k.started
+    finally:
+        k.close()
+
+
+def code_cells(path):
+    nb = json.loads(pathlib.Path(path).read_text())
+    return [(c.get("id"), "".join(c["source"])) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def run_all(notebook, kernel):
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+             f"--ExecutePreprocessor.kernel_name={kernel}", "--ExecutePreprocessor.timeout=900",
+             "--output-dir", tmp, str(notebook)],
+            check=True, cwd=pathlib.Path(notebook).parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
+def trivial_notebook(path, cells):
+    path.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
+                   "outputs": [], "source": "1 + 1"} for i in range(cells)],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}))
+
+
+def playground_session(edits):
+    """The playground run as JupyterLab runs it, then `edits` late cells edited by hand; the
+    memory after `1 + 1` and after the playground, and a second notebook's share."""
+    cells = code_cells(PLAYGROUND)
+    k = Kernel("qplay")
+    result = {}
+    try:
+        k.run("1 + 1")
+        result["first_result_s"] = time.perf_counter() - k.started
+        result["after_start_pss_mib"], result["after_start_rss_mib"] = memory_mib(tree(k.pid()))
+        for cell_id, code in cells:
+            k.run(code, cell_id)
+        time.sleep(2)  # the kernel wraps reactive cells when idle
+        result["after_playground_pss_mib"], result["after_playground_rss_mib"] = \
+            memory_mib(tree(k.pid()))
+        late = [cells[-1], cells[-5]]  # the summary, the diff
+        times = []
+        for i in range(edits):
+            cell_id, code = late[i % len(late)]
+            times.append(k.run(f"{code}\n// edit {i}", cell_id))
+        result["edited_cell_s"] = times
+        second = Kernel("qplay")
+        try:
+            for cell_id, code in cells:
+                second.run(code, cell_id)
+            time.sleep(2)
+            both = memory_mib(tree(k.pid()) + tree(second.pid()))
+            result["two_notebooks_pss_mib"], result["two_notebooks_rss_mib"] = both
+        finally:
+            second.close()
+    finally:
+        k.close()
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--edits", type=int, default=6)
+    p.add_argument("--evcxr-jupyter", default=None)
+    a = p.parse_args()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        first_result("qplay")  # untimed: a build slot made current after set-up
+        out["qplay_first_result_s"] = [first_result("qplay") for _ in range(a.repeats)]
+        out["ipykernel_first_result_s"] = [first_result("python3") for _ in range(a.repeats)]
+        if a.evcxr_jupyter:
+            spec = evcxr_spec(a.evcxr_jupyter, tmp)
+            setup = [f':dep qplay = {{ path = "{ROOT / "prelude"}" }}', "use qplay::prelude::*;"]
+            first_result("evcxr_bench", spec, setup)  # untimed: warms its build directory
+            out["evcxr_first_result_s"] = [first_result("evcxr_bench", spec, setup)
+                                           for _ in range(a.repeats)]
+        print("first results", {k: v for k, v in out.items()}, file=sys.stderr)
+        out["qplay_run_all_s"] = [run_all(PLAYGROUND, "qplay") for _ in range(a.repeats)]
+        trivial = pathlib.Path(tmp) / "trivial.ipynb"
+        trivial_notebook(trivial, len(code_cells(PLAYGROUND)))
+        out["ipykernel_run_all_s"] = [run_all(trivial, "python3") for _ in range(a.repeats)]
+        print("run all", out["qplay_run_all_s"], out["ipykernel_run_all_s"], file=sys.stderr)
+        k = Kernel("python3")
+        try:
+            out["ipykernel_cell_s"] = [k.run("1 + 1") for _ in range(a.edits)]
+        finally:
+            k.close()
+        out["playground"] = playground_session(a.edits)
+        print("playground", out["playground"], file=sys.stderr)
+    json.dump(out, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
