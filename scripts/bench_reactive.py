@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 
+from bench_startup import tree  # pid and its descendants
 from jupyter_client.manager import start_new_kernel
 
 VIEW = "application/vnd.jupyter.widget-view+json"
@@ -34,15 +35,11 @@ TIMEOUT = 900
 
 def rss_kib(pid):
     """Resident memory of pid and all its descendants, KiB."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
         except (FileNotFoundError, StopIteration, ProcessLookupError):
             pass
     return total

@@ -51,19 +51,17 @@ def tree(pid):
 
 def memory_mib(pids):
     """(PSS, RSS) of the processes, MiB."""
-    pss = rss = 0
+    kib = {"Pss": 0, "Rss": 0}
     for p in pids:
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
                     key, value = line.split(":", 1)
-                    if key in ("Pss", "Rss"):
-                        kib = int(value.split()[0])
-                        pss += kib if key == "Pss" else 0
-                        rss += kib if key == "Rss" else 0
+                    if key in kib:
+                        kib[key] += int(value.split()[0])
         except (FileNotFoundError, ProcessLookupError):
             pass
-    return pss / 1024, rss / 1024
+    return kib["Pss"] / 1024, kib["Rss"] / 1024
 
 
 class Kernel:
