@@ -213,7 +213,7 @@ impl QplayBackend {
                 .filter_map(|(k, s)| Some((k.as_str(), &self.graph.get(k)?.syntax, s)))
                 .collect();
             let source = registration(&cells);
-            match engine.execute(&source, Arc::new(Collect::default())) {
+            match engine.execute_generated(&source, Arc::new(Collect::default())) {
                 Ok(_) => {
                     for (key, signature) in batch {
                         self.wrappers.wrapped(&key, signature);

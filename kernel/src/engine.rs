@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use evcxr::{CommandContext, EvalContext};
+use evcxr::{CommandContext, EvalContext, EvalOutputs};
 use qplay::protocol::{FromRuntime, MimeBundle, Outcome, ToRuntime};
 use serde_json::Value;
 
@@ -57,6 +57,22 @@ pub struct Engine {
     compiles: u64,
     /// Bumped whenever evcxr replaces the runtime process (whose wrapped cells are then gone).
     generation: u64,
+    /// Whether rust-analyzer has been set to work (see [`Engine::analyze_in_background`]).
+    analysis_started: bool,
+    /// Whether the last cell was compiled or refused rather than taken from the kept results.
+    compiled_new_code: bool,
+}
+
+/// Whether evcxr compiled (or refused) a cell rather than using kept results.
+fn compiled_new_code(outputs: &Result<EvalOutputs, evcxr::Error>) -> bool {
+    match outputs {
+        Ok(outputs) => outputs
+            .phases
+            .iter()
+            .any(|p| p.name == "Final compile" || p.name == "Type inference"),
+        Err(evcxr::Error::CompilationErrors(_)) => true,
+        Err(_) => false,
+    }
 }
 
 /// The prelude's dependencies that rust-analyzer sees: those its public API names (errors,
@@ -64,6 +80,11 @@ pub struct Engine {
 /// stay out of the analysis, which then loads in a fraction of the time and memory; a cell
 /// that `:dep`s one of them itself gets it analyzed.
 const ANALYZED_DEPENDENCIES: &[&str] = &["anyhow", "serde", "serde_json", "ndarray"];
+
+/// The most a build root keeps of cells' compiled libraries and inferred types (about 2 MB a
+/// cell; the playground takes about 40 MB), reused when the same cells run again in the same
+/// order: reopening a notebook, Run All, a restarted kernel, a second notebook.
+const KEPT_RESULTS_BYTES: u64 = 256 << 20;
 
 /// What the background analysis infers first: the types of a model handle, a workbench version
 /// and its parameter table, which brings the prelude's names and traits into rust-analyzer.
@@ -99,6 +120,7 @@ impl Engine {
         let (mut eval, outputs) = EvalContext::with_subprocess_command_lazily(runtime)
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
         eval.set_analysis_dependencies("qplay", ANALYZED_DEPENDENCIES);
+        eval.keep_results(crate::slots::results_dir(slot), KEPT_RESULTS_BYTES);
         let ctx = CommandContext::with_eval_context(eval);
         let mut engine = Engine {
             ctx,
@@ -111,6 +133,9 @@ impl Engine {
             routes: Routes { widgets, link },
             compiles: 0,
             generation: 0,
+            // Not for the start-up code: its compile always runs (it reads the dependencies).
+            analysis_started: true,
+            compiled_new_code: false,
         };
         engine.spawn_publishers();
         let context_s = t0.elapsed().as_secs_f64();
@@ -126,7 +151,7 @@ impl Engine {
                     quiet.text()
                 )
             })?;
-        engine.analyze_in_background();
+        engine.analysis_started = false;
         let prelude_s = t0.elapsed().as_secs_f64();
         eprintln!(
             "qplay: engine ready in {prelude_s:.1} s (runtime {context_s:.1} s, prelude {:.1} s)",
@@ -136,9 +161,11 @@ impl Engine {
     }
 
     /// Starts rust-analyzer's work on another thread: loading the crate graph and a first
-    /// inference over the prelude (seconds), which evcxr otherwise does in the first cell with
-    /// an untyped `let`. Cells that need no inference compile meanwhile; the first that does (or
-    /// a completion) waits only for what is left.
+    /// inference over the prelude (seconds, and about 0.4 GB). [`Engine::execute`] calls it once
+    /// the user runs new code (a cell compiled rather than taken from the kept results, or
+    /// refused by the compiler), so a notebook whose cells were all kept never pays for it.
+    /// Cells that need no inference compile meanwhile; the first that does (or a completion)
+    /// waits only for what is left.
     fn analyze_in_background(&self) {
         let start = std::time::Instant::now();
         match self
@@ -223,6 +250,22 @@ impl Engine {
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
         self.interrupter.reset();
+        let result = self.run(code, sink);
+        if !self.analysis_started && self.compiled_new_code {
+            self.analysis_started = true;
+            self.analyze_in_background();
+        }
+        result
+    }
+
+    /// Runs code the kernel generated (the wrapped cells' registration) as [`Engine::execute`]
+    /// does, except that its compile does not count as the user writing new code.
+    pub fn execute_generated(
+        &mut self,
+        code: &str,
+        sink: Arc<dyn OutputSink>,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        self.interrupter.reset();
         self.run(code, sink)
     }
 
@@ -236,6 +279,7 @@ impl Engine {
         let before: BTreeSet<String> = self.variables().into_keys().collect();
         self.compiles += 1;
         let result = self.with_sink(sink, true, |ctx| ctx.execute(code));
+        self.compiled_new_code = compiled_new_code(&result);
         if std::env::var_os("QPLAY_PHASES").is_some() {
             if let Ok(outputs) = &result {
                 let phases: Vec<String> = outputs
@@ -398,6 +442,7 @@ impl Engine {
 
     /// Completions at byte offset `cursor`: (matches, start, end).
     pub fn complete(&mut self, code: &str, cursor: usize) -> (Vec<String>, usize, usize) {
+        self.analysis_started = true;
         match self.ctx.completions(code, cursor.min(code.len())) {
             Ok(c) => {
                 // rust-analyzer offers call snippets (`push(value)`); a notebook wants the name.
@@ -420,6 +465,7 @@ impl Engine {
         if !code.is_char_boundary(cursor) {
             return None;
         }
+        self.analysis_started = true;
         self.ctx
             .hover_at(code, cursor)
             .ok()

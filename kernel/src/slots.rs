@@ -12,6 +12,10 @@
 //! first replaced by a copy of the warm slot (about 1.3 GB of compiled dependencies: seconds,
 //! once per slot and generation), so a second notebook's kernel starts warm too instead of
 //! compiling the prelude's dependency tree for minutes.
+//!
+//! Beside the slots, `results/` keeps the cells' compiled libraries and inferred types by
+//! content (evcxr, qplay patch 7): a slot copied from the warm one links the same dependency
+//! files, so any slot reuses what another compiled for equal cells.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -25,6 +29,11 @@ const MAX_SLOTS: usize = 32;
 const WARM_FILE: &str = "warm";
 /// In a slot: the generation it was copied from.
 const GENERATION_FILE: &str = ".qplay-generation";
+
+/// The folder, shared by a build root's slots, where evcxr keeps cells' results by content.
+pub fn results_dir(slot: &Path) -> PathBuf {
+    slot.parent().unwrap_or(slot).join("results")
+}
 
 /// A build directory held by this process until it ends.
 pub struct Slot {

@@ -2,25 +2,16 @@
 //! this crate's binary as the runtime process, as the kernel runs it. No dependency is added, so
 //! each context builds only its cells (in a build directory of its own).
 
-use evcxr::{EvalContext, EvalContextOutputs, EvalOutputs};
+mod common;
+
+use common::{phases, text};
+use evcxr::{EvalContext, EvalContextOutputs};
 
 /// A context with this crate's binary as its runtime. evcxr waits after each cell until what it
 /// printed has been read, so nothing here prints: values come back as results.
 fn context() -> (EvalContext, EvalContextOutputs) {
     let runtime = std::process::Command::new(env!("CARGO_BIN_EXE_qplay"));
     EvalContext::with_subprocess_command(runtime).expect("evcxr starts with qplay as its runtime")
-}
-
-fn phases(outputs: &EvalOutputs) -> Vec<&str> {
-    outputs.phases.iter().map(|p| p.name.as_str()).collect()
-}
-
-fn text(outputs: &EvalOutputs) -> &str {
-    outputs
-        .content_by_mime_type
-        .get("text/plain")
-        .map(String::as_str)
-        .unwrap_or_default()
 }
 
 fn type_of(ctx: &EvalContext, variable: &str) -> String {

@@ -36,6 +36,7 @@ use ra_ap_syntax::SyntaxKind;
 use ra_ap_syntax::SyntaxNode;
 use ra_ap_syntax::ast;
 use regex::Regex;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -60,6 +61,8 @@ pub struct EvalContext {
     stdout_sender: crossbeam_channel::Sender<String>,
     // qplay patch: shared with a background thread (`analyze_in_background`).
     analyzer: Arc<Mutex<RustAnalyzer>>,
+    /// qplay patch: what `set_analysis_dependencies` told the analyzer (part of a kept type's key).
+    analysis_filter: String,
     initial_config: Config,
 }
 
@@ -459,6 +462,7 @@ impl EvalContext {
             child_process,
             stdout_sender,
             analyzer,
+            analysis_filter: String::new(),
             initial_config,
         };
         let outputs = EvalContextOutputs {
@@ -665,8 +669,16 @@ impl EvalContext {
     /// another crate reaches them. For a crate whose public API names few of its dependencies,
     /// this makes loading and memory a fraction of the whole graph's.
     pub fn set_analysis_dependencies(&mut self, krate: &str, dependencies: &[&str]) {
+        self.analysis_filter = format!("{krate}: {}", dependencies.join(", "));
         self.analyzer()
             .set_dependency_filter(krate, dependencies.iter().map(|d| d.to_string()).collect());
+    }
+
+    /// qplay patch: keeps each compiled cell's library and each type inference's result in `dir`
+    /// (at most `max_bytes`, least recently used first out), and uses them for an equal compile
+    /// or inference instead of running Cargo or rust-analyzer again (see `module/results.rs`).
+    pub fn keep_results(&mut self, dir: PathBuf, max_bytes: u64) {
+        self.module.results = Some(crate::module::results::Results::new(dir, max_bytes));
     }
 
     pub fn last_source(&self) -> Result<String, std::io::Error> {
@@ -761,8 +773,12 @@ impl EvalContext {
         // qplay patch: rust-analyzer only when a `let` needs a type inferred (see PATCHES.md).
         let inferred = if needs_type_inference(&code_info.nodes) {
             let inferred = self.fix_variable_types(state, analysis_code);
-            phases.phase_complete("Type inference");
-            inferred
+            phases.phase_complete(if matches!(inferred, Ok(true)) {
+                "Kept types"
+            } else {
+                "Type inference"
+            });
+            inferred.map(|_| ())
         } else {
             Ok(())
         };
@@ -872,7 +888,12 @@ impl EvalContext {
                 output: EvalOutputs::new(),
             });
         }
-        phases.phase_complete("Final compile");
+        // qplay patch: a kept library is named as such in the phases.
+        phases.phase_complete(if self.module.last_kept {
+            "Kept library"
+        } else {
+            "Final compile"
+        });
 
         let output = self.run_and_capture_output(state, &so_file, callbacks)?;
         Ok(ExecutionArtifacts { output })
@@ -884,20 +905,45 @@ impl EvalContext {
         Ok(())
     }
 
+    /// qplay patch: `Ok(true)` when the types were kept ones.
     fn fix_variable_types(
         &mut self,
         state: &mut ContextState,
         code: CodeBlock,
-    ) -> Result<(), Error> {
-        let mut analyzer = self.analyzer();
-        analyzer.set_source(code.code_string())?;
+    ) -> Result<bool, Error> {
+        // qplay patch: the types inferred before from an equal analysis source, if kept.
+        let source = code.code_string();
+        let results = self.module.results.as_ref();
+        let key = results.and_then(|results| {
+            results.types_key(state.config.crate_dir(), &self.analysis_filter, &source)
+        });
+        let kept = results.and_then(|results| results.types(key.as_deref()));
+        let was_kept = kept.is_some();
+        let variables = match kept {
+            Some(variables) => variables,
+            None => {
+                let mut analyzer = self.analyzer();
+                analyzer.set_source(source)?;
+                let mut variables: Vec<_> = analyzer
+                    .top_level_variables("evcxr_analysis_wrapper")
+                    .into_iter()
+                    .collect();
+                variables.sort_by(|a, b| a.0.cmp(&b.0));
+                if let (Some(results), Some(key)) = (results, &key)
+                    && let Err(error) = results.keep_types(key, &variables)
+                {
+                    eprintln!("evcxr: inferred types were not kept: {error}");
+                }
+                variables
+            }
+        };
         for (
             variable_name,
             VariableInfo {
                 type_name,
                 is_mutable,
             },
-        ) in analyzer.top_level_variables("evcxr_analysis_wrapper")
+        ) in variables
         {
             // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
             if variable_name == "evcxr_variable_store" {
@@ -933,7 +979,7 @@ impl EvalContext {
                 })
                 .type_name = type_name;
         }
-        Ok(())
+        Ok(was_kept)
     }
 
     fn run_and_capture_output(
@@ -1292,20 +1338,22 @@ enum CompilationMode {
 /// succeeds, we keep the modified state, if it fails, we revert to the old state.
 #[derive(Clone, Debug)]
 pub struct ContextState {
-    items_by_name: HashMap<String, CodeBlock>,
+    // qplay patch: ordered maps, so that the same cells give the same generated source (the
+    // result cache keys on it); they were `HashMap`s, iterated in a per-process random order.
+    items_by_name: BTreeMap<String, CodeBlock>,
     unnamed_items: Vec<CodeBlock>,
-    pub(crate) external_deps: HashMap<String, ExternalCrate>,
+    pub(crate) external_deps: BTreeMap<String, ExternalCrate>,
     // Keyed by crate name. Could use a set, except that the statement might be
     // formatted slightly differently.
-    extern_crate_stmts: HashMap<String, String>,
+    extern_crate_stmts: BTreeMap<String, String>,
     /// States of variables. Includes variables that have just been defined by
     /// the code about to be executed.
-    variable_states: HashMap<String, VariableState>,
+    variable_states: BTreeMap<String, VariableState>,
     /// State of variables that have been stored. i.e. after the last bit of
     /// code was executed. Doesn't include newly defined variables until after
     /// execution completes.
-    stored_variable_states: HashMap<String, VariableState>,
-    attributes: HashMap<String, CodeBlock>,
+    stored_variable_states: BTreeMap<String, VariableState>,
+    attributes: BTreeMap<String, CodeBlock>,
     async_mode: bool,
     allow_question_mark: bool,
     build_num: i32,
@@ -1315,13 +1363,13 @@ pub struct ContextState {
 impl ContextState {
     fn new(config: Config) -> ContextState {
         ContextState {
-            items_by_name: HashMap::new(),
+            items_by_name: BTreeMap::new(),
             unnamed_items: vec![],
-            external_deps: HashMap::new(),
-            extern_crate_stmts: HashMap::new(),
-            variable_states: HashMap::new(),
-            stored_variable_states: HashMap::new(),
-            attributes: HashMap::new(),
+            external_deps: BTreeMap::new(),
+            extern_crate_stmts: BTreeMap::new(),
+            variable_states: BTreeMap::new(),
+            stored_variable_states: BTreeMap::new(),
+            attributes: BTreeMap::new(),
             async_mode: false,
             allow_question_mark: false,
             build_num: 0,
@@ -1863,7 +1911,11 @@ impl ContextState {
     }
 
     fn current_user_fn_name(&self) -> String {
-        format!("run_user_code_{}", self.build_num)
+        // qplay patch: one name for every cell (it was `run_user_code_{build_num}`), so that a
+        // cell's source does not depend on how many cells ran before it (kept results, patch 7).
+        // The runtime looks the function up in the library it has just loaded (`dlsym` on that
+        // library's handle, loaded `RTLD_LOCAL`), so the libraries' equal names never meet.
+        "run_user_code".to_owned()
     }
 
     fn get_imports(&self) -> CodeBlock {

@@ -27,6 +27,7 @@ use std::process::Command;
 
 mod artifacts;
 pub(crate) mod cache;
+pub(crate) mod results;
 
 pub(crate) const CORE_EXTERN_ENV: &str = "EVCXR_CORE_EXTERN";
 pub(crate) const CACHE_ENABLED_ENV: &str = "EVCXR_CACHE_ENABLED";
@@ -123,6 +124,10 @@ fn rename_or_copy_so_file(src: &Path, dest: &Path) -> Result<(), Error> {
 pub(crate) struct Module {
     build_num: i32,
     last_allow_static: Option<bool>,
+    /// qplay patch: results kept by content, when the embedder asks for it.
+    pub(crate) results: Option<results::Results>,
+    /// qplay patch: whether the last compile used a kept library.
+    pub(crate) last_kept: bool,
 }
 
 const CRATE_NAME: &str = "ctx";
@@ -132,6 +137,8 @@ impl Module {
         Ok(Module {
             build_num: 0,
             last_allow_static: None,
+            results: None,
+            last_kept: false,
         })
     }
 
@@ -182,6 +189,7 @@ impl Module {
         }
         self.last_allow_static = Some(config.allow_static_linking);
         let mut command = config.cargo_command("build");
+        let command_shown = format!("{command:?}");
         if config.time_passes && config.toolchain != "nightly" {
             bail!("time_passes option requires nightly compiler");
         }
@@ -189,6 +197,27 @@ impl Module {
         self.write_code(code_block, config)?;
 
         let next_build_num = self.build_num + 1;
+        // qplay patch: a library kept from an equal compile is used without running Cargo.
+        let key = self.results.as_ref().and_then(|results| {
+            results.library_key(
+                config.crate_dir(),
+                &command_shown,
+                &code_block.code_string(),
+            )
+        });
+        if let Some(results) = &self.results {
+            let destination = config
+                .deps_dir()
+                .join(shared_object_name_from_crate_name(&format!(
+                    "code_{next_build_num}"
+                )));
+            if let Some(so_file) = results.library(key.as_deref(), &destination) {
+                self.build_num = next_build_num;
+                self.last_kept = true;
+                return Ok(so_file);
+            }
+        }
+        self.last_kept = false;
         let so_path_file = config.crate_dir().join(EXECUTION_SO_PATH_FILE);
         command.env(EXECUTION_SO_PATH_ENV, &so_path_file);
 
@@ -218,6 +247,19 @@ impl Module {
 
         rename_or_copy_so_file(&so_file, &copied_so_file)?;
         self.build_num = next_build_num;
+
+        // qplay patch: keep the library under the key of the dependencies just built.
+        if let Some(results) = &mut self.results {
+            results.dependencies_built(&config.deps_dir());
+            if let Some(key) = results.library_key(
+                config.crate_dir(),
+                &command_shown,
+                &code_block.code_string(),
+            ) && let Err(error) = results.keep_library(&key, &copied_so_file)
+            {
+                eprintln!("evcxr: a compiled library was not kept: {error}");
+            }
+        }
 
         if config.cache_bytes() > 0 {
             crate::module::cache::cleanup(config.cache_bytes())?;
