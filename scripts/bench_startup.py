@@ -5,14 +5,17 @@ and what the notebook costs in memory, each row beside a reference measured in t
   ipykernel running the same cell and, when its binary is given, evcxr_jupyter (with the two
   cells that bring the prelude into scope, which qplay does by itself);
 - Run All: `jupyter nbconvert --execute` of notebooks/playground.ipynb, from the command's start
-  (kernel spawn included) to its end; the reference is the same command on an ipykernel notebook
-  with as many trivial code cells, which is what nbconvert and a kernel cost by themselves;
+  (kernel spawn included) to its end, with the build root's kept results (as set-up leaves them)
+  and with none (`results/` emptied first: every cell compiled, rust-analyzer inferring); the
+  reference is the same command on an ipykernel notebook with as many trivial code cells, which
+  is what nbconvert and a kernel cost by themselves;
 - edited cell: the playground run as JupyterLab runs it (execute requests with `cellId`), then
   late cells edited and run by hand (each edit new code, so it compiles), request → reply; the
   reference is ipykernel's request → reply for `1 + 1`;
 - memory: PSS (/proc/PID/smaps_rollup, shared pages split between the processes that map them)
-  and RSS of the kernel and all its children, after `1 + 1`, after the playground, and what a
-  second notebook running the playground beside the first adds.
+  and RSS of the kernel and all its children, after `1 + 1`, after the playground, with a second
+  notebook running the playground beside the first, and after the hand edits (which load
+  rust-analyzer).
 Prints one JSON object on stdout.
 """
 
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +35,8 @@ from jupyter_client import KernelManager
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PLAYGROUND = ROOT / "notebooks" / "playground.ipynb"
+# Where the kernel keeps cells' compiled libraries and inferred types (kernel/src/slots.rs).
+RESULTS = pathlib.Path(os.environ.get("QPLAY_BUILD_DIR", ROOT / ".evcxr")) / "results"
 TIMEOUT = 900
 
 
@@ -151,12 +157,6 @@ def playground_session(edits):
         time.sleep(2)  # the kernel wraps reactive cells when idle
         result["after_playground_pss_mib"], result["after_playground_rss_mib"] = \
             memory_mib(tree(k.pid()))
-        late = [cells[-1], cells[-5]]  # the summary, the diff
-        times = []
-        for i in range(edits):
-            cell_id, code = late[i % len(late)]
-            times.append(k.run(f"{code}\n// edit {i}", cell_id))
-        result["edited_cell_s"] = times
         second = Kernel("qplay")
         try:
             for cell_id, code in cells:
@@ -166,6 +166,14 @@ def playground_session(edits):
             result["two_notebooks_pss_mib"], result["two_notebooks_rss_mib"] = both
         finally:
             second.close()
+        late = [cells[-1], cells[-5]]  # the summary, the diff
+        times = []
+        for i in range(edits):
+            cell_id, code = late[i % len(late)]
+            times.append(k.run(f"{code}\n// edit {i}", cell_id))
+        result["edited_cell_s"] = times
+        time.sleep(2)
+        result["after_edits_pss_mib"], result["after_edits_rss_mib"] = memory_mib(tree(k.pid()))
     finally:
         k.close()
     return result
@@ -189,11 +197,16 @@ def main():
             out["evcxr_first_result_s"] = [first_result("evcxr_bench", spec, setup)
                                            for _ in range(a.repeats)]
         print("first results", {k: v for k, v in out.items()}, file=sys.stderr)
+        out["qplay_run_all_cold_s"] = []
+        for _ in range(a.repeats):
+            shutil.rmtree(RESULTS, ignore_errors=True)
+            out["qplay_run_all_cold_s"].append(run_all(PLAYGROUND, "qplay"))
         out["qplay_run_all_s"] = [run_all(PLAYGROUND, "qplay") for _ in range(a.repeats)]
         trivial = pathlib.Path(tmp) / "trivial.ipynb"
         trivial_notebook(trivial, len(code_cells(PLAYGROUND)))
         out["ipykernel_run_all_s"] = [run_all(trivial, "python3") for _ in range(a.repeats)]
-        print("run all", out["qplay_run_all_s"], out["ipykernel_run_all_s"], file=sys.stderr)
+        print("run all", out["qplay_run_all_s"], out["qplay_run_all_cold_s"],
+              out["ipykernel_run_all_s"], file=sys.stderr)
         k = Kernel("python3")
         try:
             out["ipykernel_cell_s"] = [k.run("1 + 1") for _ in range(a.edits)]
