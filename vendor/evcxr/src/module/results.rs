@@ -25,8 +25,9 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-/// Bumped whenever what goes into a key or an entry's format changes.
-const FORMAT: &str = "qplay results 1";
+/// Bumped whenever what goes into a key or an entry's format changes; evcxr's version pins the
+/// rust-analyzer that inferred the kept types.
+const FORMAT: &str = concat!("qplay results 1, evcxr ", env!("CARGO_PKG_VERSION"));
 
 pub(crate) struct Results {
     dir: PathBuf,
@@ -90,7 +91,10 @@ impl Results {
     /// The library kept under `key`, copied to `destination`.
     pub(crate) fn library(&self, key: Option<&str>, destination: &Path) -> Option<SoFile> {
         let stem = self.entry(key?)?;
-        fs::copy(stem.with_extension("so"), destination).ok()?;
+        // A new file renamed into place: a library of that name may still be mapped somewhere.
+        let partial = destination.with_extension(format!("{}.partial", std::process::id()));
+        fs::copy(stem.with_extension("so"), &partial).ok()?;
+        fs::rename(&partial, destination).ok()?;
         Some(SoFile {
             path: destination.to_owned(),
         })
