@@ -59,8 +59,6 @@ pub struct Engine {
     generation: u64,
     /// Whether rust-analyzer has been set to work (see [`Engine::analyze_in_background`]).
     analysis_started: bool,
-    /// Whether the last cell was compiled or refused rather than taken from the kept results.
-    compiled_new_code: bool,
 }
 
 /// Whether evcxr compiled (or refused) a cell rather than using kept results.
@@ -135,7 +133,6 @@ impl Engine {
             generation: 0,
             // Not for the start-up code: its compile always runs (it reads the dependencies).
             analysis_started: true,
-            compiled_new_code: false,
         };
         engine.spawn_publishers();
         let context_s = t0.elapsed().as_secs_f64();
@@ -235,7 +232,7 @@ impl Engine {
             Some(outcome) => Ok(outcome),
             // The runtime went away (killed by an interrupt, or crashed): have evcxr notice and
             // start a new one now, so that the error says what was lost.
-            None => match self.run("()", Arc::new(Collect::default())) {
+            None => match self.run("()", Arc::new(Collect::default()), false) {
                 Err(e) => Err(e),
                 Ok(_) => Ok(Outcome::Unknown),
             },
@@ -250,12 +247,7 @@ impl Engine {
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
         self.interrupter.reset();
-        let result = self.run(code, sink);
-        if !self.analysis_started && self.compiled_new_code {
-            self.analysis_started = true;
-            self.analyze_in_background();
-        }
-        result
+        self.run(code, sink, true)
     }
 
     /// Runs code the kernel generated (the wrapped cells' registration) as [`Engine::execute`]
@@ -266,20 +258,25 @@ impl Engine {
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
         self.interrupter.reset();
-        self.run(code, sink)
+        self.run(code, sink, false)
     }
 
     /// [`Engine::execute`], keeping an interrupt of the work before it in the error.
+    /// `user_code`: the user's cell, whose compile (not kept, or refused) starts rust-analyzer.
     fn run(
         &mut self,
         code: &str,
         sink: Arc<dyn OutputSink>,
+        user_code: bool,
     ) -> Result<Option<MimeBundle>, CellError> {
         self.panicked.reset();
         let before: BTreeSet<String> = self.variables().into_keys().collect();
         self.compiles += 1;
         let result = self.with_sink(sink, true, |ctx| ctx.execute(code));
-        self.compiled_new_code = compiled_new_code(&result);
+        if user_code && !self.analysis_started && compiled_new_code(&result) {
+            self.analysis_started = true;
+            self.analyze_in_background();
+        }
         if std::env::var_os("QPLAY_PHASES").is_some() {
             if let Ok(outputs) = &result {
                 let phases: Vec<String> = outputs

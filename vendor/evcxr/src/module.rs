@@ -197,20 +197,12 @@ impl Module {
         self.write_code(code_block, config)?;
 
         let next_build_num = self.build_num + 1;
+        let so_file_name = shared_object_name_from_crate_name(&format!("code_{next_build_num}"));
         // qplay patch: a library kept from an equal compile is used without running Cargo.
-        let key = self.results.as_ref().and_then(|results| {
-            results.library_key(
-                config.crate_dir(),
-                &command_shown,
-                &code_block.code_string(),
-            )
-        });
+        let source = code_block.code_string();
         if let Some(results) = &self.results {
-            let destination = config
-                .deps_dir()
-                .join(shared_object_name_from_crate_name(&format!(
-                    "code_{next_build_num}"
-                )));
+            let key = results.library_key(config.crate_dir(), &command_shown, &source);
+            let destination = config.deps_dir().join(&so_file_name);
             if let Some(so_file) = results.library(key.as_deref(), &destination) {
                 self.build_num = next_build_num;
                 self.last_kept = true;
@@ -241,9 +233,7 @@ impl Module {
             Err(error) => return Err(error.into()),
         };
 
-        let copied_so_file = so_file.with_file_name(shared_object_name_from_crate_name(&format!(
-            "code_{next_build_num}"
-        )));
+        let copied_so_file = so_file.with_file_name(so_file_name);
 
         rename_or_copy_so_file(&so_file, &copied_so_file)?;
         self.build_num = next_build_num;
@@ -251,11 +241,8 @@ impl Module {
         // qplay patch: keep the library under the key of the dependencies just built.
         if let Some(results) = &mut self.results {
             results.dependencies_built(&config.deps_dir());
-            if let Some(key) = results.library_key(
-                config.crate_dir(),
-                &command_shown,
-                &code_block.code_string(),
-            ) && let Err(error) = results.keep_library(&key, &copied_so_file)
+            if let Some(key) = results.library_key(config.crate_dir(), &command_shown, &source)
+                && let Err(error) = results.keep_library(&key, &copied_so_file)
             {
                 eprintln!("evcxr: a compiled library was not kept: {error}");
             }
