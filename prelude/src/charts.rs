@@ -12,7 +12,8 @@ use crate::display::Svg;
 use crate::eval::Evaluation;
 use crate::model::Model;
 use crate::quant::{
-    fmt_num, Knob, LayerErrors, ParamSweep, QuantModel, QuantParam, Role, Sensitivity,
+    capture::Memo, fmt_num, Knob, LayerErrors, ParamSweep, QuantModel, QuantParam, Role,
+    Sensitivity,
 };
 
 const W: u32 = 760;
@@ -159,7 +160,7 @@ pub fn tensor_histogram(
             anyhow!("`{tensor}` is an activation: give a batch of images to capture it on")
         })?;
         // Through the version's memo: the per-layer SQNR of the same batch reuses this run.
-        captured = m.captured(batch, &[&p.tensor])?;
+        captured = m.captured(batch, &[&p.tensor], Memo::ForSqnr)?;
         view = captured
             .get(&p.tensor)
             .ok_or_else(|| anyhow!("`{}` was not captured from `{}`", p.tensor, m.name()))?

@@ -32,8 +32,6 @@ pub enum Slot {
     Reactive = 2,
     /// Recent evaluation results in memory (`crate::quant::cache`).
     Evaluations = 3,
-    /// Whether the ONNX Runtime arena that model versions share is registered (`crate::onnx`).
-    OnnxArena = 4,
 }
 
 type Slots = [AtomicPtr<c_void>; SLOT_COUNT];

@@ -6,10 +6,14 @@
 //! of the same version reuse it. Integer tensors (QuantizeLinear outputs) are not captured. A run
 //! fetches only the tensors it needs, so ONNX Runtime skips the nodes nothing asked for.
 //!
-//! Each version also keeps a small memo of what it captured ([`CaptureMemo`]): the tensors of
-//! its last batches, keyed by the exact input. A histogram and the per-layer SQNR of the same
-//! version on the same images share one run, and the float model of
-//! [`super::sqnr::layer_errors`] is captured once per batch, not once per edited version.
+//! Each version also keeps a small memo of what it captured ([`CaptureMemo`]), keyed by the
+//! exact input, for the two readers that come back for it: the float model of
+//! [`super::sqnr::layer_errors`] is captured once per batch and kept (every edited version is
+//! compared against it), not captured again for every slider move; and a histogram captures,
+//! besides its tensor, every tensor the per-layer SQNR reads from the version, which the SQNR
+//! of the same batch then takes out of the memo (one run for both, and nothing held after).
+//! Other captures are not kept: each edit makes a new version, and keeping a quantized
+//! version's 32 SQNR tensors held about 94 MB per version on 100 images.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -89,12 +93,28 @@ impl Captured {
 /// Captured tensors by name, shared between a version's memo and its readers.
 pub(crate) type Tensors = BTreeMap<String, Arc<Captured>>;
 
+/// What a capture does with the version's memo (see [`CaptureMemo`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Memo {
+    /// Keeps what it captured: a reference other versions are compared against, batch after
+    /// batch (the float side of the per-layer SQNR).
+    Keep,
+    /// Captures, besides the tensors asked for, every tensor the per-layer SQNR reads from this
+    /// version, and keeps them until the SQNR takes them (a histogram, which a playground shows
+    /// before the SQNR of the same version and images).
+    ForSqnr,
+    /// Takes what it reads out of the memo: the last reader (the quantized side of the SQNR).
+    Take,
+    /// Reads the memo, keeps nothing (calibration, [`QuantModel::capture`]).
+    Read,
+}
+
 /// Batches a version's memo keeps at most (the most recent ones).
 const MEMO_BATCHES: usize = 2;
 
 /// Bytes of tensors a version's memo keeps at most; a capture larger than this alone is not
-/// kept. (The 32 tensors [`QuantModel::capture`] keeps for the per-layer SQNR of a ResNet-8
-/// version take about 94 MB for 100 images; every capturable tensor, about 95 MB.)
+/// kept. (The 32 tensors a histogram keeps for the per-layer SQNR of a ResNet-8 version take
+/// about 94 MB for 100 images; every capturable tensor, about 95 MB.)
 const MEMO_BYTES: usize = 200 << 20;
 
 /// What a version captured on its last batches: each entry holds a copy of the input (compared
@@ -126,17 +146,18 @@ fn same_input(a: &Array4<f32>, b: &ArrayView4<'_, f32>) -> bool {
 }
 
 impl CaptureMemo {
-    /// The tensors memoized for `batch`, if they include every name in `wanted`.
-    fn lookup(&self, batch: &ArrayView4<'_, f32>, wanted: &[&str]) -> Option<Tensors> {
+    /// The tensors memoized for `batch`, if they include every name in `wanted`. `take` removes
+    /// the batch's entry (found complete or not).
+    fn lookup(&self, batch: &ArrayView4<'_, f32>, wanted: &[&str], take: bool) -> Option<Tensors> {
         let mut entries = self.entries.lock().ok()?;
         let at = entries.iter().position(|e| same_input(&e.input, batch))?;
-        if !wanted.iter().all(|w| entries[at].tensors.contains_key(*w)) {
-            return None;
-        }
         let entry = entries.remove(at);
-        let tensors = entry.tensors.clone();
-        entries.push(entry);
-        Some(tensors)
+        let complete = wanted.iter().all(|w| entry.tensors.contains_key(*w));
+        let tensors = complete.then(|| entry.tensors.clone());
+        if !take {
+            entries.push(entry);
+        }
+        tensors
     }
 
     /// Keeps `tensors` captured from `batch` (added to what is kept for the same input), then
@@ -187,10 +208,10 @@ impl QuantModel {
     }
 
     /// Runs `batch` (NHWC, raw pixels) and returns the tensors named in `tensors` (all of them
-    /// when empty). Unknown names are an error that lists the capturable ones. The same version
-    /// on the same input again is answered from its memo (see [`CaptureMemo`]).
+    /// when empty). Unknown names are an error that lists the capturable ones. Read from the
+    /// version's memo when it holds them (see [`CaptureMemo`]); nothing is kept.
     pub fn capture(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Capture> {
-        let captured = self.captured(batch, tensors)?;
+        let captured = self.captured(batch, tensors, Memo::Read)?;
         let tensors = captured
             .into_iter()
             .filter(|(name, _)| tensors.is_empty() || tensors.contains(&name.as_str()))
@@ -203,11 +224,14 @@ impl QuantModel {
     }
 
     /// [`QuantModel::capture`] without copies: at least the tensors named in `tensors` (every
-    /// capturable one when empty), shared with the version's memo. A miss captures, besides
-    /// them, every tensor the per-layer SQNR reads from this version (both sides of each QDQ
-    /// pair; none for a float model), so that a histogram and the SQNR of the same batch share
-    /// one run.
-    pub(crate) fn captured(&self, batch: ArrayView4<'_, f32>, tensors: &[&str]) -> Result<Tensors> {
+    /// capturable one when empty), from the version's memo when it holds them, else from a run;
+    /// `memo` says what the run captures besides them and what the memo keeps (see [`Memo`]).
+    pub(crate) fn captured(
+        &self,
+        batch: ArrayView4<'_, f32>,
+        tensors: &[&str],
+        memo: Memo,
+    ) -> Result<Tensors> {
         crate::interrupt::check()?;
         let torch = self.framework() == crate::model::Framework::Torch;
         if !torch {
@@ -226,10 +250,13 @@ impl QuantModel {
         } else {
             tensors.to_vec()
         };
-        if let Some(hit) = self.memo.lookup(&batch, &wanted) {
+        if let Some(hit) = self.memo.lookup(&batch, &wanted, memo == Memo::Take) {
             return Ok(hit);
         }
-        let pairs = super::sqnr::matching_pairs(&known);
+        let pairs = match memo {
+            Memo::ForSqnr => super::sqnr::matching_pairs(&known),
+            _ => Vec::new(),
+        };
         let names: Vec<&str> = known
             .iter()
             .map(String::as_str)
@@ -257,7 +284,9 @@ impl QuantModel {
             .filter(|(name, _)| names.contains(&name.as_str()))
             .map(|(name, t)| (name, Arc::new(t)))
             .collect();
-        self.memo.store(&batch, &captured);
+        if matches!(memo, Memo::Keep | Memo::ForSqnr) {
+            self.memo.store(&batch, &captured);
+        }
         Ok(captured)
     }
 }
@@ -279,30 +308,83 @@ mod tests {
     fn the_memo_matches_inputs_bit_for_bit_and_keeps_the_last_batches() {
         let memo = CaptureMemo::default();
         memo.store(&batch(1.0).view(), &tensors("t", 8));
-        assert!(memo.lookup(&batch(1.0).view(), &["t"]).is_some());
+        assert!(memo.lookup(&batch(1.0).view(), &["t"], false).is_some());
         // A tensor it does not hold, another input, an input equal as numbers but not as bits.
-        assert!(memo.lookup(&batch(1.0).view(), &["t", "u"]).is_none());
-        assert!(memo.lookup(&batch(2.0).view(), &["t"]).is_none());
+        assert!(memo
+            .lookup(&batch(1.0).view(), &["t", "u"], false)
+            .is_none());
+        assert!(memo.lookup(&batch(2.0).view(), &["t"], false).is_none());
         memo.store(&batch(0.0).view(), &tensors("t", 8));
-        assert!(memo.lookup(&batch(-0.0).view(), &["t"]).is_none());
+        assert!(memo.lookup(&batch(-0.0).view(), &["t"], false).is_none());
         // More tensors of the same input join its entry.
         memo.store(&batch(1.0).view(), &tensors("u", 8));
-        assert!(memo.lookup(&batch(1.0).view(), &["t", "u"]).is_some());
+        assert!(memo
+            .lookup(&batch(1.0).view(), &["t", "u"], false)
+            .is_some());
         assert_eq!(memo.len(), 2);
         // A third batch drops the least recently used (0.0; 1.0 was just looked up).
         memo.store(&batch(3.0).view(), &tensors("t", 8));
         assert_eq!(memo.len(), MEMO_BATCHES);
-        assert!(memo.lookup(&batch(0.0).view(), &["t"]).is_none());
-        assert!(memo.lookup(&batch(1.0).view(), &["t"]).is_some());
+        assert!(memo.lookup(&batch(0.0).view(), &["t"], false).is_none());
+        assert!(memo.lookup(&batch(1.0).view(), &["t"], false).is_some());
         // A capture larger than the memo's bytes is not kept and drops nothing.
         memo.store(&batch(4.0).view(), &tensors("t", MEMO_BYTES / 4 + 1));
-        assert!(memo.lookup(&batch(4.0).view(), &["t"]).is_none());
+        assert!(memo.lookup(&batch(4.0).view(), &["t"], false).is_none());
         assert_eq!(memo.len(), MEMO_BATCHES);
         // Two that fit the count but not the bytes: only the newer stays.
         let half = MEMO_BYTES / 8 + 1;
         memo.store(&batch(5.0).view(), &tensors("t", half));
         memo.store(&batch(6.0).view(), &tensors("t", half));
         assert_eq!(memo.len(), 1);
-        assert!(memo.lookup(&batch(6.0).view(), &["t"]).is_some());
+        assert!(memo.lookup(&batch(6.0).view(), &["t"], false).is_some());
+    }
+
+    #[test]
+    fn taking_removes_the_batch_found_complete_or_not() {
+        let memo = CaptureMemo::default();
+        memo.store(&batch(1.0).view(), &tensors("t", 8));
+        memo.store(&batch(2.0).view(), &tensors("t", 8));
+        assert!(memo.lookup(&batch(1.0).view(), &["t"], true).is_some());
+        assert!(memo.lookup(&batch(1.0).view(), &["t"], false).is_none());
+        // Incomplete: its reader captures again, and the memo lets the entry go.
+        assert!(memo.lookup(&batch(2.0).view(), &["t", "u"], true).is_none());
+        assert_eq!(memo.len(), 0);
+    }
+
+    #[test]
+    fn a_histogram_and_the_sqnr_share_one_run_and_only_the_reference_stays() {
+        use crate::data::{Bundled, Dataset};
+        use crate::quant::{sqnr::layer_errors, workbench};
+        let data = Dataset::bundled(&crate::paths::root(), Bundled::Lossless249).unwrap();
+        let images: Vec<usize> = (0..8).collect();
+        let batch = data.nhwc_batch(&images);
+        let float = workbench("resnet8_float").unwrap();
+        let m = workbench("resnet8_int8").unwrap();
+        crate::charts::tensor_histogram(&m, "activation_2", Some(batch.view()), 0).unwrap();
+        let pairs = crate::quant::sqnr::matching_pairs(&m.capturable());
+        let every: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(_, pre, post)| [pre.as_str(), post.as_str()])
+            .collect();
+        assert!(m.memo.lookup(&batch.view(), &every, false).is_some());
+        let shared = layer_errors(&float, &m, &data, &images).unwrap();
+        assert_eq!((m.memo.len(), float.memo.len()), (0, 1));
+        // The same numbers as a version that showed no histogram first.
+        let fresh = workbench("resnet8_int8").unwrap();
+        let alone = layer_errors(&float, &fresh, &data, &images).unwrap();
+        let bits = |e: &crate::quant::LayerErrors| {
+            e.rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.tensor.clone(),
+                        r.qdq_err.to_bits(),
+                        r.xmodel_err.map(f64::to_bits),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&shared), bits(&alone));
+        assert_eq!(fresh.memo.len(), 0);
     }
 }

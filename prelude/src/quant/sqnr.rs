@@ -22,6 +22,7 @@ use anyhow::{anyhow, bail, Result};
 use ndarray::ArrayViewD;
 use serde::Serialize;
 
+use super::capture::Memo;
 use super::{onnx_graph, QuantModel};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, Rich};
@@ -131,8 +132,8 @@ pub fn layer_errors(
     for chunk in indices.chunks(crate::eval::DEFAULT_BATCH) {
         crate::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
-        let q = quant.captured(batch.view(), &quant_wanted)?;
-        let f = float.captured(batch.view(), &float_wanted)?;
+        let q = quant.captured(batch.view(), &quant_wanted, Memo::Take)?;
+        let f = float.captured(batch.view(), &float_wanted, Memo::Keep)?;
         let mut work = Vec::with_capacity(pairs.len());
         for (name, pre, post) in &pairs {
             let get = |t: &str| {

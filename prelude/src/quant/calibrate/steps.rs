@@ -14,6 +14,7 @@ use super::stats::{Progress, BATCH};
 use super::{activation_ranges, CalibOptions, Method};
 use crate::data::Dataset;
 use crate::model::Model;
+use crate::quant::capture::Memo;
 use crate::quant::onnx_graph::{self, proto::ModelProto};
 use crate::quant::{QDtype, QuantModel, Role};
 
@@ -30,7 +31,7 @@ fn each_capture(
 ) -> Result<()> {
     for (k, chunk) in indices.chunks(BATCH).enumerate() {
         let batch = data.nhwc_batch(chunk);
-        let captured = m.captured(batch.view(), names)?;
+        let captured = m.captured(batch.view(), names, Memo::Read)?;
         for name in names {
             let t = captured
                 .get(*name)
