@@ -19,6 +19,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 
 use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
+
+use crate::trim::{malloc_trim, Trimmer, QUIET};
 use serde_json::Value;
 
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
@@ -47,7 +49,12 @@ pub fn install_in_runtime() {
         libc::close(fds[1]);
         let input = File::from_raw_fd(fds[0]);
         let output = File::from_raw_fd(original);
-        std::thread::spawn(move || relay(BufReader::new(input), output, std::io::stderr()));
+        let trimmer = Trimmer::start(QUIET, malloc_trim);
+        std::thread::spawn(move || {
+            relay(BufReader::new(input), output, std::io::stderr(), || {
+                trimmer.ended()
+            })
+        });
     }
 }
 
@@ -68,8 +75,14 @@ fn marker(line: &str) -> Option<FromRuntime> {
 }
 
 /// Copies `input` to `output` line by line, rewriting content blocks as described above; a
-/// wrapped call's output goes to `wrapped` instead.
-pub fn relay(input: impl BufRead, mut output: impl Write, mut wrapped: impl Write) {
+/// wrapped call's output goes to `wrapped` instead. `ended` is told when a cell or a wrapped
+/// call ends.
+pub fn relay(
+    input: impl BufRead,
+    mut output: impl Write,
+    mut wrapped: impl Write,
+    mut ended: impl FnMut(),
+) {
     let mut value = Shown::default();
     let mut block: Option<(String, Vec<String>)> = None;
     let mut shown = 0u64;
@@ -110,11 +123,15 @@ pub fn relay(input: impl BufRead, mut output: impl Write, mut wrapped: impl Writ
                 write(out, &display_line(&v, shown));
             }
         }
+        if line == COMPLETE {
+            ended();
+        }
         match marker {
             Some(FromRuntime::Begin { .. }) => in_call = true,
             Some(FromRuntime::Done { .. }) if in_call => {
                 write(&mut wrapped, &line);
                 in_call = false;
+                ended();
             }
             _ if in_call && !line.starts_with(PREFIX) => {
                 let text = FromRuntime::Stream {
@@ -162,7 +179,7 @@ mod tests {
 
     fn run(input: &str) -> String {
         let mut out = Vec::new();
-        relay(input.as_bytes(), &mut out, std::io::sink());
+        relay(input.as_bytes(), &mut out, std::io::sink(), || {});
         String::from_utf8(out).unwrap()
     }
 
@@ -177,11 +194,18 @@ mod tests {
         let display = FromRuntime::Clear { wait: true }.line();
         let input = format!(
             "before\n{begin}\nprinted\n{display}\n\
-             EVCXR_BEGIN_CONTENT text/plain\n42\nEVCXR_END_CONTENT\n{done}\nafter\n"
+             EVCXR_BEGIN_CONTENT text/plain\n42\nEVCXR_END_CONTENT\n{done}\nafter\n\
+             EVCXR_EXECUTION_COMPLETE\n"
         );
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        relay(input.as_bytes(), &mut out, &mut err);
-        assert_eq!(String::from_utf8(out).unwrap(), "before\nafter\n");
+        let mut ends = 0;
+        relay(input.as_bytes(), &mut out, &mut err, || ends += 1);
+        // The wrapped call's end and the compiled cell's.
+        assert_eq!(ends, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "before\nafter\nEVCXR_EXECUTION_COMPLETE\n"
+        );
         let err = String::from_utf8(err).unwrap();
         let messages: Vec<FromRuntime> = err.lines().filter_map(FromRuntime::parse).collect();
         assert_eq!(messages.len(), err.lines().count(), "{err}");

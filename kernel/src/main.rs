@@ -16,6 +16,7 @@ mod link;
 mod output;
 mod quant_cmd;
 mod slots;
+mod trim;
 mod widgets;
 mod wrap;
 
