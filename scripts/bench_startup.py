@@ -15,7 +15,7 @@ and what the notebook costs in memory, each row beside a reference measured in t
 - memory: PSS (/proc/PID/smaps_rollup, shared pages split between the processes that map them)
   and RSS of the kernel and all its children, after `1 + 1`, after the playground, with a second
   notebook running the playground beside the first, and after the hand edits (which load
-  rust-analyzer).
+  rust-analyzer); each once the notebook is at rest (see `at_rest`).
 Prints one JSON object on stdout.
 """
 
@@ -53,6 +53,21 @@ def tree(pid):
         except (FileNotFoundError, ProcessLookupError):
             pass
     return pids
+
+
+def at_rest(pids):
+    """(PSS, RSS) of the processes pids() once the notebook is at rest: after its last cell the
+    kernel wraps reactive cells, and the runtime gives freed memory back a second after the last
+    cell or wrapped call ended; read every second until PSS moves by less than 1 MiB (at most
+    30 s)."""
+    last = memory_mib(pids())
+    for _ in range(30):
+        time.sleep(1)
+        now = memory_mib(pids())
+        if abs(now[0] - last[0]) < 1:
+            return now
+        last = now
+    return last
 
 
 def memory_mib(pids):
@@ -154,15 +169,13 @@ def playground_session(edits):
         result["after_start_pss_mib"], result["after_start_rss_mib"] = memory_mib(tree(k.pid()))
         for cell_id, code in cells:
             k.run(code, cell_id)
-        time.sleep(2)  # the kernel wraps reactive cells when idle
         result["after_playground_pss_mib"], result["after_playground_rss_mib"] = \
-            memory_mib(tree(k.pid()))
+            at_rest(lambda: tree(k.pid()))
         second = Kernel("qplay")
         try:
             for cell_id, code in cells:
                 second.run(code, cell_id)
-            time.sleep(2)
-            both = memory_mib(tree(k.pid()) + tree(second.pid()))
+            both = at_rest(lambda: tree(k.pid()) + tree(second.pid()))
             result["two_notebooks_pss_mib"], result["two_notebooks_rss_mib"] = both
         finally:
             second.close()
@@ -172,8 +185,8 @@ def playground_session(edits):
             cell_id, code = late[i % len(late)]
             times.append(k.run(f"{code}\n// edit {i}", cell_id))
         result["edited_cell_s"] = times
-        time.sleep(2)
-        result["after_edits_pss_mib"], result["after_edits_rss_mib"] = memory_mib(tree(k.pid()))
+        result["after_edits_pss_mib"], result["after_edits_rss_mib"] = \
+            at_rest(lambda: tree(k.pid()))
     finally:
         k.close()
     return result
