@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod blocks;
 mod calib_cmd;
+mod check;
 mod completeness;
 mod dataflow;
 mod engine;
@@ -47,6 +48,9 @@ enum Command {
         /// Cells to run after start-up.
         cells: Vec<String>,
     },
+    /// Check notebooks' dataflow without running them: cycles (errors), names defined by
+    /// several cells, cells that change another cell's variable, reads ahead (warnings).
+    Check(check::CheckArgs),
     /// Run the Jupyter kernel (started by Jupyter through the kernelspec).
     Kernel(kernel_cmd::KernelArgs),
     /// Install the Jupyter kernelspec "qplay" (Rust · qplay).
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Prewarm { cells } => prewarm(&cells),
+        Command::Check(args) => check::run(args),
         Command::Kernel(args) => kernel_cmd::run(args),
         Command::Install(args) => install::run(args),
         Command::Inspect(args) => quant_cmd::inspect(args),

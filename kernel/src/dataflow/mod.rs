@@ -6,6 +6,7 @@
 //!   the cell that ran a definition of it last (whose value the runtime holds).
 //! - [`topology`] keeps the edges (a child uses a name its parent is the definer of) and gives
 //!   ancestors, descendants and a topological order.
+//! - [`check`] finds, before anything runs, what reruns cannot follow (`qplay check`).
 //!
 //! Recording a cell updates the indexes and recomputes the edges of only the cells whose
 //! parents may have changed: the cell itself and the users of every name it defined before or
@@ -13,6 +14,7 @@
 //! that use the widget's variable and everything downstream of them — in topological order,
 //! run order breaking ties; never the widget's own cell, never a cell it depends on.
 
+pub mod check;
 pub mod definitions;
 pub mod syntax;
 pub mod topology;

@@ -49,6 +49,13 @@ pub struct CellSyntax {
     /// For each widget model the cell creates, in creation order, the names its statement
     /// binds (empty for a widget that is only displayed).
     pub widget_bindings: Vec<BTreeSet<String>>,
+    /// Variables the cell changes in place at its top level (outside items): targets of `=` and `+=`-style assignments (`x = …`, `x.f += …`,
+    /// `x[i] = …`) and of `&mut x`, by their root name.
+    pub assigns: BTreeSet<String>,
+    /// The names of `references` that the cell uses before (or without) binding them itself
+    /// at its top level: what it reads from other cells (`let x = x + 1;` reads `x`; a cell
+    /// that pushes to its own `let mut rows` does not).
+    pub free_references: BTreeSet<String>,
     /// Whether the cell parsed; if not, `references` holds every identifier.
     pub parsed: bool,
     /// Top-level items (`fn`, `struct`, `use`, `impl`, …), by kind: evcxr keeps them for every
@@ -129,9 +136,12 @@ pub fn analyze(code: &str) -> CellSyntax {
                 for _ in 0..uses.widgets {
                     out.widget_bindings.push(bound.clone());
                 }
+                let free = uses.names.iter().filter(|n| !out.defines.contains(*n));
+                out.free_references.extend(free.cloned());
                 out.defines.extend(bound);
                 out.references.extend(uses.names);
                 out.item_references.extend(uses.in_items);
+                out.assigns.extend(uses.assigns);
             }
             out
         }
@@ -229,6 +239,37 @@ fn pattern_names(pat: &syn::Pat, out: &mut BTreeSet<String>) {
     Binds(out).visit_pat(pat);
 }
 
+/// The variable a place expression starts from: `x` in `x`, `x.f`, `x[i]`, `(x)`, `*x`.
+fn root_name(expr: &syn::Expr) -> Option<String> {
+    match expr {
+        syn::Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            Some(p.path.segments[0].ident.to_string())
+        }
+        syn::Expr::Field(f) => root_name(&f.base),
+        syn::Expr::Index(i) => root_name(&i.expr),
+        syn::Expr::Paren(p) => root_name(&p.expr),
+        syn::Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => root_name(&u.expr),
+        _ => None,
+    }
+}
+
+fn is_compound_assignment(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}
+
 fn item_names(item: &syn::Item, out: &mut BTreeSet<String>) {
     let ident = match item {
         syn::Item::Const(i) => Some(&i.ident),
@@ -274,6 +315,7 @@ struct Uses {
     /// Items entered and not yet left.
     depth: usize,
     widgets: usize,
+    assigns: BTreeSet<String>,
 }
 
 impl Uses {
@@ -291,6 +333,27 @@ impl<'ast> Visit<'ast> for Uses {
         self.depth += 1;
         syn::visit::visit_item(self, item);
         self.depth -= 1;
+    }
+
+    fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
+        if self.depth == 0 {
+            self.assigns.extend(root_name(&e.left));
+        }
+        syn::visit::visit_expr_assign(self, e);
+    }
+
+    fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
+        if self.depth == 0 && is_compound_assignment(&e.op) {
+            self.assigns.extend(root_name(&e.left));
+        }
+        syn::visit::visit_expr_binary(self, e);
+    }
+
+    fn visit_expr_reference(&mut self, e: &'ast syn::ExprReference) {
+        if self.depth == 0 && e.mutability.is_some() {
+            self.assigns.extend(root_name(&e.expr));
+        }
+        syn::visit::visit_expr_reference(self, e);
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
