@@ -19,9 +19,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 
 use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
+use serde_json::Value;
 
 use crate::trim::{malloc_trim, Trimmer, QUIET};
-use serde_json::Value;
 
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
 const END: &str = "EVCXR_END_CONTENT";

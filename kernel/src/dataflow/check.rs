@@ -149,9 +149,10 @@ fn redefinitions(graph: &Graph, keys: &[String]) -> Vec<Finding> {
             if !node.syntax.references.contains(name) {
                 continue;
             }
-            let run_all = run_all_definer(graph, keys, i, name);
-            if run_all.is_some_and(|d| d != last) || i == last {
-                misled.push((i, run_all));
+            // Misled: a Run All gives it another definition than the last one (a reader before
+            // the last definition, or the last definer reading the one before its own).
+            if let Some(d) = run_all_definer(graph, keys, i, name).filter(|&d| d != last) {
+                misled.push((i, d));
             }
         }
         if misled.is_empty() {
@@ -159,10 +160,7 @@ fn redefinitions(graph: &Graph, keys: &[String]) -> Vec<Finding> {
         }
         let readers: Vec<String> = misled
             .iter()
-            .map(|&(i, run_all)| {
-                let from = run_all.map_or("nothing".to_string(), |d| format!("cell {}", d + 1));
-                format!("cell {} reads {from}'s", i + 1)
-            })
+            .map(|&(i, d)| format!("cell {} reads cell {}'s", i + 1, d + 1))
             .collect();
         let mut cells: Vec<usize> = at.iter().map(|i| i + 1).collect();
         cells.extend(misled.iter().map(|(i, _)| i + 1));

@@ -49,8 +49,9 @@ pub struct CellSyntax {
     /// For each widget model the cell creates, in creation order, the names its statement
     /// binds (empty for a widget that is only displayed).
     pub widget_bindings: Vec<BTreeSet<String>>,
-    /// Variables the cell changes in place at its top level (outside items): targets of `=` and `+=`-style assignments (`x = …`, `x.f += …`,
-    /// `x[i] = …`) and of `&mut x`, by their root name.
+    /// Variables the cell changes in place at its top level (outside items): targets of `=`
+    /// and `+=`-style assignments (`x = …`, `x.f += …`, `x[i] = …`) and of `&mut x`, by their
+    /// root name.
     pub assigns: BTreeSet<String>,
     /// The names of `references` that the cell uses before (or without) binding them itself
     /// at its top level: what it reads from other cells (`let x = x + 1;` reads `x`; a cell
