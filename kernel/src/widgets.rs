@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use qplay::protocol::{Change, Form, FromRuntime, ToRuntime};
+use qplay::widgets::kinds;
 use qplay::widgets::models::{self, State};
 use serde_json::{json, Value};
 
@@ -248,22 +249,18 @@ impl Widgets {
     fn record_open(&self, id: &str, state: &mut State, form: Option<Form>) -> State {
         let mut guard = lock(&self.book);
         let book = &mut *guard;
-        let name = state
-            .get("_model_name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let root = !name.ends_with("StyleModel") && name != "LayoutModel";
+        let kind = kinds::of_state(state);
         let mut overrides = State::new();
         let models_of = &book.models;
         if let Some(run) = book.run.as_mut() {
             run.created.all.push(id.to_string());
-            if root {
+            if let Some(kind) = kind.filter(|k| k.is_top_level()) {
                 let ordinal = run.created.roots.len();
                 run.created.roots.push(id.to_string());
                 let earlier = run.previous.as_ref().and_then(|p| p.roots.get(ordinal));
                 if let Some(earlier) = earlier.and_then(|e| models_of.get(e)) {
-                    if earlier.name() == name {
-                        for key in ["value", "index"] {
+                    if earlier.name() == kind.model {
+                        for key in kind.kept() {
                             if let Some(v) = earlier.state.get(key) {
                                 overrides.insert(key.to_string(), v.clone());
                             }
@@ -544,64 +541,21 @@ impl Widgets {
     }
 }
 
-/// Checks a browser update against the model: known keys, the right types, values in range.
+/// Checks a browser update against the model's kind ([`kinds::Kind::check_update`]); a model
+/// of no declared kind takes values of the types it has.
 fn validate(model: &Model, changes: &State) -> Result<(), String> {
-    let name = model.name();
-    let number = |k: &str| model.state.get(k).and_then(Value::as_f64);
+    if let Some(kind) = kinds::of(model.name()) {
+        return kind.check_update(&model.state, changes);
+    }
     for (key, value) in changes {
         let Some(current) = model.state.get(key) else {
-            return Err(format!("{name} has no property {key:?}"));
+            return Err(format!("{} has no property {key:?}", model.name()));
         };
-        match (name, key.as_str()) {
-            ("FloatSliderModel" | "FloatProgressModel", "value") => {
-                let (min, max) = (
-                    number("min").unwrap_or(f64::MIN),
-                    number("max").unwrap_or(f64::MAX),
-                );
-                let v = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-                    format!("value must be a number in [{min}, {max}], got {value}")
-                })?;
-                let slack = 1e-9 * (max - min).abs().max(1.0);
-                if v < min - slack || v > max + slack {
-                    return Err(format!("value {v} is outside [{min}, {max}]"));
-                }
-            }
-            ("IntSliderModel", "value") => {
-                let (min, max) = (
-                    number("min").unwrap_or(f64::MIN),
-                    number("max").unwrap_or(f64::MAX),
-                );
-                let v = value.as_i64().ok_or_else(|| {
-                    format!("value must be an integer in [{min}, {max}], got {value}")
-                })?;
-                if (v as f64) < min || (v as f64) > max {
-                    return Err(format!("value {v} is outside [{min}, {max}]"));
-                }
-            }
-            ("DropdownModel", "index") => {
-                let n = model
-                    .state
-                    .get("_options_labels")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                match value.as_u64() {
-                    Some(i) if (i as usize) < n => {}
-                    _ => {
-                        return Err(format!(
-                            "index must be an integer from 0 to {}, got {value}",
-                            n.saturating_sub(1)
-                        ))
-                    }
-                }
-            }
-            _ => {
-                let same_kind = std::mem::discriminant(current) == std::mem::discriminant(value)
-                    || current.is_null()
-                    || (current.is_number() && value.is_number());
-                if !same_kind {
-                    return Err(format!("{key} must be like {current}, got {value}"));
-                }
-            }
+        let same_kind = std::mem::discriminant(current) == std::mem::discriminant(value)
+            || current.is_null()
+            || (current.is_number() && value.is_number());
+        if !same_kind {
+            return Err(format!("{key} must be like {current}, got {value}"));
         }
     }
     Ok(())
@@ -779,37 +733,190 @@ impl OutputSink for OutputArea {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn slider() -> Model {
-        Model {
-            state: models::float_slider("L", "S", "scale", (0.0, 2.0, 0.01, 1.0)),
-        }
-    }
+    use kinds::{Kind, Rule, Type};
+    use qplay_kernel::jupyter::iopub::CapturedIopub;
 
     fn state(v: Value) -> State {
         v.as_object().unwrap().clone()
     }
 
+    /// A model of `kind` as its constructor would make it: a range of 0 to 10 at 5, the options
+    /// "a" and "b" with "a" chosen.
+    fn example(kind: &Kind) -> State {
+        let mut values = json!({"layout": models::reference("L")});
+        if kind.style.is_some() {
+            values["style"] = models::reference("S");
+        }
+        for rule in kind.rules {
+            match *rule {
+                Rule::Range { min, max, value } => {
+                    values[min] = 0.into();
+                    values[max] = 10.into();
+                    values[value] = 5.into();
+                }
+                Rule::Choice { index, options } => {
+                    values[options] = json!(["a", "b"]);
+                    values[index] = 0.into();
+                }
+                Rule::Positive(_) => {}
+            }
+        }
+        kind.state(values)
+    }
+
+    /// Another value the browser may give property `name` of a model in state `s`, and one of
+    /// the wrong type.
+    fn good_and_bad(kind: &Kind, s: &State, name: &str) -> (Value, Value) {
+        let p = kind.prop(name).unwrap();
+        let current = &s[name];
+        let choice = kind
+            .rules
+            .iter()
+            .any(|r| matches!(r, Rule::Choice { index, .. } if *index == name));
+        let good = match p.ty {
+            _ if choice => json!(1),
+            Type::Float => json!(current.as_f64().unwrap_or(0.0) + 0.5),
+            Type::Int => json!(current.as_i64().unwrap_or(0) + 1),
+            Type::Bool => json!(!current.as_bool().unwrap_or(false)),
+            Type::Text => json!("typed"),
+            Type::Texts => json!(["typed", "more"]),
+            Type::Model => models::reference("other"),
+            Type::Models => json!([models::reference("other")]),
+            Type::Outputs => json!([]),
+        };
+        let bad = match p.ty {
+            Type::Float | Type::Int | Type::Bool => json!("x"),
+            _ => json!(3.5),
+        };
+        (good, bad)
+    }
+
+    struct Bench {
+        widgets: Widgets,
+        iopub: Iopub,
+        published: CapturedIopub,
+        _dir: tempfile::TempDir,
+    }
+
+    fn bench() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let link = Arc::new(RuntimeLink::listen(dir.path()).unwrap());
+        let widgets = Widgets::new(link);
+        let (iopub, published) = Iopub::capture();
+        widgets.set_detached(iopub.clone());
+        Bench {
+            widgets,
+            iopub,
+            published,
+            _dir: dir,
+        }
+    }
+
+    impl Bench {
+        /// Runs cell `key` with `code`, which creates `state`; returns the state the model
+        /// was opened with in the browser.
+        fn run_cell(&mut self, key: &str, code: &str, id: &str, state: &State) -> State {
+            self.widgets.begin_cell(key, code);
+            let open = FromRuntime::CommOpen {
+                comm_id: id.into(),
+                state: state.clone(),
+                wait: false,
+                form: None,
+            };
+            self.widgets.runtime_message(open, None);
+            self.widgets.end_cell(true);
+            let opened = self.published.drain().pop().unwrap();
+            assert_eq!(opened.header.msg_type, "comm_open");
+            state_of(&opened.content["data"]["state"])
+        }
+
+        /// Sends a browser update; returns what it asks of the runtime and the kernel's answer
+        /// to the browser.
+        fn update(&mut self, id: &str, changes: Value) -> (Apply, Value) {
+            let data = json!({"method": "update", "state": changes});
+            let apply = self.widgets.frontend_message(id, &data, &self.iopub);
+            let answer = self.published.drain().pop().unwrap();
+            (apply, answer.content["data"].clone())
+        }
+    }
+
+    fn state_of(v: &Value) -> State {
+        v.as_object().unwrap().clone()
+    }
+
     #[test]
-    fn updates_are_checked_against_the_model() {
-        let s = slider();
-        assert!(validate(&s, &state(json!({"value": 1.5}))).is_ok());
-        let e = validate(&s, &state(json!({"value": 3.0}))).unwrap_err();
-        assert!(e.contains("outside [0, 2]"), "{e}");
-        assert!(validate(&s, &state(json!({"value": "x"}))).is_err());
-        assert!(validate(&s, &state(json!({"nonsense": 1}))).is_err());
-        assert!(validate(&s, &state(json!({"disabled": true}))).is_ok());
-        assert!(validate(&s, &state(json!({"disabled": 3}))).is_err());
-        let d = Model {
-            state: models::dropdown("L", "S", "layer", &["a".into(), "b".into()], 0),
-        };
-        assert!(validate(&d, &state(json!({"index": 1}))).is_ok());
-        let e = validate(&d, &state(json!({"index": 2}))).unwrap_err();
+    fn every_kind_is_checked_against_its_declaration_and_keeps_its_values() {
+        for kind in kinds::ALL.into_iter().filter(|k| k.is_top_level()) {
+            let mut b = bench();
+            let fresh = example(kind);
+            let id = format!("{}-1", kind.model);
+            let opened = b.run_cell("cell", "code", &id, &fresh);
+            assert_eq!(
+                opened, fresh,
+                "{}: a first run opens the state as made",
+                kind.model
+            );
+            let mut expected = fresh.clone();
+            for p in kind.props() {
+                let (good, bad) = good_and_bad(kind, &expected, p.name);
+                let (apply, answer) = b.update(&id, json!({p.name: good}));
+                assert_eq!(answer["method"], "echo_update", "{} {}", kind.model, p.name);
+                assert_eq!(apply.changes.len(), 1, "{} {}", kind.model, p.name);
+                expected.insert(p.name.into(), good);
+                let (apply, answer) = b.update(&id, json!({p.name: bad.clone()}));
+                assert_eq!(apply, Apply::default(), "{} {} = {bad}", kind.model, p.name);
+                assert_eq!(answer["method"], "update", "the browser is put back");
+                assert_eq!(answer["state"][p.name], expected[p.name]);
+            }
+            let (apply, _) = b.update(&id, json!({"no_such_property": 1}));
+            assert_eq!(apply, Apply::default());
+            // The same code again: a new model takes the kept values the user gave the old one.
+            let again = b.run_cell("cell", "code", &format!("{}-2", kind.model), &fresh);
+            for p in kind.props() {
+                let want = if p.kept { &expected } else { &fresh };
+                assert_eq!(again[p.name], want[p.name], "{} {}", kind.model, p.name);
+            }
+            // Other code starts over.
+            let other = b.run_cell("cell", "other code", &format!("{}-3", kind.model), &fresh);
+            assert_eq!(other, fresh, "{}", kind.model);
+        }
+    }
+
+    #[test]
+    fn a_browser_update_cannot_break_a_kinds_rules() {
+        let mut b = bench();
+        let slider = example(&kinds::FLOAT_SLIDER);
+        b.run_cell("c", "code", "s", &slider);
+        for (changes, error) in [
+            (json!({"value": 11.0}), "outside"),
+            (json!({"min": 6.0}), "outside"),
+            (json!({"min": 20.0}), "above"),
+            (json!({"max": -1.0}), "above"),
+            (json!({"step": 0.0}), "above 0"),
+        ] {
+            let kind = &kinds::FLOAT_SLIDER;
+            let e = kind
+                .check_update(&slider, &state(changes.clone()))
+                .unwrap_err();
+            assert!(e.contains(error), "{changes}: {e}");
+            let (apply, answer) = b.update("s", changes);
+            assert_eq!(apply, Apply::default());
+            assert_eq!(answer["method"], "update");
+        }
+        // The slider still takes every value in its range (a rejected `min` left it intact).
+        let (apply, _) = b.update("s", json!({"value": 0.0}));
+        assert_eq!(apply.changes.len(), 1);
+        let int = example(&kinds::INT_SLIDER);
+        b.run_cell("i", "code", "i", &int);
+        let (apply, _) = b.update("i", json!({"value": 1.5}));
+        assert_eq!(apply, Apply::default(), "an int slider takes integers only");
+        let dropdown = example(&kinds::DROPDOWN);
+        b.run_cell("d", "code", "d", &dropdown);
+        let e = kinds::DROPDOWN
+            .check_update(&dropdown, &state(json!({"index": 2})))
+            .unwrap_err();
         assert!(e.contains("from 0 to 1"), "{e}");
-        let i = Model {
-            state: models::int_slider("L", "S", "zp", (-128, 127, 0)),
-        };
-        assert!(validate(&i, &state(json!({"value": 1.5}))).is_err());
-        assert!(validate(&i, &state(json!({"value": -128}))).is_ok());
+        let (apply, _) = b.update("d", json!({"_options_labels": ["only"], "index": 0}));
+        assert_eq!(apply.changes.len(), 1, "options and index change together");
     }
 }

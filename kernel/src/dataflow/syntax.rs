@@ -18,23 +18,6 @@ use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 
-/// Prelude functions that create widget models, with how many top-level models each creates
-/// (a form is a box plus its submit button). Layout and style models are not counted.
-pub const WIDGET_CONSTRUCTORS: [(&str, usize); 12] = [
-    ("slider", 1),
-    ("int_slider", 1),
-    ("dropdown", 1),
-    ("checkbox", 1),
-    ("button", 1),
-    ("text", 1),
-    ("progress", 1),
-    ("hbox", 1),
-    ("vbox", 1),
-    ("output", 1),
-    ("live", 1),
-    ("form", 2),
-];
-
 /// What one cell defines and uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CellSyntax {
@@ -374,7 +357,9 @@ impl<'ast> Visit<'ast> for Uses {
         }
         if let syn::Expr::Path(p) = &*call.func {
             if let Some(last) = p.path.segments.last() {
-                if let Some((_, n)) = WIDGET_CONSTRUCTORS.iter().find(|(c, _)| last.ident == c) {
+                // The prelude's widget constructors, from its declaration of widget kinds.
+                let made = qplay::widgets::kinds::constructors().find(|(c, _)| last.ident == c);
+                if let Some((_, n)) = made {
                     self.widgets += n;
                 }
             }

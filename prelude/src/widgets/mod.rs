@@ -13,6 +13,7 @@
 //! ```
 
 pub mod hub;
+pub mod kinds;
 pub mod models;
 
 use std::fmt;
@@ -47,17 +48,23 @@ fn check_range(kind: &str, description: &str, min: f64, max: f64) {
     );
 }
 
-fn open_control(model: &str, build: impl FnOnce(&str, &str) -> State) -> Arc<Core> {
+/// Opens a control of `kind` with `values` (its layout and style models first).
+fn open_control(kind: &kinds::Kind, values: Value) -> Arc<Core> {
     let hub = hub();
     let mut layout = models::layout();
-    if model == "ButtonModel" {
-        // Wide enough for its label (ipywidgets' fixed default width cuts long ones off).
-        layout.insert("width".into(), "max-content".into());
+    if let Some(width) = kind.width {
+        layout.insert("width".into(), width.into());
     }
     let layout = hub.open(layout, false, None);
-    let style = models::style_model_of(model).unwrap_or("DescriptionStyleModel");
-    let style = hub.open(models::style(style), false, None);
-    hub.open(build(&layout.id, &style.id), true, None)
+    let Value::Object(mut values) = values else {
+        unreachable!("control values are an object")
+    };
+    values.insert("layout".into(), models::reference(&layout.id));
+    if let Some(style) = kind.style.and_then(kinds::of) {
+        let style = hub.open(style.state(json!({})), false, None);
+        values.insert("style".into(), models::reference(&style.id));
+    }
+    hub.open(kind.state(Value::Object(values)), true, None)
 }
 
 fn state1(key: &str, value: Value) -> State {
@@ -70,6 +77,12 @@ macro_rules! widget_type {
     ($(#[$doc:meta])* $name:ident) => {
         widget_type!(@core $(#[$doc])* $name);
         crate::evcxr_display_via_rich!($name);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                describe(&self.core, f)
+            }
+        }
     };
     (@core $(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -161,9 +174,11 @@ pub fn slider(
         value.clamp(min, max)
     };
     let step = (max - min) / 100.0;
-    let core = open_control("FloatSliderModel", |layout, style| {
-        models::float_slider(layout, style, description, (min, max, step, value))
-    });
+    let core = open_control(
+        &kinds::FLOAT_SLIDER,
+        json!({"description": description, "min": min, "max": max, "step": step, "value": value,
+               "readout_format": models::readout_format(step)}),
+    );
     FloatSlider { core }
 }
 
@@ -209,9 +224,10 @@ pub fn int_slider(description: &str, min: i64, max: i64, value: i64) -> IntSlide
         "int_slider {description:?}: min ({min}) must be below max ({max})"
     );
     let value = value.clamp(min, max);
-    let core = open_control("IntSliderModel", |layout, style| {
-        models::int_slider(layout, style, description, (min, max, value))
-    });
+    let core = open_control(
+        &kinds::INT_SLIDER,
+        json!({"description": description, "min": min, "max": max, "value": value}),
+    );
     IntSlider { core }
 }
 
@@ -236,9 +252,10 @@ pub fn dropdown<S: AsRef<str>>(description: &str, options: &[S], value: &str) ->
     let index = labels.iter().position(|l| l == value).unwrap_or_else(|| {
         panic!("dropdown {description:?}: {value:?} is not one of the options {labels:?}")
     });
-    let core = open_control("DropdownModel", |layout, style| {
-        models::dropdown(layout, style, description, &labels, index)
-    });
+    let core = open_control(
+        &kinds::DROPDOWN,
+        json!({"description": description, "_options_labels": labels, "index": index}),
+    );
     Dropdown { core }
 }
 
@@ -261,9 +278,10 @@ impl Dropdown {
 
 /// A checkbox.
 pub fn checkbox(description: &str, value: bool) -> Checkbox {
-    let core = open_control("CheckboxModel", |layout, style| {
-        models::checkbox(layout, style, description, value)
-    });
+    let core = open_control(
+        &kinds::CHECKBOX,
+        json!({"description": description, "value": value}),
+    );
     Checkbox { core }
 }
 
@@ -276,9 +294,7 @@ impl Checkbox {
 
 /// A button. Cells that read [`Button::clicks`] rerun on every click.
 pub fn button(description: &str) -> Button {
-    let core = open_control("ButtonModel", |layout, style| {
-        models::button(layout, style, description, "")
-    });
+    let core = open_control(&kinds::BUTTON, json!({"description": description}));
     Button { core }
 }
 
@@ -291,9 +307,10 @@ impl Button {
 
 /// A text field.
 pub fn text(description: &str, value: &str) -> Text {
-    let core = open_control("TextModel", |layout, style| {
-        models::text(layout, style, description, value)
-    });
+    let core = open_control(
+        &kinds::TEXT,
+        json!({"description": description, "value": value}),
+    );
     Text { core }
 }
 
@@ -314,9 +331,10 @@ impl Text {
 pub fn progress(description: &str, max: impl Number) -> Progress {
     let max = max.to_f64();
     check_range("progress", description, 0.0, max);
-    let core = open_control("FloatProgressModel", |layout, style| {
-        models::progress(layout, style, description, max)
-    });
+    let core = open_control(
+        &kinds::PROGRESS,
+        json!({"description": description, "max": max}),
+    );
     Progress { core }
 }
 
@@ -349,8 +367,17 @@ fn open_box(
 ) -> Arc<Core> {
     let hub = hub();
     let layout = hub.open(models::layout(), false, None);
-    let ids: Vec<&str> = children.iter().map(|c| c.model_id()).collect();
-    hub.open(models::boxed(&layout.id, &ids, horizontal), true, form)
+    let kind = if horizontal {
+        &kinds::HBOX
+    } else {
+        &kinds::VBOX
+    };
+    let children: Vec<Value> = children
+        .iter()
+        .map(|c| models::reference(c.model_id()))
+        .collect();
+    let state = kind.state(json!({"layout": models::reference(&layout.id), "children": children}));
+    hub.open(state, true, form)
 }
 
 /// Widgets side by side.
@@ -471,40 +498,19 @@ pub fn live_view_count() -> usize {
     hub().live_count()
 }
 
-fn describe(core: &Core, f: &mut fmt::Formatter<'_>, fields: &[&str]) -> fmt::Result {
-    let name = core.model.trim_end_matches("Model");
+/// `FloatSlider(description="scale", value=1.0, …)`: the properties its kind shows.
+fn describe(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let kind = kinds::of(&core.model);
     let mut parts = Vec::new();
-    for key in fields {
-        let v = core.get(key);
+    for p in kind.into_iter().flat_map(|k| k.props()).filter(|p| p.shown) {
+        let v = core.get(p.name);
         if !v.is_null() {
-            parts.push(format!("{key}={v}"));
+            parts.push(format!("{}={v}", p.name));
         }
     }
+    let name = core.model.trim_end_matches("Model");
     write!(f, "{name}({})", parts.join(", "))
 }
-
-macro_rules! debug_fields {
-    ($($t:ident: [$($f:literal),*]),* $(,)?) => {$(
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                describe(&self.core, f, &[$($f),*])
-            }
-        }
-    )*};
-}
-
-debug_fields!(
-    FloatSlider: ["description", "value", "min", "max", "step"],
-    IntSlider: ["description", "value", "min", "max"],
-    Dropdown: ["description", "_options_labels", "index"],
-    Checkbox: ["description", "value"],
-    Button: ["description"],
-    Text: ["description", "value"],
-    Progress: ["description", "value", "max"],
-    WidgetBox: [],
-    Output: [],
-    Form: [],
-);
 
 /// Empty: evcxr's fallback for a last expression it cannot call `evcxr_display` on (e.g. one
 /// that moves a variable) prints `Debug`, and the view is shown already.
@@ -540,6 +546,36 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("FloatSlider("));
+    }
+
+    /// Each constructor the kinds declare exists and makes the top-level models they say.
+    #[test]
+    fn every_declared_constructor_makes_its_kind() {
+        for (name, count) in kinds::constructors() {
+            let s = slider("s", 0, 1, 0);
+            let made: Vec<String> = match name {
+                "slider" => vec![s.core.model.clone()],
+                "int_slider" => vec![int_slider("i", 0, 1, 0).core.model.clone()],
+                "dropdown" => vec![dropdown("d", &["a"], "a").core.model.clone()],
+                "checkbox" => vec![checkbox("c", false).core.model.clone()],
+                "button" => vec![button("b").core.model.clone()],
+                "text" => vec![text("t", "").core.model.clone()],
+                "progress" => vec![progress("p", 1).core.model.clone()],
+                "hbox" => vec![hbox(&[&s]).core.model.clone()],
+                "vbox" => vec![vbox(&[&s]).core.model.clone()],
+                "output" => vec![output().core.model.clone()],
+                "live" => vec![live(&[&s], || 1).core.model.clone()],
+                "form" => {
+                    let f = form(&[&s], "apply");
+                    vec!["ButtonModel".into(), f.core.model.clone()]
+                }
+                other => panic!("{other} is declared but not tried here"),
+            };
+            assert_eq!(made.len(), count, "{name}");
+            let kind = kinds::of(made.last().unwrap()).unwrap();
+            assert!(kind.made_by.contains(&(name, count)), "{name}");
+            assert!(made.iter().all(|m| kinds::of(m).unwrap().is_top_level()));
+        }
     }
 
     #[test]
