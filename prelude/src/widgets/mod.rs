@@ -13,6 +13,7 @@
 //! ```
 
 pub mod hub;
+mod kind;
 pub mod kinds;
 pub mod models;
 
