@@ -4,13 +4,15 @@
 //! - [`wire`]: framing, HMAC-SHA256 signing and verification;
 //! - [`iopub`]: the [`Iopub`] publisher handle;
 //! - [`backend`]: the [`Backend`] and [`Interrupter`] traits an engine implements;
-//! - [`server`]: [`serve`], the sockets, the shell/control loops and message dispatch.
+//! - [`server`]: [`serve`], the sockets and the control loop;
+//! - `shell`: the backend thread, shell requests handed to the backend by a table of handlers.
 
 pub mod backend;
 pub mod connection;
 pub mod history;
 pub mod iopub;
 pub mod server;
+mod shell;
 pub mod wire;
 
 pub use backend::{

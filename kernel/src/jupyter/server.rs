@@ -5,9 +5,9 @@
 //! - a current-thread Tokio runtime (the thread that calls [`serve`]) runs one task per socket:
 //!   the shell reader, the shell and IOPub writers, the control loop, heartbeat (echo) and stdin
 //!   (bound; input requests are not used yet, so its messages are logged and dropped);
-//! - the backend thread takes shell requests one at a time, in order, from a queue, publishes
-//!   `status: busy`, handles the request (blocking), sends the reply and publishes
-//!   `status: idle`;
+//! - the backend thread (`shell.rs`) takes shell requests one at a time, in order, from a
+//!   queue, publishes `status: busy`, hands the request to its handler (blocking), sends the
+//!   reply and publishes `status: idle`;
 //! - the control loop answers `interrupt_request` (calling the [`Interrupter`] while the backend
 //!   thread may be inside `execute`), `shutdown_request` and `kernel_info_request` on its own,
 //!   also wrapped in busy/idle.
@@ -17,8 +17,7 @@
 //! `stop_on_error`, execute requests already queued are answered with status `aborted`, as
 //! ipykernel does ("Run All" stops at the failing cell).
 
-use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -26,24 +25,18 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use jupyter_protocol::{
-    CodeMirrorMode, CommClose, CommInfoRequest, CommMsg, CommOpen, CompleteRequest, ExecuteReply,
-    ExecuteRequest, ExecutionCount, InspectRequest, IsCompleteReply, IsCompleteRequest,
-    KernelInfoReply, LanguageInfo, ReplyError, ReplyStatus, ShutdownRequest,
+    CodeMirrorMode, KernelInfoReply, LanguageInfo, ReplyStatus, ShutdownRequest,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use zeromq::{
     PubSocket, RepSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqError, ZmqMessage,
 };
 
-use super::backend::{
-    byte_to_code_point, code_point_to_byte, Backend, CommContext, ExecuteContext, ExecuteOutcome,
-    Interrupter, IsComplete, KernelInfo, Superseded,
-};
+use super::backend::{Backend, Interrupter, KernelInfo};
 use super::connection::{self, ConnectionInfo, Endpoints};
-use super::history::History;
 use super::iopub::{Iopub, Outgoing};
+use super::shell::{parse, Worker};
 use super::wire::{Message, ReplayGuard, Signer, WireError, PROTOCOL_VERSION};
 
 /// How long a control-channel shutdown waits for [`Backend::shutdown`] before exiting anyway.
@@ -87,26 +80,26 @@ pub fn kernelspec(program: &str, display_name: &str) -> Value {
     })
 }
 
-fn log(text: std::fmt::Arguments) {
+pub(super) fn log(text: std::fmt::Arguments) {
     eprintln!("[qplay kernel] {text}");
 }
 
 /// State shared by the socket tasks and the backend thread.
-struct Kernel {
+pub(super) struct Kernel {
     signer: Signer,
     replay: Mutex<ReplayGuard>,
     session: Arc<str>,
     /// IOPub without a parent; `with_parent` gives per-request handles.
-    iopub: Iopub,
-    kernel_info: Value,
+    pub(super) iopub: Iopub,
+    pub(super) kernel_info: Value,
     /// Whether the backend thread is handling a request.
-    busy: AtomicBool,
+    pub(super) busy: AtomicBool,
     /// The newest `comm_msg` received per comm id (a number from `comm_counter`), so that a
     /// backend can tell when a widget update it is working on has been superseded.
-    comm_latest: Arc<Mutex<HashMap<String, u64>>>,
+    pub(super) comm_latest: Arc<Mutex<HashMap<String, u64>>>,
     comm_counter: AtomicU64,
     /// The number each queued `comm_msg` got on arrival, by message id.
-    comm_arrival: Mutex<HashMap<String, u64>>,
+    pub(super) comm_arrival: Mutex<HashMap<String, u64>>,
 }
 
 impl Kernel {
@@ -133,20 +126,20 @@ impl Kernel {
         ZmqMessage::try_from(msg.encode(&self.signer)).expect("a message has frames")
     }
 
-    fn reply(&self, request: &Message, msg_type: &str, content: Value) -> Message {
+    pub(super) fn reply(&self, request: &Message, msg_type: &str, content: Value) -> Message {
         Message::reply_to(request, msg_type, content, &self.session)
     }
 }
 
 /// Why the kernel stops.
-enum Stop {
+pub(super) enum Stop {
     /// `shutdown_request` on shell: the backend thread has already shut the backend down.
     Shell,
     /// `shutdown_request` on control: the backend still has to be shut down.
     Control { restart: bool },
 }
 
-enum Job {
+pub(super) enum Job {
     Request(Message),
     /// A queued execute request cancelled by an earlier error.
     Abort(Message),
@@ -240,16 +233,7 @@ async fn run<B: Backend>(
     tasks.spawn(heartbeat_loop(heartbeat));
     tasks.spawn(stdin_loop(stdin, kernel.clone()));
 
-    let worker = Worker {
-        backend,
-        kernel: kernel.clone(),
-        shell: shell_tx.clone(),
-        stop: stop_tx,
-        execution_count: 0,
-        history: History::default(),
-        jobs: job_rx,
-        pending: VecDeque::new(),
-    };
+    let worker = Worker::new(backend, kernel.clone(), shell_tx.clone(), stop_tx, job_rx);
     std::thread::Builder::new()
         .name("qplay-backend".into())
         .spawn(move || worker.run())
@@ -441,352 +425,5 @@ async fn stdin_loop(mut socket: RouterSocket, kernel: Arc<Kernel>) -> Result<()>
         if let Some(msg) = kernel.decode("stdin", frames) {
             log(format_args!("stdin: ignoring {}", msg.msg_type()));
         }
-    }
-}
-
-/// Deserializes a request's content into its `jupyter_protocol` type.
-fn parse<T: DeserializeOwned>(msg: &Message) -> serde_json::Result<T> {
-    serde_json::from_value(msg.content.clone())
-}
-
-/// Runs a backend call, turning a panic into `Err(message)` so the kernel keeps answering.
-fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let text = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
-        log(format_args!("backend panicked in {what}: {text}"));
-        text
-    })
-}
-
-/// How long the shell must be quiet before the backend's [`Backend::idle`] runs.
-const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// What the backend thread does after a request.
-enum Flow {
-    Continue,
-    Stop,
-}
-
-/// The backend thread.
-struct Worker<B> {
-    backend: B,
-    kernel: Arc<Kernel>,
-    shell: mpsc::UnboundedSender<Outgoing>,
-    stop: mpsc::UnboundedSender<Stop>,
-    execution_count: usize,
-    history: History,
-    jobs: std_mpsc::Receiver<Job>,
-    /// Jobs taken from `jobs` ahead of their turn (to abort them), in order.
-    pending: VecDeque<Job>,
-}
-
-impl<B: Backend> Worker<B> {
-    fn run(mut self) {
-        loop {
-            let job = match self.pending.pop_front() {
-                Some(job) => job,
-                None => match self.jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(std_mpsc::TryRecvError::Disconnected) => return,
-                    // Deferred work waits for a pause: a client running a notebook sends the
-                    // next cell right after each reply.
-                    Err(std_mpsc::TryRecvError::Empty) => {
-                        match self.jobs.recv_timeout(IDLE_AFTER) {
-                            Ok(job) => job,
-                            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                            Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                                let _ = guarded("idle", || self.backend.idle());
-                                match self.jobs.recv() {
-                                    Ok(job) => job,
-                                    Err(_) => return,
-                                }
-                            }
-                        }
-                    }
-                },
-            };
-            self.kernel.busy.store(true, Ordering::SeqCst);
-            let flow = match job {
-                Job::Request(request) => self.handle(&request),
-                Job::Abort(request) => {
-                    self.abort(&request);
-                    Flow::Continue
-                }
-                Job::Shutdown { restart, done } => {
-                    let _ = guarded("shutdown", || self.backend.shutdown(restart));
-                    let _ = done.send(());
-                    return;
-                }
-            };
-            self.kernel.busy.store(false, Ordering::SeqCst);
-            if let Flow::Stop = flow {
-                return;
-            }
-        }
-    }
-
-    /// An execute failed with `stop_on_error`: the execute requests already queued are to be
-    /// aborted. Called before the failing request's reply goes out, so that a request the client
-    /// sends after reading that reply is not among them.
-    fn abort_queued(&mut self) {
-        self.pending.extend(self.jobs.try_iter());
-        for job in self.pending.iter_mut() {
-            if let Job::Request(r) = job {
-                if r.msg_type() == "execute_request" {
-                    *job = Job::Abort(r.clone());
-                }
-            }
-        }
-    }
-
-    fn send_reply(&self, request: &Message, msg_type: &str, content: Value) {
-        let reply = self.kernel.reply(request, msg_type, content);
-        let _ = self.shell.send(Outgoing::Message(Box::new(reply)));
-    }
-
-    /// One shell request, wrapped in busy/idle.
-    fn handle(&mut self, request: &Message) -> Flow {
-        let iopub = self.kernel.iopub.with_parent(Some(&request.header));
-        iopub.status("busy");
-        let flow = match self.dispatch(request, &iopub) {
-            Ok(flow) => flow,
-            Err(e) => {
-                let msg_type = request.msg_type();
-                log(format_args!("shell: bad {msg_type}: {e}"));
-                if let Some(base) = msg_type.strip_suffix("_request") {
-                    let content = json!({
-                        "status": "error", "ename": "BadRequest", "evalue": e.to_string(),
-                        "traceback": [],
-                    });
-                    self.send_reply(request, &format!("{base}_reply"), content);
-                }
-                Flow::Continue
-            }
-        };
-        iopub.status("idle");
-        flow
-    }
-
-    fn dispatch(&mut self, request: &Message, iopub: &Iopub) -> serde_json::Result<Flow> {
-        let comm_context = || CommContext {
-            iopub: iopub.clone(),
-            metadata: request.metadata.clone(),
-            buffers: request.buffers.iter().map(|b| b.to_vec()).collect(),
-            superseded: Superseded::never(),
-        };
-        match request.msg_type() {
-            "execute_request" => return self.execute(request, parse(request)?, iopub),
-            "kernel_info_request" => {
-                self.send_reply(
-                    request,
-                    "kernel_info_reply",
-                    self.kernel.kernel_info.clone(),
-                );
-            }
-            "complete_request" => {
-                let r: CompleteRequest = parse(request)?;
-                let cursor = code_point_to_byte(&r.code, r.cursor_pos);
-                let c = guarded("complete", || self.backend.complete(&r.code, cursor))
-                    .unwrap_or_default();
-                let content = json!({
-                    "status": "ok",
-                    "matches": c.matches,
-                    "cursor_start": byte_to_code_point(&r.code, c.cursor_start),
-                    "cursor_end": byte_to_code_point(&r.code, c.cursor_end),
-                    "metadata": c.metadata,
-                });
-                self.send_reply(request, "complete_reply", content);
-            }
-            "inspect_request" => {
-                let r: InspectRequest = parse(request)?;
-                let cursor = code_point_to_byte(&r.code, r.cursor_pos);
-                let level = r.detail_level.unwrap_or(0).min(u8::MAX as usize) as u8;
-                let data = guarded("inspect", || self.backend.inspect(&r.code, cursor, level))
-                    .ok()
-                    .flatten();
-                let content = json!({
-                    "status": "ok",
-                    "found": data.is_some(),
-                    "data": data.unwrap_or_default(),
-                    "metadata": {},
-                });
-                self.send_reply(request, "inspect_reply", content);
-            }
-            "is_complete_request" => {
-                let r: IsCompleteRequest = parse(request)?;
-                let answer = guarded("is_complete", || self.backend.is_complete(&r.code))
-                    .unwrap_or(IsComplete::Unknown);
-                let reply = match answer {
-                    IsComplete::Complete => IsCompleteReply::complete(),
-                    IsComplete::Incomplete { indent } => IsCompleteReply::incomplete(indent),
-                    IsComplete::Invalid => IsCompleteReply::invalid(),
-                    IsComplete::Unknown => IsCompleteReply::unknown(),
-                };
-                self.send_reply(request, "is_complete_reply", serde_json::to_value(reply)?);
-            }
-            "history_request" => {
-                let history = self.history.query(&request.content);
-                self.send_reply(
-                    request,
-                    "history_reply",
-                    json!({"status": "ok", "history": history}),
-                );
-            }
-            "comm_info_request" => {
-                let r: CommInfoRequest = parse(request)?;
-                let target = r.target_name.as_deref();
-                let comms =
-                    guarded("comm_info", || self.backend.comm_info(target)).unwrap_or_default();
-                let comms: serde_json::Map<String, Value> = comms
-                    .into_iter()
-                    .map(|(id, target_name)| (id, json!({"target_name": target_name})))
-                    .collect();
-                self.send_reply(
-                    request,
-                    "comm_info_reply",
-                    json!({"status": "ok", "comms": comms}),
-                );
-            }
-            "comm_open" => {
-                let c: CommOpen = parse(request)?;
-                let ctx = comm_context();
-                let _ = guarded("comm_open", || {
-                    self.backend.comm_open(
-                        &c.comm_id.0,
-                        &c.target_name,
-                        Value::Object(c.data),
-                        &ctx,
-                    )
-                });
-            }
-            "comm_msg" => {
-                let c: CommMsg = parse(request)?;
-                let mut ctx = comm_context();
-                let latest = self.kernel.comm_latest.clone();
-                let id = c.comm_id.0.clone();
-                let mine = self
-                    .kernel
-                    .comm_arrival
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(request.msg_id())
-                    .unwrap_or(u64::MAX);
-                ctx.superseded = Superseded::new(move || {
-                    let latest = latest.lock().unwrap_or_else(|e| e.into_inner());
-                    latest.get(&id).is_some_and(|&n| n > mine)
-                });
-                let _ = guarded("comm_msg", || {
-                    self.backend
-                        .comm_msg(&c.comm_id.0, Value::Object(c.data), &ctx)
-                });
-            }
-            "comm_close" => {
-                let c: CommClose = parse(request)?;
-                let ctx = comm_context();
-                let _ = guarded("comm_close", || {
-                    self.backend
-                        .comm_close(&c.comm_id.0, Value::Object(c.data), &ctx)
-                });
-            }
-            "shutdown_request" => {
-                let restart = parse::<ShutdownRequest>(request)?.restart;
-                let _ = guarded("shutdown", || self.backend.shutdown(restart));
-                self.send_reply(
-                    request,
-                    "shutdown_reply",
-                    json!({"status": "ok", "restart": restart}),
-                );
-                let _ = self.stop.send(Stop::Shell);
-                return Ok(Flow::Stop);
-            }
-            other => log(format_args!("shell: ignoring unsupported {other}")),
-        }
-        Ok(Flow::Continue)
-    }
-
-    fn execute(
-        &mut self,
-        request: &Message,
-        r: ExecuteRequest,
-        iopub: &Iopub,
-    ) -> serde_json::Result<Flow> {
-        if !r.silent && r.store_history {
-            self.execution_count += 1;
-            self.history.record(self.execution_count, &r.code);
-        }
-        let count = self.execution_count;
-        if !r.silent {
-            iopub.send(
-                "execute_input",
-                json!({"code": r.code, "execution_count": count}),
-                json!({}),
-            );
-        }
-        let ctx = ExecuteContext {
-            silent: r.silent,
-            store_history: r.store_history,
-            allow_stdin: r.allow_stdin,
-            stop_on_error: r.stop_on_error,
-            user_expressions: r.user_expressions.clone().unwrap_or_default(),
-            metadata: request.metadata.clone(),
-            execution_count: count,
-            msg_id: request.msg_id().to_string(),
-            iopub: iopub.clone(),
-        };
-        let outcome = guarded("execute", || self.backend.execute(&r.code, &ctx))
-            .unwrap_or_else(|panic| ExecuteOutcome::error("KernelPanic", panic, Vec::new()));
-        let reply = match outcome {
-            ExecuteOutcome::Ok { user_expressions } => ExecuteReply {
-                status: ReplyStatus::Ok,
-                execution_count: ExecutionCount::new(count),
-                payload: Vec::new(),
-                user_expressions: Some(user_expressions),
-                error: None,
-            },
-            ExecuteOutcome::Error {
-                ename,
-                evalue,
-                mut traceback,
-            } => {
-                if traceback.is_empty() {
-                    traceback.push(format!("{ename}: {evalue}"));
-                }
-                if !r.silent {
-                    iopub.error(&ename, &evalue, &traceback);
-                }
-                if r.stop_on_error {
-                    self.abort_queued();
-                }
-                ExecuteReply {
-                    status: ReplyStatus::Error,
-                    execution_count: ExecutionCount::new(count),
-                    payload: Vec::new(),
-                    user_expressions: Some(HashMap::new()),
-                    error: Some(Box::new(ReplyError {
-                        ename,
-                        evalue,
-                        traceback,
-                    })),
-                }
-            }
-        };
-        self.send_reply(request, "execute_reply", serde_json::to_value(reply)?);
-        Ok(Flow::Continue)
-    }
-
-    /// Answers a queued execute request that an earlier error cancelled.
-    fn abort(&self, request: &Message) {
-        let iopub = self.kernel.iopub.with_parent(Some(&request.header));
-        iopub.status("busy");
-        let content = json!({
-            "status": "aborted", "execution_count": self.execution_count,
-            "user_expressions": {}, "payload": [],
-        });
-        self.send_reply(request, "execute_reply", content);
-        iopub.status("idle");
     }
 }
