@@ -27,8 +27,8 @@ pub use serde_json;
 /// Everything a notebook cell needs, imported by the kernel before the first cell runs.
 pub mod prelude {
     pub use crate::charts::{
-        confusion_chart, histogram, mixed_precision_chart, per_class_chart, sensitivity_chart,
-        sqnr_chart, sweep_chart, tensor_histogram,
+        confusion_chart, histogram, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart,
+        tensor_histogram,
     };
     pub use crate::data::{Bundled, Dataset, Split, CLASS_NAMES};
     /// In scope for its method only (one compile per cell; see the trait).

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod history;
 pub mod iopub;
 pub mod server;
+mod shared;
 mod shell;
 pub mod wire;
 

@@ -23,7 +23,7 @@ use super::backend::{
 };
 use super::history::History;
 use super::iopub::{Iopub, Outgoing};
-use super::server::{log, Job, Kernel, Stop};
+use super::shared::{log, Job, Kernel, Stop};
 use super::wire::Message;
 
 /// How long the shell must be quiet before the backend's [`Backend::idle`] runs.

@@ -494,8 +494,8 @@ impl Widgets {
     pub fn open_output(&self, iopub: &Iopub) -> String {
         let layout_id = models::new_model_id();
         let id = models::new_model_id();
-        let layout = models::layout();
-        let output = models::output(&layout_id, Vec::new());
+        let layout = kinds::layout();
+        let output = kinds::output(&layout_id, Vec::new());
         for (id, state) in [(&layout_id, layout), (&id, output)] {
             iopub.send(
                 "comm_open",

@@ -254,7 +254,7 @@ impl QuantModel {
             return Ok(hit);
         }
         let pairs = match memo {
-            Memo::ForSqnr => super::sqnr::matching_pairs(&known),
+            Memo::ForSqnr => matching_pairs(&known),
             _ => Vec::new(),
         };
         let names: Vec<&str> = known
@@ -289,6 +289,33 @@ impl QuantModel {
         }
         Ok(captured)
     }
+}
+
+const DQ_SUFFIX: &str = "_DequantizeLinear_Output";
+const DQ_SUFFIX_1: &str = "_DequantizeLinear_Output_1";
+const Q_INPUT_SUFFIX: &str = "_QuantizeLinear_Input";
+
+/// The pairs (name, before QDQ, after QDQ) onnxruntime's matching finds among `names`.
+pub fn matching_pairs(names: &[String]) -> Vec<(String, String, String)> {
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let mut pairs: Vec<(String, String, String)> = Vec::new();
+    for name in names {
+        let pair = if let Some(stem) = name.strip_suffix(Q_INPUT_SUFFIX) {
+            has(stem).then(|| (stem.to_string(), name.clone(), stem.to_string()))
+        } else if let Some(stem) = name.strip_suffix(DQ_SUFFIX) {
+            has(stem).then(|| (stem.to_string(), stem.to_string(), name.clone()))
+        } else if let Some(stem) = name.strip_suffix(DQ_SUFFIX_1) {
+            has(stem).then(|| (stem.to_string(), stem.to_string(), name.clone()))
+        } else {
+            None
+        };
+        if let Some(p) = pair {
+            // Later matches replace earlier ones, as the dict assignment does.
+            pairs.retain(|q| q.0 != p.0);
+            pairs.push(p);
+        }
+    }
+    pairs
 }
 
 #[cfg(test)]
@@ -361,7 +388,7 @@ mod tests {
         let float = workbench("resnet8_float").unwrap();
         let m = workbench("resnet8_int8").unwrap();
         crate::charts::tensor_histogram(&m, "activation_2", Some(batch.view()), 0).unwrap();
-        let pairs = crate::quant::sqnr::matching_pairs(&m.capturable());
+        let pairs = matching_pairs(&m.capturable());
         let every: Vec<&str> = pairs
             .iter()
             .flat_map(|(_, pre, post)| [pre.as_str(), post.as_str()])

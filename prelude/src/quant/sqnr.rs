@@ -22,15 +22,12 @@ use anyhow::{anyhow, bail, Result};
 use ndarray::ArrayViewD;
 use serde::Serialize;
 
+pub use super::capture::matching_pairs;
 use super::capture::Memo;
 use super::{onnx_graph, QuantModel};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::Model;
-
-const DQ_SUFFIX: &str = "_DequantizeLinear_Output";
-const DQ_SUFFIX_1: &str = "_DequantizeLinear_Output_1";
-const Q_INPUT_SUFFIX: &str = "_QuantizeLinear_Input";
 
 /// SQNR of `y` against the reference `x`, in dB, from the sums Σx² and Σ(x−y)².
 pub fn sqnr_from_sums(signal_sq: f64, noise_sq: f64) -> f64 {
@@ -75,29 +72,6 @@ pub struct LayerErrors {
     pub images: usize,
     /// One row per paired tensor, in graph order.
     pub rows: Vec<LayerError>,
-}
-
-/// The pairs (name, before QDQ, after QDQ) onnxruntime's matching finds among `names`.
-pub fn matching_pairs(names: &[String]) -> Vec<(String, String, String)> {
-    let has = |n: &str| names.iter().any(|x| x == n);
-    let mut pairs: Vec<(String, String, String)> = Vec::new();
-    for name in names {
-        let pair = if let Some(stem) = name.strip_suffix(Q_INPUT_SUFFIX) {
-            has(stem).then(|| (stem.to_string(), name.clone(), stem.to_string()))
-        } else if let Some(stem) = name.strip_suffix(DQ_SUFFIX) {
-            has(stem).then(|| (stem.to_string(), stem.to_string(), name.clone()))
-        } else if let Some(stem) = name.strip_suffix(DQ_SUFFIX_1) {
-            has(stem).then(|| (stem.to_string(), stem.to_string(), name.clone()))
-        } else {
-            None
-        };
-        if let Some(p) = pair {
-            // Later matches replace earlier ones, as the dict assignment does.
-            pairs.retain(|q| q.0 != p.0);
-            pairs.push(p);
-        }
-    }
-    pairs
 }
 
 /// Per-layer SQNR of `quant` against `float` on the images `indices` of `data`, in batches of

@@ -4,8 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::kinds;
-use super::models::State;
+use crate::protocol::State;
 
 /// What a property holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +74,15 @@ impl Prop {
     }
 }
 
+/// What every control and output area has.
+const CONTROL: [Prop; 4] = [
+    prop("_dom_classes", Type::Texts, Initial::Empty),
+    prop("layout", Type::Model, Initial::Given),
+    prop("tabbable", Type::Bool, Initial::Unset),
+    prop("tooltip", Type::Text, Initial::Unset),
+];
+const STYLE: Prop = prop("style", Type::Model, Initial::Given);
+
 /// A rule between properties, checked on the state an update would leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -119,9 +127,9 @@ pub struct Kind {
 impl Kind {
     /// All its properties: those every control has, its style, then its own.
     pub fn props(&self) -> impl Iterator<Item = &'static Prop> + '_ {
-        let control: &'static [Prop] = if self.control { &kinds::CONTROL } else { &[] };
+        let control: &'static [Prop] = if self.control { &CONTROL } else { &[] };
         let style: &'static [Prop] = if self.style.is_some() {
-            std::slice::from_ref(&kinds::STYLE)
+            std::slice::from_ref(&STYLE)
         } else {
             &[]
         };
@@ -278,36 +286,4 @@ fn check_type(p: &Prop, value: &Value) -> Result<(), String> {
         ""
     };
     Err(format!("{} must be {wanted}{unset}, got {value}", p.name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn changes(v: Value) -> State {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn a_slider_update_cannot_put_min_above_max() {
-        let s = kinds::FLOAT_SLIDER.state(json!({"layout": "IPY_MODEL_L", "style": "IPY_MODEL_S",
-                                          "min": 0.0, "max": 2.0, "value": 1.0, "step": 0.1}));
-        let ok = |c: Value| kinds::FLOAT_SLIDER.check_update(&s, &changes(c));
-        assert!(ok(json!({"value": 1.5})).is_ok());
-        let e = ok(json!({"min": 3.0})).unwrap_err();
-        assert!(e.contains("min (3) must not be above max (2)"), "{e}");
-        let e = ok(json!({"max": -1.0})).unwrap_err();
-        assert!(e.contains("must not be above"), "{e}");
-        // Moving the range and the value together is one update.
-        assert!(ok(json!({"min": 3.0, "max": 4.0, "value": 3.5})).is_ok());
-        let e = ok(json!({"min": 1.5})).unwrap_err();
-        assert!(e.contains("value 1 is outside [1.5, 2]"), "{e}");
-        let e = ok(json!({"step": 0.0})).unwrap_err();
-        assert!(e.contains("step must be above 0"), "{e}");
-        let e = ok(json!({"tooltip": 3})).unwrap_err();
-        assert!(e.contains("tooltip must be a string or null"), "{e}");
-        assert!(ok(json!({"tooltip": null})).is_ok());
-        let e = ok(json!({"description": null})).unwrap_err();
-        assert!(e.contains("description must be a string, got null"), "{e}");
-    }
 }

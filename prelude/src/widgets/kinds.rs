@@ -11,7 +11,8 @@
 
 use super::kind::prop;
 pub use super::kind::{Initial, Kind, Prop, Rule, Type};
-use super::models::State;
+use super::models::reference;
+use crate::protocol::State;
 
 const CONTROLS: &str = "@jupyter-widgets/controls";
 const BASE: &str = "@jupyter-widgets/base";
@@ -19,15 +20,6 @@ const OUTPUT: &str = "@jupyter-widgets/output";
 
 use Initial::{Empty, Given, Unset};
 use Type::*;
-
-/// What every control and output area has.
-pub(super) const CONTROL: [Prop; 4] = [
-    prop("_dom_classes", Texts, Empty),
-    prop("layout", Model, Given),
-    prop("tabbable", Bool, Unset),
-    prop("tooltip", Text, Unset),
-];
-pub(super) const STYLE: Prop = prop("style", Model, Given);
 
 const DESCRIPTION: Prop = prop("description", Text, Initial::Text("")).shown();
 const DESCRIPTION_HTML: Prop = prop("description_allow_html", Bool, Initial::Bool(false));
@@ -339,6 +331,16 @@ pub const PROGRESS_STYLE: Kind = style_kind(
 );
 pub const DESCRIPTION_STYLE: Kind = style_kind("DescriptionStyleModel", &[DESCRIPTION_WIDTH]);
 
+/// A `LayoutModel` with every layout property unset.
+pub fn layout() -> State {
+    LAYOUT.state(serde_json::json!({}))
+}
+
+/// An `OutputModel` showing the given nbformat outputs, with layout model `layout`.
+pub fn output(layout: &str, outputs: Vec<serde_json::Value>) -> State {
+    OUTPUT_AREA.state(serde_json::json!({"layout": reference(layout), "outputs": outputs}))
+}
+
 /// Every kind.
 pub const ALL: [&Kind; 17] = [
     &FLOAT_SLIDER,
@@ -379,6 +381,7 @@ pub fn constructors() -> impl Iterator<Item = (&'static str, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn kinds_and_constructors_are_unique() {
@@ -405,5 +408,64 @@ mod tests {
             props.dedup();
             assert_eq!(props.len(), n, "{} declares a property twice", k.model);
         }
+    }
+
+    fn changes(v: Value) -> State {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_slider_update_cannot_put_min_above_max() {
+        let s = FLOAT_SLIDER.state(json!({"layout": "IPY_MODEL_L", "style": "IPY_MODEL_S",
+                                          "min": 0.0, "max": 2.0, "value": 1.0, "step": 0.1}));
+        let ok = |c: Value| FLOAT_SLIDER.check_update(&s, &changes(c));
+        assert!(ok(json!({"value": 1.5})).is_ok());
+        let e = ok(json!({"min": 3.0})).unwrap_err();
+        assert!(e.contains("min (3) must not be above max (2)"), "{e}");
+        let e = ok(json!({"max": -1.0})).unwrap_err();
+        assert!(e.contains("must not be above"), "{e}");
+        // Moving the range and the value together is one update.
+        assert!(ok(json!({"min": 3.0, "max": 4.0, "value": 3.5})).is_ok());
+        let e = ok(json!({"min": 1.5})).unwrap_err();
+        assert!(e.contains("value 1 is outside [1.5, 2]"), "{e}");
+        let e = ok(json!({"step": 0.0})).unwrap_err();
+        assert!(e.contains("step must be above 0"), "{e}");
+        let e = ok(json!({"tooltip": 3})).unwrap_err();
+        assert!(e.contains("tooltip must be a string or null"), "{e}");
+        assert!(ok(json!({"tooltip": null})).is_ok());
+        let e = ok(json!({"description": null})).unwrap_err();
+        assert!(e.contains("description must be a string, got null"), "{e}");
+    }
+
+    #[test]
+    fn slider_state_has_ipywidgets_keys() {
+        let s = FLOAT_SLIDER.state(json!({"layout": reference("L"), "style": reference("S"),
+                                                 "description": "scale", "readout_format": ".2f"}));
+        for key in [
+            "_model_module",
+            "_model_module_version",
+            "_model_name",
+            "_view_count",
+            "_view_module",
+            "_view_module_version",
+            "_view_name",
+            "behavior",
+            "continuous_update",
+            "description",
+            "layout",
+            "max",
+            "min",
+            "readout_format",
+            "step",
+            "style",
+            "value",
+            "_dom_classes",
+            "tabbable",
+            "tooltip",
+        ] {
+            assert!(s.contains_key(key), "{key}");
+        }
+        assert_eq!(s["layout"], "IPY_MODEL_L");
+        assert_eq!(s["_view_module_version"], "2.0.0");
     }
 }

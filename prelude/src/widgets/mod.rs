@@ -52,7 +52,7 @@ fn check_range(kind: &str, description: &str, min: f64, max: f64) {
 /// Opens a control of `kind` with `values` (its layout and style models first).
 fn open_control(kind: &kinds::Kind, values: Value) -> Arc<Core> {
     let hub = hub();
-    let mut layout = models::layout();
+    let mut layout = kinds::layout();
     if let Some(width) = kind.width {
         layout.insert("width".into(), width.into());
     }
@@ -367,7 +367,7 @@ fn open_box(
     form: Option<crate::protocol::Form>,
 ) -> Arc<Core> {
     let hub = hub();
-    let layout = hub.open(models::layout(), false, None);
+    let layout = hub.open(kinds::layout(), false, None);
     let kind = if horizontal {
         &kinds::HBOX
     } else {
@@ -398,9 +398,9 @@ pub fn vbox(children: &[&dyn Widget]) -> WidgetBox {
 /// An empty output area.
 pub fn output() -> Output {
     let hub = hub();
-    let layout = hub.open(models::layout(), false, None);
+    let layout = hub.open(kinds::layout(), false, None);
     Output {
-        core: hub.open(models::output(&layout.id, Vec::new()), false, None),
+        core: hub.open(kinds::output(&layout.id, Vec::new()), false, None),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The widget protocol's constants and the pieces of model states that are not one kind's
 //! (references, readout formats, view bundles, model ids); the kinds themselves are declared in
-//! [`super::kinds`]. The kernel uses [`output`] for the output areas of reactive cells.
+//! [`super::kinds`].
 
 use serde_json::{json, Map, Value};
 
@@ -16,21 +16,9 @@ pub const VIEW_MIME: &str = "application/vnd.jupyter.widget-view+json";
 /// A model's state.
 pub use crate::protocol::State;
 
-use super::kinds;
-
 /// A reference to another model inside a state (`"IPY_MODEL_<id>"`).
 pub fn reference(model_id: &str) -> Value {
     Value::String(format!("IPY_MODEL_{model_id}"))
-}
-
-/// `LayoutModel`: every layout property unset.
-pub fn layout() -> State {
-    kinds::LAYOUT.state(json!({}))
-}
-
-/// `OutputModel` with the given nbformat outputs.
-pub fn output(layout: &str, outputs: Vec<Value>) -> State {
-    kinds::OUTPUT_AREA.state(json!({"layout": reference(layout), "outputs": outputs}))
 }
 
 /// Decimal places that show a value of `step`'s resolution (`".3f"` for 0.001).
@@ -87,38 +75,5 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, new_model_id());
-    }
-
-    #[test]
-    fn slider_state_has_ipywidgets_keys() {
-        let s = kinds::FLOAT_SLIDER
-            .state(json!({"layout": reference("L"), "style": reference("S"),
-                                                 "description": "scale", "readout_format": ".2f"}));
-        for key in [
-            "_model_module",
-            "_model_module_version",
-            "_model_name",
-            "_view_count",
-            "_view_module",
-            "_view_module_version",
-            "_view_name",
-            "behavior",
-            "continuous_update",
-            "description",
-            "layout",
-            "max",
-            "min",
-            "readout_format",
-            "step",
-            "style",
-            "value",
-            "_dom_classes",
-            "tabbable",
-            "tooltip",
-        ] {
-            assert!(s.contains_key(key), "{key}");
-        }
-        assert_eq!(s["layout"], "IPY_MODEL_L");
-        assert_eq!(s["_view_module_version"], "2.0.0");
     }
 }

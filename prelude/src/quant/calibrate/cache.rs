@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::ranges::{Counted, Histogram, MinMax};
-use super::stats::{Source, Stats};
+use super::stats::{self, Histograms, Progress, Source, Stats};
 use crate::data::to_hex;
 use crate::quant::onnx_graph;
 
@@ -174,6 +174,35 @@ fn write(key: &str, stats: &Stats) {
     if std::fs::write(&tmp, record(stats).to_string()).is_ok() {
         let _ = std::fs::rename(&tmp, &path);
     }
+}
+
+/// The ranges of `src`'s tensors (kept from before when measured before), and, with `want`,
+/// their histograms counting `want.0` in `want.1` bins.
+pub fn collect(
+    src: &Source<'_>,
+    want: Option<(Counted, usize)>,
+    progress: Option<Progress<'_>>,
+) -> Result<(Arc<Stats>, Option<Histograms>)> {
+    let key = key(src);
+    let stats = match cached(&key)? {
+        Some(stats) => stats,
+        None => {
+            let stats = Arc::new(match want {
+                None => Stats::new(super::extremes::measure(src, progress)?.0, BTreeMap::new()),
+                Some(w) => stats::one_pass(src, w, progress)?,
+            });
+            remember(&key, &stats)?;
+            stats
+        }
+    };
+    let Some(want) = want else {
+        return Ok((stats, None));
+    };
+    let (hists, new) = stats.histograms(src, want, progress)?;
+    if new {
+        remember(&key, &stats)?;
+    }
+    Ok((stats, Some(hists)))
 }
 
 #[cfg(test)]

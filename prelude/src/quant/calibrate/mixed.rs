@@ -10,8 +10,11 @@ use std::fmt;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use plotters::prelude::*;
+
+use crate::charts::{err, render, FONT, H, PALETTE, W};
 use crate::data::Dataset;
-use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
+use crate::display::{escape_html, MimeBundle, ProgressBar, Rich, Svg};
 use crate::model::Model;
 use crate::quant::{QuantModel, Role};
 
@@ -302,7 +305,7 @@ impl Rich for MixedPrecision {
             html += &format!("<tr><td>{}</td><td>{b}</td></tr>", escape_html(t));
         }
         html += "</tbody></table>";
-        if let Ok(svg) = crate::charts::mixed_precision_chart(self) {
+        if let Ok(svg) = mixed_precision_chart(self) {
             html += &svg.0;
         }
         html += "</div>";
@@ -313,3 +316,91 @@ impl Rich for MixedPrecision {
     }
 }
 crate::evcxr_display_via_rich!(MixedPrecision);
+
+/// Size against accuracy for every assignment a mixed-precision search tried: the steps it
+/// kept joined by a line, the others as open circles, the budget as a dashed line.
+pub fn mixed_precision_chart(m: &MixedPrecision) -> Result<Svg> {
+    if m.points.is_empty() {
+        bail!("mixed_precision_chart: the search has no points");
+    }
+    let kb = |b: usize| b as f64 / 1024.0;
+    let xs: Vec<f64> = m.points.iter().map(|p| kb(p.bytes)).collect();
+    let ys: Vec<f64> = m.points.iter().map(|p| 100.0 * p.accuracy).collect();
+    let (x0, x1) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let floor = 100.0 * m.base_accuracy - m.budget_pp;
+    let (y0, y1) = ys
+        .iter()
+        .chain(std::iter::once(&floor))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+            (a.min(y), b.max(y))
+        });
+    let (xpad, ypad) = (((x1 - x0) * 0.05).max(0.5), ((y1 - y0) * 0.08).max(0.5));
+    let kept: Vec<(f64, f64)> = m
+        .points
+        .iter()
+        .zip(xs.iter().zip(&ys))
+        .filter(|(p, _)| p.kept)
+        .map(|(_, (&x, &y))| (x, y))
+        .collect();
+    render(W, H, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!(
+                    "{}: accuracy against size ({} images, budget {} pp)",
+                    m.model, m.images, m.budget_pp
+                ),
+                (FONT, 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(76)
+            .build_cartesian_2d((x0 - xpad)..(x1 + xpad), (y0 - ypad)..(y1 + ypad))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("weights and biases (KB)")
+            .y_desc("accuracy (%)")
+            .label_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x0 - xpad, floor), (x1 + xpad, floor)],
+                6,
+                4,
+                PALETTE[5].stroke_width(1),
+            ))
+            .map_err(err)?
+            .label("budget")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], PALETTE[5]));
+        chart
+            .draw_series(
+                xs.iter()
+                    .zip(&ys)
+                    .map(|(&x, &y)| Circle::new((x, y), 3, PALETTE[4].stroke_width(1))),
+            )
+            .map_err(err)?
+            .label("tried")
+            .legend(|(x, y)| Circle::new((x + 8, y), 3, PALETTE[4].stroke_width(1)));
+        chart
+            .draw_series(LineSeries::new(kept.clone(), PALETTE[0].stroke_width(2)))
+            .map_err(err)?
+            .label("kept")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], PALETTE[0]));
+        chart
+            .draw_series(kept.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))
+            .map_err(err)?;
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 14))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    })
+}

@@ -36,7 +36,9 @@ use super::onnx_graph;
 use super::{QDtype, QuantModel};
 use crate::data::Dataset;
 use crate::model::Model;
-pub use mixed::{mixed_precision, mixed_precision_with, MixedOptions, MixedPrecision};
+pub use mixed::{
+    mixed_precision, mixed_precision_chart, mixed_precision_with, MixedOptions, MixedPrecision,
+};
 use params::Grid;
 use ranges::Counted;
 pub use stats::Progress;
@@ -373,7 +375,7 @@ pub fn calibrate_proto(
         bits: options.activation_bits,
         symmetric: options.symmetric,
     };
-    let (stats, hists) = stats::collect(&src, options.method.histogram(), progress)?;
+    let (stats, hists) = cache::collect(&src, options.method.histogram(), progress)?;
     let ranges = activation_ranges(&stats.seen, hists.as_deref(), options, activation)?;
     let weights: BTreeMap<String, Grid> = plan
         .weights()

@@ -9,8 +9,8 @@
 //!   [`KEEP_BYTES`]), takes the ranges from them and then counts them; beyond that budget a
 //!   second pass counts.
 //!
-//! Both are kept by content ([`super::cache`], in memory and on disk): another method or
-//! option on the same model and images costs no inference.
+//! [`super::cache::collect`] chooses between them and keeps both by content (in memory and on
+//! disk): another method or option on the same model and images costs no inference.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
 
-use super::cache;
 use super::ranges::{Counted, Histogram, MinMax};
 use crate::data::Dataset;
 use crate::onnx::OnnxModel;
@@ -278,38 +277,9 @@ pub(super) fn empty_ranges(src: &Source<'_>) -> BTreeMap<String, MinMax> {
         .collect()
 }
 
-/// The ranges of `src`'s tensors (kept from before when measured before), and, with `want`,
-/// their histograms counting `want.0` in `want.1` bins.
-pub fn collect(
-    src: &Source<'_>,
-    want: Option<(Counted, usize)>,
-    progress: Option<Progress<'_>>,
-) -> Result<(Arc<Stats>, Option<Histograms>)> {
-    let key = cache::key(src);
-    let stats = match cache::cached(&key)? {
-        Some(stats) => stats,
-        None => {
-            let stats = Arc::new(match want {
-                None => Stats::new(super::extremes::measure(src, progress)?.0, BTreeMap::new()),
-                Some(w) => one_pass(src, w, progress)?,
-            });
-            cache::remember(&key, &stats)?;
-            stats
-        }
-    };
-    let Some(want) = want else {
-        return Ok((stats, None));
-    };
-    let (hists, new) = stats.histograms(src, want, progress)?;
-    if new {
-        cache::remember(&key, &stats)?;
-    }
-    Ok((stats, Some(hists)))
-}
-
 /// Ranges and histograms in one pass, keeping the values while they fit [`KEEP_BYTES`] (beyond
 /// that, the histograms are left to a second pass).
-fn one_pass(
+pub(super) fn one_pass(
     src: &Source<'_>,
     want: (Counted, usize),
     progress: Option<Progress<'_>>,
@@ -408,7 +378,7 @@ impl Stats {
 
     /// Histograms counting `want.0` in `want.1` bins, each over the range its tensor spans, and
     /// whether they were made now (by one more pass) rather than kept.
-    fn histograms(
+    pub(super) fn histograms(
         &self,
         src: &Source<'_>,
         want: (Counted, usize),
