@@ -52,11 +52,7 @@ pub struct SqnrArgs {
 
 /// Runs `qplay sqnr`.
 pub fn sqnr(args: SqnrArgs) -> Result<()> {
-    let data = Dataset::open(
-        &args.data,
-        &qplay::paths::root(),
-        &qplay::paths::cache_dir(),
-    )?;
+    let data = open_data(&args.data)?;
     let float = workbench(&args.float_model)?;
     let quant = workbench(&args.quant_model)?;
     let indices: Vec<usize> = (0..args.limit.min(data.len())).collect();
@@ -67,6 +63,15 @@ pub fn sqnr(args: SqnrArgs) -> Result<()> {
         errors.to_string()
     };
     crate::print_out(&text)
+}
+
+/// The data set `spec` names (bundled name, file, directory, archive or URL).
+fn open_data(spec: &str) -> Result<Dataset> {
+    Ok(Dataset::open(
+        spec,
+        &qplay::paths::root(),
+        &qplay::paths::cache_dir(),
+    )?)
 }
 
 /// Arguments of `qplay edit`.
@@ -87,6 +92,13 @@ pub struct EditArgs {
     /// TENSOR=BITS: re-quantize a weight to 2..8 bits.
     #[arg(long = "bits")]
     bits: Vec<String>,
+    /// TENSOR: remove its quantization (QuantizeLinear/DequantizeLinear pair); repeatable.
+    #[arg(long = "keep-float")]
+    keep_float: Vec<String>,
+    /// The float model whose weights a weight kept in float takes (bundled name or .onnx
+    /// path); without it, the dequantized values.
+    #[arg(long = "float")]
+    float_model: Option<String>,
 }
 
 fn split(arg: &str) -> Result<(&str, &str)> {
@@ -107,8 +119,8 @@ where
         .collect()
 }
 
-/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits), saves the result
-/// and prints the diff against the original as JSON.
+/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits, tensors kept in
+/// float), saves the result and prints the diff against the original as JSON.
 pub fn edit(args: EditArgs) -> Result<()> {
     let mut v: QuantModel = workbench(&args.model)?;
     for arg in &args.scales {
@@ -125,6 +137,13 @@ pub fn edit(args: EditArgs) -> Result<()> {
             .parse()
             .with_context(|| format!("`{value}` is not a bit count"))?;
         v = v.with_bits(t, bits)?;
+    }
+    let float = args.float_model.as_deref().map(workbench).transpose()?;
+    for t in &args.keep_float {
+        v = match &float {
+            Some(f) => v.keep_float_from(t, f)?,
+            None => v.keep_float(t)?,
+        };
     }
     v.save(&args.out)?;
     crate::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
