@@ -1,5 +1,5 @@
-//! `qplay inspect`, `qplay sqnr` and `qplay edit`: the quantization workbench for scripts and
-//! CI (see `qplay::quant`).
+//! `qplay inspect`, `qplay sqnr`, `qplay edit` and `qplay repair`: the quantization workbench
+//! for scripts and CI (see `qplay::quant`).
 
 use std::path::PathBuf;
 
@@ -147,4 +147,64 @@ pub fn edit(args: EditArgs) -> Result<()> {
     }
     v.save(&args.out)?;
     crate::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
+}
+
+/// Arguments of `qplay repair`.
+#[derive(Args)]
+pub struct RepairArgs {
+    /// The quantized ONNX model to repair: bundled name or .onnx path.
+    #[arg(long)]
+    model: String,
+    /// The float model it was quantized from (its weights replace the kept weights).
+    #[arg(long = "float", default_value = "resnet8_float")]
+    float_model: String,
+    /// How far below the float model's accuracy the result may stay, in percentage points
+    /// (0 to 100).
+    #[arg(long, default_value_t = 0.5)]
+    budget: f64,
+    /// Evaluation images: test (default) | lossless249 | train4000 | a .bin file, directory,
+    /// .tar.gz or URL.
+    #[arg(long, default_value = "test")]
+    data: String,
+    /// Images per class that rank the tensors (the first of each class).
+    #[arg(long, default_value_t = 100)]
+    calib_per_class: usize,
+    /// Images per class held out to check the result (the next of each class).
+    #[arg(long, default_value_t = 100)]
+    holdout_per_class: usize,
+    /// At most this many tensors kept in float.
+    #[arg(long)]
+    max_float: Option<usize>,
+    /// Also write the repaired model here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON (ranking, tensors kept, every step's accuracy).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay repair`: ranks the quantized tensors by the accuracy each costs and keeps the
+/// worst in float until the model is within the budget of the float model.
+pub fn repair(args: RepairArgs) -> Result<()> {
+    use qplay::quant::repair::{repair_with, RepairOptions};
+    let data = open_data(&args.data)?;
+    let m = workbench(&args.model)?;
+    let float = workbench(&args.float_model)?;
+    let options = RepairOptions {
+        budget_pp: args.budget,
+        calib_per_class: args.calib_per_class,
+        holdout_per_class: args.holdout_per_class,
+        max_float: args.max_float,
+        progress: false,
+    };
+    let progress = |what: &str, done: usize, total: usize| {
+        crate::calib_cmd::stderr_progress(&format!("repair: {what}"), done, total)
+    };
+    let r = repair_with(&m, &float, &data, &options, Some(&progress))?;
+    crate::calib_cmd::save_and_print(
+        &r.version,
+        args.out.as_deref(),
+        args.json.then(|| r.to_json()),
+        &r,
+    )
 }

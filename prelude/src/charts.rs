@@ -16,12 +16,12 @@ use crate::quant::{
     Sensitivity,
 };
 
-const W: u32 = 760;
-const H: u32 = 400;
-const FONT: &str = "sans-serif";
+pub(crate) const W: u32 = 760;
+pub(crate) const H: u32 = 400;
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Series colours (colour-blind safe, Okabe–Ito).
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
@@ -30,11 +30,11 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(213, 94, 0),
 ];
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("chart: {e}")
 }
 
-fn render(
+pub(crate) fn render(
     width: u32,
     height: u32,
     draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<()>,
