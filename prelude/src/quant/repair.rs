@@ -431,6 +431,13 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
             .x_desc("tensors kept in float")
             .y_desc("accuracy (%)")
             .x_labels(r.steps.len().min(12))
+            .x_label_formatter(&|x| {
+                if x.fract() == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .label_style((FONT, 15))
             .draw()
             .map_err(err)?;
