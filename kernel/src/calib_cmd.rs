@@ -43,7 +43,7 @@ pub struct CalibFlags {
 }
 
 /// A progress line on stderr, redrawn in place, ended when done.
-fn stderr_progress(what: &str, done: usize, total: usize) {
+pub fn stderr_progress(what: &str, done: usize, total: usize) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r{what}: {done}/{total}");
     if done == total {
@@ -180,13 +180,28 @@ pub fn mixed_precision(args: MixedArgs) -> Result<()> {
         progress: false,
     };
     let r = mixed_precision_with(&base, &data, &options, Some(&stderr_progress))?;
-    if let Some(out) = &args.out {
-        r.version.save(out)?;
+    save_and_print(
+        &r.version,
+        args.out.as_deref(),
+        args.json.then(|| r.to_json()),
+        &r,
+    )
+}
+
+/// The end of a search command: writes the chosen `version` to `out` when given, then prints
+/// `json` when given (`--json`), else `result` as text.
+pub fn save_and_print(
+    version: &qplay::quant::QuantModel,
+    out: Option<&std::path::Path>,
+    json: Option<serde_json::Value>,
+    result: &dyn std::fmt::Display,
+) -> Result<()> {
+    if let Some(out) = out {
+        version.save(out)?;
     }
-    let text = if args.json {
-        serde_json::to_string_pretty(&r.to_json())? + "\n"
-    } else {
-        r.to_string()
+    let text = match json {
+        Some(json) => serde_json::to_string_pretty(&json)? + "\n",
+        None => result.to_string(),
     };
     crate::print_out(&text)
 }

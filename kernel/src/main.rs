@@ -65,6 +65,9 @@ enum Command {
     Calibrate(calib_cmd::CalibrateArgs),
     /// Search per-layer weight bit widths within an accuracy budget (greedy, 8/6/4).
     MixedPrecision(calib_cmd::MixedArgs),
+    /// Keep the quantized tensors that cost the most accuracy in float, until within a budget
+    /// of the float model (ranked on a calibration split, checked on held-out images).
+    Repair(quant_cmd::RepairArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calib_cmd::calibrate(args),
         Command::MixedPrecision(args) => calib_cmd::mixed_precision(args),
         Command::Edit(args) => quant_cmd::edit(args),
+        Command::Repair(args) => quant_cmd::repair(args),
     };
     report(result)
 }

@@ -1,5 +1,5 @@
-//! `qplay inspect`, `qplay sqnr` and `qplay edit`: the quantization workbench for scripts and
-//! CI (see `qplay::quant`).
+//! `qplay inspect`, `qplay sqnr`, `qplay edit` and `qplay repair`: the quantization workbench
+//! for scripts and CI (see `qplay::quant`).
 
 use std::path::PathBuf;
 
@@ -52,11 +52,7 @@ pub struct SqnrArgs {
 
 /// Runs `qplay sqnr`.
 pub fn sqnr(args: SqnrArgs) -> Result<()> {
-    let data = Dataset::open(
-        &args.data,
-        &qplay::paths::root(),
-        &qplay::paths::cache_dir(),
-    )?;
+    let data = open_data(&args.data)?;
     let float = workbench(&args.float_model)?;
     let quant = workbench(&args.quant_model)?;
     let indices: Vec<usize> = (0..args.limit.min(data.len())).collect();
@@ -67,6 +63,15 @@ pub fn sqnr(args: SqnrArgs) -> Result<()> {
         errors.to_string()
     };
     crate::print_out(&text)
+}
+
+/// The data set `spec` names (bundled name, file, directory, archive or URL).
+fn open_data(spec: &str) -> Result<Dataset> {
+    Ok(Dataset::open(
+        spec,
+        &qplay::paths::root(),
+        &qplay::paths::cache_dir(),
+    )?)
 }
 
 /// Arguments of `qplay edit`.
@@ -87,6 +92,13 @@ pub struct EditArgs {
     /// TENSOR=BITS: re-quantize a weight to 2..8 bits.
     #[arg(long = "bits")]
     bits: Vec<String>,
+    /// TENSOR: remove its quantization (QuantizeLinear/DequantizeLinear pair); repeatable.
+    #[arg(long = "keep-float")]
+    keep_float: Vec<String>,
+    /// The float model whose weights a weight kept in float takes (bundled name or .onnx
+    /// path); without it, the dequantized values.
+    #[arg(long = "float")]
+    float_model: Option<String>,
 }
 
 fn split(arg: &str) -> Result<(&str, &str)> {
@@ -107,8 +119,8 @@ where
         .collect()
 }
 
-/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits), saves the result
-/// and prints the diff against the original as JSON.
+/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits, tensors kept in
+/// float), saves the result and prints the diff against the original as JSON.
 pub fn edit(args: EditArgs) -> Result<()> {
     let mut v: QuantModel = workbench(&args.model)?;
     for arg in &args.scales {
@@ -126,6 +138,73 @@ pub fn edit(args: EditArgs) -> Result<()> {
             .with_context(|| format!("`{value}` is not a bit count"))?;
         v = v.with_bits(t, bits)?;
     }
+    let float = args.float_model.as_deref().map(workbench).transpose()?;
+    for t in &args.keep_float {
+        v = match &float {
+            Some(f) => v.keep_float_from(t, f)?,
+            None => v.keep_float(t)?,
+        };
+    }
     v.save(&args.out)?;
     crate::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
+}
+
+/// Arguments of `qplay repair`.
+#[derive(Args)]
+pub struct RepairArgs {
+    /// The quantized ONNX model to repair: bundled name or .onnx path.
+    #[arg(long)]
+    model: String,
+    /// The float model it was quantized from (its weights replace the kept weights).
+    #[arg(long = "float", default_value = "resnet8_float")]
+    float_model: String,
+    /// How far below the float model's accuracy the result may stay, in percentage points
+    /// (0 to 100).
+    #[arg(long, default_value_t = 0.5)]
+    budget: f64,
+    /// Evaluation images: test (default) | lossless249 | train4000 | a .bin file, directory,
+    /// .tar.gz or URL.
+    #[arg(long, default_value = "test")]
+    data: String,
+    /// Images per class that rank the tensors (the first of each class).
+    #[arg(long, default_value_t = 100)]
+    calib_per_class: usize,
+    /// Images per class held out to check the result (the next of each class).
+    #[arg(long, default_value_t = 100)]
+    holdout_per_class: usize,
+    /// At most this many tensors kept in float.
+    #[arg(long)]
+    max_float: Option<usize>,
+    /// Also write the repaired model here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON (ranking, tensors kept, every step's accuracy).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `qplay repair`: ranks the quantized tensors by the accuracy each costs and keeps the
+/// worst in float until the model is within the budget of the float model.
+pub fn repair(args: RepairArgs) -> Result<()> {
+    use qplay::quant::repair::{repair_with, RepairOptions};
+    let data = open_data(&args.data)?;
+    let m = workbench(&args.model)?;
+    let float = workbench(&args.float_model)?;
+    let options = RepairOptions {
+        budget_pp: args.budget,
+        calib_per_class: args.calib_per_class,
+        holdout_per_class: args.holdout_per_class,
+        max_float: args.max_float,
+        progress: false,
+    };
+    let progress = |what: &str, done: usize, total: usize| {
+        crate::calib_cmd::stderr_progress(&format!("repair: {what}"), done, total)
+    };
+    let r = repair_with(&m, &float, &data, &options, Some(&progress))?;
+    crate::calib_cmd::save_and_print(
+        &r.version,
+        args.out.as_deref(),
+        args.json.then(|| r.to_json()),
+        &r,
+    )
 }

@@ -14,7 +14,10 @@ use qplay::data::{Bundled, Dataset};
 use qplay::eval::{evaluate, evaluate_indices, quick, EvalOptions};
 use qplay::interrupt::{clear, is_interrupted, request};
 use qplay::quant::sqnr::layer_errors;
-use qplay::quant::{agreement, compare_models, sensitivity, sweep, workbench, Knob, QuantModel};
+use qplay::quant::{
+    agreement, compare_models, repair, sensitivity, sweep, workbench, Knob, QuantModel,
+    RepairOptions,
+};
 
 /// The models the operations use.
 struct Models {
@@ -103,6 +106,18 @@ fn operations<'a>(
         (
             "agreement",
             Box::new(move || agreement(int8, torch, data, few).map(drop)),
+        ),
+        (
+            "repair",
+            Box::new(move || {
+                let options = RepairOptions {
+                    calib_per_class: 1,
+                    holdout_per_class: 1,
+                    max_float: Some(1),
+                    ..Default::default()
+                };
+                repair(&edited(3.1)?, float, data, &options).map(drop)
+            }),
         ),
     ]
 }

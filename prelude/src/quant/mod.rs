@@ -19,6 +19,7 @@ pub mod cache;
 pub mod calibrate;
 pub mod capture;
 pub mod onnx_graph;
+pub mod repair;
 pub mod sqnr;
 pub mod torch_script;
 pub mod version;
@@ -36,6 +37,7 @@ pub use analysis::{
 };
 pub use calibrate::{calibrate, CalibOptions, Method};
 pub use capture::Capture;
+pub use repair::{repair, repair_chart, Repair, RepairOptions};
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};
 

@@ -306,17 +306,27 @@ pub fn calibrate_version(
     )
 }
 
-/// One notebook progress bar per phase ("ranges", "histograms").
+/// One notebook progress bar per phase ("ranges", "histograms"), labelled `calibration: …`
+/// (or with another prefix, see [`NotebookProgress::labelled`]).
 #[derive(Default)]
 pub(crate) struct NotebookProgress {
+    prefix: Option<&'static str>,
     bars: std::sync::Mutex<Vec<(String, crate::display::ProgressBar)>>,
 }
 
 impl NotebookProgress {
+    /// Bars labelled `<prefix>: <phase>`.
+    pub(crate) fn labelled(prefix: &'static str) -> NotebookProgress {
+        NotebookProgress {
+            prefix: Some(prefix),
+            bars: Default::default(),
+        }
+    }
+
     pub(crate) fn set(&self, what: &str, done: usize, total: usize) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if !bars.iter().any(|(w, _)| w == what) {
-            let label = format!("calibration: {what}");
+            let label = format!("{}: {what}", self.prefix.unwrap_or("calibration"));
             bars.push((
                 what.to_string(),
                 crate::display::ProgressBar::new(&label, total),

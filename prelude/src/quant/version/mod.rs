@@ -16,8 +16,11 @@
 //!
 //! This file holds what is the same for both formats: the version history, the parameter table,
 //! validation of edits, diffs and display. What each format does differently lives behind the
-//! `Backend` trait, in `onnx_body.rs` and `torch_body.rs`.
+//! `Backend` trait, in `onnx_body.rs` and `torch_body.rs`. Diffs live in `diff.rs`, keeping a
+//! tensor in float in `keep_float.rs`.
 
+mod diff;
+mod keep_float;
 mod onnx_body;
 mod torch_body;
 
@@ -27,7 +30,6 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayD, ArrayView4, IxDyn};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::capture::CaptureMemo;
@@ -38,6 +40,8 @@ use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
 use onnx_body::OnnxBody;
 use torch_body::TorchBody;
+
+pub use diff::{Diff, DiffRow};
 
 /// What all versions of one file share.
 struct Original {
@@ -105,6 +109,8 @@ enum Change {
         zero_points: Vec<i32>,
         ints: Vec<i32>,
     },
+    /// Remove the tensor's quantization; a weight's or bias's float values.
+    KeepFloat(Option<Vec<f32>>),
 }
 
 /// One version of a quantized ONNX model (version 0 is the file as it is).
@@ -477,61 +483,6 @@ impl QuantModel {
         v
     }
 
-    /// The parameters that differ from the original, one row per changed field.
-    pub fn diff(&self) -> Diff {
-        let mut rows = Vec::new();
-        // One read of all integers (a TorchScript version would otherwise load once per row).
-        let now_ints = self.all_ints();
-        for (i, now) in self.params.iter().enumerate() {
-            let Some(was) = self.original.params.iter().find(|p| p.tensor == now.tensor) else {
-                continue;
-            };
-            if now.scales != was.scales {
-                rows.push(DiffRow {
-                    tensor: now.tensor.clone(),
-                    role: now.role,
-                    field: "scale".into(),
-                    before: summary_f32(&was.scales),
-                    after: summary_f32(&now.scales),
-                });
-            }
-            if now.zero_points != was.zero_points {
-                rows.push(DiffRow {
-                    tensor: now.tensor.clone(),
-                    role: now.role,
-                    field: "zero point".into(),
-                    before: summary_i32(&was.zero_points),
-                    after: summary_i32(&now.zero_points),
-                });
-            }
-            if let (Some(Some(before)), Some(Some(after))) =
-                (self.original.ints.get(i), now_ints.get(i))
-            {
-                let changed = before.iter().zip(after).filter(|(a, b)| a != b).count();
-                if changed > 0 {
-                    let max = before
-                        .iter()
-                        .zip(after)
-                        .map(|(a, b)| (*a as i64 - *b as i64).abs())
-                        .max()
-                        .unwrap_or(0);
-                    rows.push(DiffRow {
-                        tensor: now.tensor.clone(),
-                        role: now.role,
-                        field: "integer values".into(),
-                        before: format!("{} values", before.len()),
-                        after: format!("{changed} changed, max |Δ| {max}"),
-                    });
-                }
-            }
-        }
-        Diff {
-            model: self.info.name.clone(),
-            history: self.edits.clone(),
-            rows,
-        }
-    }
-
     /// Writes this version as a file: ONNX for ONNX models (loads in Python onnxruntime), a
     /// TorchScript archive for PyTorch models (loads with `torch.jit.load`).
     /// The source model and the bundled models are never overwritten.
@@ -738,80 +689,4 @@ pub struct Weights {
     pub dequantized: ArrayD<f32>,
 }
 
-/// One changed field of a version against the original.
-#[derive(Debug, Clone, Serialize)]
-pub struct DiffRow {
-    /// The tensor.
-    pub tensor: String,
-    /// Its role.
-    pub role: Role,
-    /// scale, zero point or integer values.
-    pub field: String,
-    /// In the original.
-    pub before: String,
-    /// In this version.
-    pub after: String,
-}
-
-/// What a version changed against the original.
-#[derive(Debug, Clone, Serialize)]
-pub struct Diff {
-    /// Version name.
-    pub model: String,
-    /// The edits, oldest first.
-    pub history: Vec<String>,
-    /// Changed fields.
-    pub rows: Vec<DiffRow>,
-}
-
-impl Diff {
-    /// As JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-}
-
-impl fmt::Display for Diff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}: {} edit(s), {} changed field(s)",
-            self.model,
-            self.history.len(),
-            self.rows.len()
-        )?;
-        for r in &self.rows {
-            writeln!(f, "  {} {}: {} → {}", r.tensor, r.field, r.before, r.after)?;
-        }
-        Ok(())
-    }
-}
-
-impl Rich for Diff {
-    fn mime_bundle(&self) -> MimeBundle {
-        let mut html = format!(
-            "<div class=\"qplay-diff\"><p><b>{}</b> against the original: {} edit(s)</p>\
-             <table><thead><tr><th>tensor</th><th>role</th><th>field</th><th>original</th>\
-             <th>this version</th></tr></thead><tbody>",
-            escape_html(&self.model),
-            self.history.len()
-        );
-        for r in &self.rows {
-            html += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape_html(&r.tensor),
-                r.role,
-                r.field,
-                escape_html(&r.before),
-                escape_html(&r.after)
-            );
-        }
-        html += "</tbody></table></div>";
-        let mut b = MimeBundle::new();
-        b.insert("text/html".into(), html.into());
-        b.insert("text/plain".into(), self.to_string().into());
-        b
-    }
-}
-
-crate::evcxr_display_via_rich!(QuantModel, Diff);
+crate::evcxr_display_via_rich!(QuantModel);

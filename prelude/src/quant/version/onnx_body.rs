@@ -92,6 +92,9 @@ impl Backend for OnnxBody {
                 }
                 onnx_graph::write_weight_ints(&mut proto, p, ints)?;
             }
+            Change::KeepFloat(values) => {
+                super::keep_float::remove_qdq(&mut proto, p, values.as_deref())?
+            }
         }
         let params = onnx_graph::quant_params(&proto)?;
         Ok((Body::Onnx(OnnxBody::new(proto)), params))

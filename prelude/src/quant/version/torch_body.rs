@@ -138,6 +138,10 @@ impl Backend for TorchBody {
                     zps = z;
                     ints = Some(v);
                 }
+                Change::KeepFloat(_) => bail!(
+                    "`{}`: keeping a tensor in float is not possible in TorchScript",
+                    p.tensor
+                ),
             }
             let ints = match ints {
                 Some(v) => v,

@@ -1,0 +1,95 @@
+//! Automatic repair: a damaged layer is found first and the repaired model recovers on images
+//! the ranking did not see; a budget out of range is a named error. Each test process uses its
+//! own cache folder ($QPLAY_CACHE), set before anything reads it.
+
+use std::sync::Once;
+
+use qplay::data::{Bundled, Dataset};
+use qplay::model::Model;
+use qplay::quant::{repair, workbench, RepairOptions};
+
+fn setup(which: Bundled) -> Dataset {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let dir = std::env::temp_dir().join(format!("qplay-repair-{}", std::process::id()));
+        std::env::set_var("QPLAY_CACHE", dir);
+    });
+    Dataset::bundled(&qplay::paths::root(), which).unwrap()
+}
+
+fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+    format!("{:#}", r.expect_err("expected an error"))
+}
+
+#[test]
+fn a_budget_out_of_range_is_a_named_error() {
+    let data = setup(Bundled::Lossless249);
+    let m = workbench("resnet8_int8").unwrap();
+    let float = workbench("resnet8_float").unwrap();
+    for budget in [-1.0, 100.5, f64::NAN] {
+        let options = RepairOptions {
+            budget_pp: budget,
+            ..Default::default()
+        };
+        let e = message(repair(&m, &float, &data, &options));
+        assert!(e.contains("budget") && e.contains("0 to 100"), "{e}");
+    }
+}
+
+/// The playground's damage — one activation's scale × 4 — is what repair keeps in float first,
+/// and the repaired model is back within the budget on held-out images the ranking never saw.
+#[test]
+fn repair_finds_the_damaged_layer_first_and_recovers_on_unseen_images() {
+    let test = setup(Bundled::Test);
+    let m = workbench("resnet8_int8").unwrap();
+    let float = workbench("resnet8_float").unwrap();
+    let damaged_tensor = "average_pooling2d";
+    let k4: Vec<f32> = m
+        .param(damaged_tensor)
+        .unwrap()
+        .scales
+        .iter()
+        .map(|s| s * 4.0)
+        .collect();
+    let damaged = m.with_scales(damaged_tensor, &k4).unwrap();
+    let options = RepairOptions {
+        budget_pp: 0.5,
+        calib_per_class: 100,
+        holdout_per_class: 100,
+        ..Default::default()
+    };
+    let r = repair(&damaged, &float, &test, &options).unwrap();
+    eprintln!("{r}");
+    assert_eq!((r.calib_images, r.holdout_images), (1000, 1000));
+    assert_eq!(r.ranking.len(), damaged.quant_params().rows.len());
+    assert_eq!(
+        r.ranking[0].tensor, damaged_tensor,
+        "ranking: {:?}",
+        r.ranking
+    );
+    assert_eq!(r.kept[0], damaged_tensor);
+    let second = r.ranking[1].gain_pp;
+    assert!(
+        r.ranking[0].gain_pp > second + 1.0,
+        "the damaged layer gains {:.2} pp, the next {second:.2} pp",
+        r.ranking[0].gain_pp
+    );
+    assert!(r.within_budget, "calibration split: {r}");
+    let (before, after) = r.holdout();
+    assert!(after > before, "held-out {before} → {after}");
+    assert!(r.holdout_within_budget, "held-out: {r}");
+    assert_eq!(r.steps.len(), r.kept.len() + 1);
+    // One edit on top of the damaged version; undo goes back to it.
+    assert_eq!(r.version.version(), damaged.version() + 1);
+    assert_eq!(
+        r.version.undo().unwrap().content_hash().unwrap(),
+        damaged.content_hash().unwrap()
+    );
+    let html = qplay::display::Rich::mime_bundle(&r)["text/html"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(html.contains("<svg") && html.contains("held-out"), "{html}");
+    assert!(r.to_string().contains("the ranking did not see"));
+    assert_eq!(r.version.name(), format!("{}@v2", m.name()));
+}
