@@ -44,9 +44,10 @@ pub mod prelude {
     };
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
-        agreement, calibrate, compare_models, sensitivity, sweep, workbench, Agreement,
-        CalibOptions, Capture, Comparison, Diff, Knob, LayerErrors, Method, ParamSweep, QDtype,
-        QuantModel, QuantParam, QuantParams, Role, Sensitivity, Weights,
+        adaround, agreement, calibrate, compare_models, sensitivity, sweep, workbench, AdaRound,
+        AdaRoundOptions, Agreement, CalibOptions, Capture, Comparison, Diff, Knob, LayerErrors,
+        Method, ParamSweep, QDtype, QuantModel, QuantParam, QuantParams, Role, Sensitivity,
+        Weights,
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{
