@@ -43,7 +43,7 @@ pub struct CalibFlags {
 }
 
 /// A progress line on stderr, redrawn in place, ended when done.
-fn stderr_progress(what: &str, done: usize, total: usize) {
+pub fn stderr_progress(what: &str, done: usize, total: usize) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r{what}: {done}/{total}");
     if done == total {

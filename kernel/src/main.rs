@@ -1,6 +1,7 @@
 //! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models and run
 //! the Jupyter kernel.
 
+mod adaround_cmd;
 mod backend;
 mod bench;
 mod blocks;
@@ -65,6 +66,9 @@ enum Command {
     Calibrate(calib_cmd::CalibrateArgs),
     /// Search per-layer weight bit widths within an accuracy budget (greedy, 8/6/4).
     MixedPrecision(calib_cmd::MixedArgs),
+    /// Calibrate with low-bit weights and round them by AdaRound (learned rounding); report
+    /// accuracy with nearest rounding and after.
+    Adaround(adaround_cmd::AdaRoundArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calib_cmd::calibrate(args),
         Command::MixedPrecision(args) => calib_cmd::mixed_precision(args),
         Command::Edit(args) => quant_cmd::edit(args),
+        Command::Adaround(args) => adaround_cmd::run(args),
     };
     report(result)
 }
