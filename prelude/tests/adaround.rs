@@ -176,3 +176,31 @@ fn a_seed_gives_the_same_rounding_every_time() {
     assert_eq!(a.content_hash().unwrap(), b.content_hash().unwrap());
     assert_ne!(a.content_hash().unwrap(), m.content_hash().unwrap());
 }
+
+#[test]
+fn it_composes_with_cross_layer_equalization() {
+    // CLE, then calibration with 4-bit weights, then AdaRound against the equalized float
+    // model; the float model before equalization is refused as the reference.
+    let float = workbench("resnet8_float").unwrap();
+    let (equalized, pairs) = qplay::quant::calibrate::equalize(&float).unwrap();
+    assert!(!pairs.is_empty());
+    let calib = CalibOptions {
+        weight_bits: 4,
+        per_channel: true,
+        per_class: 20,
+        ..Default::default()
+    };
+    let m = calibrate_version(&equalized, &train(), &calib, None).unwrap();
+    let options = AdaRoundOptions {
+        iterations: 60,
+        per_class: 3,
+        ..Default::default()
+    };
+    let e = adaround(&m, &float, &train(), &options).unwrap_err();
+    assert!(e.to_string().contains("is not the float model"), "{e}");
+    let r = adaround_with(&m, &equalized, &train(), &options, None).unwrap();
+    assert_eq!(r.layers.len(), 10);
+    for l in &r.layers {
+        assert!(l.learned_error < l.nearest_error, "{}", l.weight);
+    }
+}
