@@ -1,6 +1,7 @@
 //! `qplay`: the command-line entry point. Subcommands evaluate and benchmark models and run
 //! the Jupyter kernel.
 
+mod adaround_cmd;
 mod backend;
 mod bench;
 mod blocks;
@@ -68,6 +69,9 @@ enum Command {
     /// Keep the quantized tensors that cost the most accuracy in float, until within a budget
     /// of the float model (ranked on a calibration split, checked on held-out images).
     Repair(quant_cmd::RepairArgs),
+    /// Calibrate with low-bit weights and round them by AdaRound (learned rounding); report
+    /// accuracy with nearest rounding and after.
+    Adaround(adaround_cmd::AdaRoundArgs),
 }
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::MixedPrecision(args) => calib_cmd::mixed_precision(args),
         Command::Edit(args) => quant_cmd::edit(args),
         Command::Repair(args) => quant_cmd::repair(args),
+        Command::Adaround(args) => adaround_cmd::run(args),
     };
     report(result)
 }

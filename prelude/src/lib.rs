@@ -40,14 +40,15 @@ pub mod prelude {
     pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::calibrate::{
-        calibrate_version, equalize, mixed_precision, MixedOptions, MixedPrecision,
+        calibrate_version, equalize, mixed_precision, mixed_precision_chart, MixedOptions,
+        MixedPrecision,
     };
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
-        agreement, calibrate, compare_models, repair, repair_chart, sensitivity, sweep, workbench,
-        Agreement, CalibOptions, Capture, Comparison, Diff, Knob, LayerErrors, Method, ParamSweep,
-        QDtype, QuantModel, QuantParam, QuantParams, Repair, RepairOptions, Role, Sensitivity,
-        Weights,
+        adaround, agreement, calibrate, compare_models, repair, repair_chart, sensitivity, sweep,
+        workbench, AdaRound, AdaRoundOptions, Agreement, CalibOptions, Capture, Comparison, Diff,
+        Knob, LayerErrors, Method, ParamSweep, QDtype, QuantModel, QuantParam, QuantParams, Repair,
+        RepairOptions, Role, Sensitivity, Weights,
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{

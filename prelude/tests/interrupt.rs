@@ -13,6 +13,7 @@ use qplay::charts::tensor_histogram;
 use qplay::data::{Bundled, Dataset};
 use qplay::eval::{evaluate, evaluate_indices, quick, EvalOptions};
 use qplay::interrupt::{clear, is_interrupted, request};
+use qplay::quant::adaround::{adaround, adaround_with, AdaRoundOptions};
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{
     agreement, compare_models, repair, sensitivity, sweep, workbench, Knob, QuantModel,
@@ -119,6 +120,17 @@ fn operations<'a>(
                 repair(&edited(3.1)?, float, data, &options).map(drop)
             }),
         ),
+        (
+            "adaround",
+            Box::new(move || {
+                let options = AdaRoundOptions {
+                    iterations: 2,
+                    per_class: 1,
+                    ..Default::default()
+                };
+                adaround(int8, float, data, &options).map(drop)
+            }),
+        ),
     ]
 }
 
@@ -196,5 +208,25 @@ fn long_operations_stop_when_interrupted_and_work_again_after_clear() {
             .total(),
         2
     );
+
+    // AdaRound, raised between two iterations of its second layer: an interrupted error, and
+    // the model it was given is as it was.
+    let before = models.int8.content_hash().unwrap();
+    let raise = |what: &str, done: usize, _: usize| {
+        if what.contains("conv2d_1") && done >= 50 {
+            request();
+        }
+    };
+    let options = AdaRoundOptions {
+        iterations: 1000,
+        per_class: 1,
+        ..Default::default()
+    };
+    let e = adaround_with(&models.int8, &models.float, &data, &options, Some(&raise))
+        .expect_err("AdaRound ran to the end");
+    assert!(is_interrupted(&e), "{e:#}");
+    clear();
+    assert_eq!(models.int8.content_hash().unwrap(), before);
+    assert_eq!(models.int8.version(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }

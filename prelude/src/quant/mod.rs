@@ -14,6 +14,7 @@
 //! its parent and owns its own ONNX Runtime session, created on first use from the edited
 //! protobuf. The registry's model of the same file is never touched.
 
+pub mod adaround;
 pub mod analysis;
 pub mod cache;
 pub mod calibrate;
@@ -31,6 +32,7 @@ use serde_json::json;
 
 use crate::display::{escape_html, MimeBundle, Rich};
 
+pub use adaround::{adaround, adaround_with, AdaRound, AdaRoundLayer, AdaRoundOptions};
 pub use analysis::{
     agreement, compare_models, sensitivity, sweep, Agreement, Comparison, Knob, ParamSweep,
     Sensitivity,

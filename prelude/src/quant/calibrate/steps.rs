@@ -283,7 +283,11 @@ impl QuantModel {
 impl QuantModel {
     /// That `float` is the float model this QDQ version was made from: for every Conv/Gemm,
     /// the float node of the same name has weights within one quantization step of ours.
-    fn check_float_reference(&self, float: &QuantModel, proto: &ModelProto) -> Result<()> {
+    pub(crate) fn check_float_reference(
+        &self,
+        float: &QuantModel,
+        proto: &ModelProto,
+    ) -> Result<()> {
         let float_proto = float.proto()?;
         let rows = self.quant_params().rows;
         for node in proto.graph.iter().flat_map(|g| g.node.iter()) {
@@ -326,7 +330,7 @@ impl QuantModel {
 }
 
 /// A float initializer's values and dimensions.
-fn read_floats(proto: &ModelProto, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+pub(crate) fn read_floats(proto: &ModelProto, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
     let t = onnx_graph::initializer(proto, name)
         .ok_or_else(|| anyhow!("weight `{name}` is not an initializer"))?;
     Ok((

@@ -573,7 +573,7 @@ fn find<'p>(params: &'p [QuantParam], tensor: &str) -> Option<&'p QuantParam> {
 }
 
 /// The channel of flat element `i` of a tensor of `shape` quantized along `axis`.
-fn channel(i: usize, shape: &[usize], axis: Option<i64>) -> usize {
+pub(crate) fn channel(i: usize, shape: &[usize], axis: Option<i64>) -> usize {
     let Some(axis) = axis else { return 0 };
     let axis = if axis < 0 {
         (shape.len() as i64 + axis) as usize

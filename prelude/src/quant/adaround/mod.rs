@@ -1,0 +1,594 @@
+//! AdaRound (Nagel et al. 2020, "Up or Down? Adaptive Rounding for Post-Training
+//! Quantization"): instead of rounding every weight to its nearest grid point, learn for each
+//! one whether to round up or down so that each layer's output changes least.
+//!
+//! ```ignore
+//! let train = Dataset::bundled(&root, Bundled::Train4000)?;
+//! let float = workbench("resnet8_float")?;
+//! let m = calibrate("resnet8_float", &train, &CalibOptions {
+//!     weight_bits: 4, per_channel: true, ..Default::default() })?;
+//! let a = adaround(&m, &float, &train, &AdaRoundOptions::default())?;   // a version of m
+//! quick(&a, &test, 100)?;
+//! ```
+//!
+//! Layer after layer in network order, each quantized Conv/Gemm weight `W` gets a continuous
+//! variable `V` per element and the soft weights `W̃ = s·(clip(⌊W/s⌋ + h(V) + z, q_min, q_max) − z)`
+//! on the version's own grid (scale `s`, zero point `z`, a `bits`-bit range), with the
+//! rectified sigmoid `h`. Adam minimizes `‖W x − W̃ x‖²` (summed over output channels, averaged
+//! over positions) on the layer's input `x` captured from the quantized model as rounded so far,
+//! plus `λ Σ (1 − |2h(V) − 1|^β)`, which pushes every `h` to 0 or 1; β anneals from 20 to 2 after
+//! a warm start without it. The learned integers are `⌊W/s⌋ + [V ≥ 0]`, written into the version
+//! before the next layer's input is captured. `W` comes from `float`, the float model the
+//! version was made from (the equalized one after [`equalize`](super::calibrate::equalize)).
+//! Activation ranges, biases and every other parameter stay as they are.
+//!
+//! The error is computed through the Gram matrix of the layer's input patches (see `learn.rs`),
+//! so every iteration sees every sampled image: the learning itself is deterministic, and
+//! `seed` chooses which images of each class are sampled.
+
+mod learn;
+
+use std::fmt;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::{ArrayD, IxDyn};
+use serde::Serialize;
+
+use super::calibrate::params::Grid;
+use super::calibrate::Progress;
+use super::capture::Memo;
+use super::onnx_graph::proto::{ModelProto, NodeProto};
+use super::{QDtype, QuantModel, QuantParam, Role};
+use crate::data::{Dataset, NUM_CLASSES};
+use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
+use crate::model::{Framework, Model};
+use learn::{Gram, Op, Problem};
+
+/// What [`adaround`] learns with. The defaults are the paper's and AIMET's: 10,000 iterations
+/// per layer, λ = 0.01, β from 20 to 2 after a warm start of 20 %, Adam at 0.001; and 500
+/// images (50 per class), at the low end of the 500–2,000 AdaRound is usually given (each
+/// iteration uses all of them, and more images cost only capture time, not iteration time).
+#[derive(Debug, Clone)]
+pub struct AdaRoundOptions {
+    /// The weights' grid width, 2 to 8 bits; `None`: per weight, the narrowest grid that holds
+    /// its integers as they are (what `calibrate` with `weight_bits`, or `with_bits`, made).
+    pub weight_bits: Option<u32>,
+    /// Adam steps per layer (at least 1).
+    pub iterations: usize,
+    /// Images per class of `data` the layers' inputs are taken from (at least 1).
+    pub per_class: usize,
+    /// λ, the weight of the rounding regularizer (≥ 0).
+    pub reg_weight: f64,
+    /// β at the end of the warm start and at the last iteration (both > 0, start ≥ end).
+    pub beta: (f64, f64),
+    /// Fraction of the iterations before the regularizer starts (0 ≤ warm start < 1).
+    pub warm_start: f64,
+    /// Adam's learning rate (> 0).
+    pub learning_rate: f64,
+    /// Chooses which `per_class` images of each class are used.
+    pub seed: u64,
+    /// Show a progress bar per layer in the notebook.
+    pub progress: bool,
+}
+
+impl Default for AdaRoundOptions {
+    fn default() -> Self {
+        AdaRoundOptions {
+            weight_bits: None,
+            iterations: 10_000,
+            per_class: 50,
+            reg_weight: 0.01,
+            beta: (20.0, 2.0),
+            warm_start: 0.2,
+            learning_rate: 1e-3,
+            seed: 0,
+            progress: false,
+        }
+    }
+}
+
+impl AdaRoundOptions {
+    /// Errors name the option and the values it allows.
+    pub fn check(&self) -> Result<()> {
+        if let Some(b) = self.weight_bits {
+            if !(2..=8).contains(&b) {
+                bail!("weight_bits = {b} is out of range: 2 to 8 bits (or None: as stored)");
+            }
+        }
+        if self.iterations == 0 {
+            bail!("iterations = 0 is out of range: at least 1 iteration per layer");
+        }
+        if self.per_class == 0 {
+            bail!("per_class = 0 is out of range: at least 1 image per class");
+        }
+        if !(self.reg_weight.is_finite() && self.reg_weight >= 0.0) {
+            bail!(
+                "reg_weight = {} is out of range: a finite λ ≥ 0",
+                self.reg_weight
+            );
+        }
+        let (b0, b1) = self.beta;
+        if !(b0.is_finite() && b1 > 0.0 && b0 >= b1) {
+            bail!("beta = ({b0}, {b1}) is out of range: start ≥ end > 0");
+        }
+        if !(0.0..1.0).contains(&self.warm_start) {
+            bail!(
+                "warm_start = {} is out of range: 0 ≤ warm start < 1 (a fraction of the iterations)",
+                self.warm_start
+            );
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            bail!(
+                "learning_rate = {} is out of range: a finite rate > 0",
+                self.learning_rate
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What AdaRound did to one weight.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdaRoundLayer {
+    /// The weight (its parameter row).
+    pub weight: String,
+    /// The Conv/Gemm node reading it.
+    pub node: String,
+    /// The grid's width.
+    pub bits: u32,
+    /// Elements of the weight.
+    pub elements: usize,
+    /// Elements rounded otherwise than to nearest.
+    pub changed: usize,
+    /// The layer's output error with nearest rounding, on its sampled input: squared error
+    /// summed over output channels, averaged over positions.
+    pub nearest_error: f64,
+    /// The same with the learned rounding.
+    pub learned_error: f64,
+    /// Seconds capturing the layer's input and building its Gram matrix.
+    pub capture_seconds: f64,
+    /// Seconds learning.
+    pub learn_seconds: f64,
+}
+
+/// The result of [`adaround_with`]: the rounded version and what happened per layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdaRound {
+    /// The model rounded.
+    pub model: String,
+    /// Images the layers' inputs were taken from.
+    pub images: usize,
+    /// Iterations per layer.
+    pub iterations: usize,
+    /// Seconds in all.
+    pub seconds: f64,
+    /// One row per weight, in network order.
+    pub layers: Vec<AdaRoundLayer>,
+    /// The rounded model: one version of the model given (one edit).
+    #[serde(skip)]
+    pub version: QuantModel,
+}
+
+/// A new version of `m` (a QDQ ONNX model) whose weights are rounded by AdaRound (see the
+/// module) instead of to nearest; `float` is the float model `m` was made from (equalized when
+/// `m` was), `data` the images to learn on (training images, not the test set). Bad options are
+/// errors naming the option; an interrupt stops it between iterations and changes nothing.
+pub fn adaround(
+    m: &QuantModel,
+    float: &QuantModel,
+    data: &Dataset,
+    options: &AdaRoundOptions,
+) -> Result<QuantModel> {
+    Ok(adaround_with(m, float, data, options, None)?.version)
+}
+
+/// [`adaround`], with what it did per layer and times; `progress` is called as iterations go
+/// (`"adaround <weight>"`, done, total); without it, `options.progress` shows a notebook
+/// progress bar per layer.
+pub fn adaround_with(
+    m: &QuantModel,
+    float: &QuantModel,
+    data: &Dataset,
+    options: &AdaRoundOptions,
+    progress: Option<Progress<'_>>,
+) -> Result<AdaRound> {
+    options.check()?;
+    if m.framework() == Framework::Torch || float.framework() == Framework::Torch {
+        bail!(
+            "adaround takes QDQ ONNX models; `{}` is TorchScript (not supported yet: its packed \
+             weights have no per-layer input to capture here)",
+            if m.framework() == Framework::Torch {
+                m.name()
+            } else {
+                float.name()
+            }
+        );
+    }
+    let start = Instant::now();
+    crate::torch::init_runtime()?;
+    let _one_thread = learn::OneThread::new();
+    let proto = m.proto()?.clone();
+    m.check_float_reference(float, &proto)?;
+    let layers = layers(m, float.proto()?, &proto)?;
+    let indices = sample(data, options.per_class, options.seed)?;
+    let mut v = m.clone();
+    let mut rows = Vec::new();
+    for layer in &layers {
+        let ints = v.weights(&layer.param.tensor)?.int;
+        let (bits, lo, hi) = grid(&layer.param, ints.as_slice().unwrap_or(&[]), options)?;
+        let t0 = Instant::now();
+        let mut gram = Gram::new();
+        for chunk in indices.chunks(super::calibrate::stats::BATCH) {
+            let batch = data.nhwc_batch(chunk);
+            let captured = v.captured(batch.view(), &[layer.input.as_str()], Memo::Read)?;
+            let x = captured
+                .get(&layer.input)
+                .ok_or_else(|| anyhow!("`{}` was not captured", layer.input))?;
+            gram.add(&layer.op, x.view()?)?;
+        }
+        let gram = gram.mean()?;
+        let capture_seconds = t0.elapsed().as_secs_f64();
+        let problem = layer.problem(lo, hi);
+        let what = format!("adaround {}", layer.param.tensor);
+        let bar = (progress.is_none() && options.progress)
+            .then(|| ProgressBar::new(&what, options.iterations));
+        let total = options.iterations;
+        let mut tick = |it: usize| -> Result<()> {
+            crate::interrupt::check()?;
+            if it.is_multiple_of(50) {
+                if let Some(bar) = &bar {
+                    bar.set(it);
+                }
+                if let Some(p) = progress {
+                    p(&what, it, total);
+                }
+            }
+            Ok(())
+        };
+        let t1 = Instant::now();
+        let learned = learn::learn(&problem, &gram, options, &mut tick)?;
+        if let Some(bar) = &bar {
+            bar.set(total);
+        }
+        if let Some(p) = progress {
+            p(&what, total, total);
+        }
+        let values = layer.unpermute(&learned.ints);
+        let values = ArrayD::from_shape_vec(IxDyn(&layer.param.shape), values)?;
+        v = v.with_weight_int(&layer.param.tensor, &values)?;
+        rows.push(AdaRoundLayer {
+            weight: layer.param.tensor.clone(),
+            node: layer.node.clone(),
+            bits,
+            elements: learned.ints.len(),
+            changed: learned.changed,
+            nearest_error: learned.nearest_error,
+            learned_error: learned.learned_error,
+            capture_seconds,
+            learn_seconds: t1.elapsed().as_secs_f64(),
+        });
+    }
+    let version = v.squashed_onto(
+        m,
+        format!(
+            "AdaRound of {} weights ({} iterations, {} images)",
+            rows.len(),
+            options.iterations,
+            indices.len()
+        ),
+    )?;
+    Ok(AdaRound {
+        model: m.name().to_string(),
+        images: indices.len(),
+        iterations: options.iterations,
+        seconds: start.elapsed().as_secs_f64(),
+        layers: rows,
+        version,
+    })
+}
+
+/// One quantized Conv/Gemm weight to round.
+struct Layer {
+    node: String,
+    param: QuantParam,
+    /// The tensor the node reads (dequantized), captured as its input.
+    input: String,
+    op: Op,
+    /// The float weights, in the parameter's layout.
+    float: Vec<f32>,
+    /// Rows (output channels) and columns of the weight matrix.
+    rows: usize,
+    cols: usize,
+    /// A Gemm weight stored `[K, O]`: the matrix is its transpose.
+    transposed: bool,
+}
+
+impl Layer {
+    /// The index in the stored layout of element `i` of the `[rows, cols]` matrix.
+    fn stored(&self, i: usize) -> usize {
+        if self.transposed {
+            (i % self.cols) * self.rows + i / self.cols
+        } else {
+            i
+        }
+    }
+
+    /// The weight matrix and its elements' grids.
+    fn problem(&self, lo: i64, hi: i64) -> Problem {
+        let n = self.rows * self.cols;
+        let p = &self.param;
+        let at = |i: usize| crate::quant::version::channel(self.stored(i), &p.shape, p.axis);
+        Problem {
+            rows: self.rows,
+            cols: self.cols,
+            w: (0..n).map(|i| self.float[self.stored(i)]).collect(),
+            scale: (0..n).map(|i| p.scales[at(i)]).collect(),
+            zero: (0..n).map(|i| p.zero_points[at(i)] as f32).collect(),
+            lo: vec![lo as f32; n],
+            hi: vec![hi as f32; n],
+        }
+    }
+
+    /// Matrix-ordered values back in the stored layout.
+    fn unpermute(&self, values: &[i32]) -> Vec<i32> {
+        let mut out = vec![0; values.len()];
+        for (i, &x) in values.iter().enumerate() {
+            out[self.stored(i)] = x;
+        }
+        out
+    }
+}
+
+fn ints_attr(node: &NodeProto, name: &str, default: &[i64]) -> Vec<i64> {
+    node.attribute
+        .iter()
+        .find(|a| a.name() == name)
+        .map(|a| a.ints.clone())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn int_attr(node: &NodeProto, name: &str, default: i64) -> i64 {
+    node.attribute
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.i)
+        .unwrap_or(default)
+}
+
+/// The quantized Conv/Gemm weights of `proto` (the version `m`), in graph order, with the float
+/// weights of the node of the same name in `float`.
+fn layers(m: &QuantModel, float: &ModelProto, proto: &ModelProto) -> Result<Vec<Layer>> {
+    let rows = m.quant_params().rows;
+    let capturable = m.capturable();
+    let mut out = Vec::new();
+    for node in proto.graph.iter().flat_map(|g| g.node.iter()) {
+        let conv = node.op_type() == "Conv";
+        if !(conv || node.op_type() == "Gemm") || node.input.len() < 2 {
+            continue;
+        }
+        let Some(param) = rows.iter().find(|p| {
+            p.role == Role::Weight && p.dequantized_output.as_deref() == Some(&node.input[1])
+        }) else {
+            continue;
+        };
+        let name = node.name();
+        let unsupported = |why: &str| {
+            anyhow!(
+                "adaround cannot round `{}` (node `{name}`): {why}",
+                param.tensor
+            )
+        };
+        if !capturable.contains(&node.input[0]) {
+            return Err(unsupported("its input is not a captured float tensor"));
+        }
+        let float_node = float
+            .graph
+            .iter()
+            .flat_map(|g| g.node.iter())
+            .find(|n| n.name() == name)
+            .ok_or_else(|| unsupported("the float model has no node of that name"))?;
+        let (values, dims) = super::calibrate::steps::read_floats(
+            float,
+            float_node.input.get(1).map_or("", |s| s.as_str()),
+        )
+        .with_context(|| format!("the float weights of node `{name}`"))?;
+        if dims != param.shape {
+            return Err(unsupported(&format!(
+                "the float weights have shape {dims:?}, the quantized ones {:?}",
+                param.shape
+            )));
+        }
+        let (op, rows_n, transposed) = if conv {
+            if int_attr(node, "group", 1) != 1 || dims.len() != 4 {
+                return Err(unsupported(
+                    "only 2-D convolutions with group 1 are supported",
+                ));
+            }
+            let two = |v: Vec<i64>| [v[0], v[1]];
+            let pads = ints_attr(node, "pads", &[0, 0, 0, 0]);
+            let auto_pad = node
+                .attribute
+                .iter()
+                .find(|a| a.name() == "auto_pad")
+                .and_then(|a| a.s.clone())
+                .unwrap_or_default();
+            if !(auto_pad.is_empty() || auto_pad == b"NOTSET") || pads.len() != 4 {
+                return Err(unsupported("explicit 2-D pads are needed"));
+            }
+            let op = Op::Conv {
+                kernel: [dims[2] as i64, dims[3] as i64],
+                strides: two(ints_attr(node, "strides", &[1, 1])),
+                pads: [pads[0], pads[1], pads[2], pads[3]],
+                dilations: two(ints_attr(node, "dilations", &[1, 1])),
+            };
+            (op, dims[0], false)
+        } else {
+            if int_attr(node, "transA", 0) != 0 || dims.len() != 2 {
+                return Err(unsupported("only Gemm with transA = 0 and a 2-D weight"));
+            }
+            let trans_b = int_attr(node, "transB", 0) != 0;
+            (Op::Gemm, if trans_b { dims[0] } else { dims[1] }, !trans_b)
+        };
+        let elements: usize = dims.iter().product();
+        out.push(Layer {
+            node: name.to_string(),
+            param: param.clone(),
+            input: node.input[0].clone(),
+            op,
+            float: values,
+            rows: rows_n,
+            cols: elements / rows_n.max(1),
+            transposed,
+        });
+    }
+    if out.is_empty() {
+        bail!("`{}` has no quantized Conv/Gemm weight to round", m.name());
+    }
+    Ok(out)
+}
+
+/// The grid (bits, lowest and highest integer) of weight `p` holding `ints`: `options`' width,
+/// or the narrowest that holds them. Symmetric (int8 with zero points 0) grids drop the most
+/// negative value, as `with_bits` and `calibrate` make them.
+fn grid(p: &QuantParam, ints: &[i32], options: &AdaRoundOptions) -> Result<(u32, i64, i64)> {
+    let symmetric = p.dtype == QDtype::Int8 && p.zero_points.iter().all(|&z| z == 0);
+    let range = |bits: u32| {
+        Grid {
+            dtype: p.dtype,
+            bits,
+            symmetric,
+        }
+        .qrange()
+    };
+    let holds = |(lo, hi): (i64, i64)| ints.iter().all(|&q| (lo..=hi).contains(&(q as i64)));
+    match options.weight_bits {
+        Some(bits) => {
+            let (lo, hi) = range(bits);
+            if !holds((lo, hi)) {
+                bail!(
+                    "`{}` holds integers outside the {bits}-bit grid {lo}..={hi}: re-quantize it \
+                     to {bits} bits first (`with_bits`, or `calibrate` with weight_bits = {bits}), \
+                     or leave weight_bits = None",
+                    p.tensor
+                );
+            }
+            Ok((bits, lo, hi))
+        }
+        None => Ok((2..=8)
+            .map(|b| (b, range(b)))
+            .find(|&(_, r)| holds(r))
+            .map(|(b, (lo, hi))| (b, lo, hi))
+            .unwrap_or_else(|| {
+                let (lo, hi) = p.dtype.range();
+                (8, lo, hi)
+            })),
+    }
+}
+
+/// `per_class` images of each class of `data`, chosen by `seed` (sorted).
+fn sample(data: &Dataset, per_class: usize, seed: u64) -> Result<Vec<usize>> {
+    data.stratified(per_class)?; // names a class with too few images
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut out = Vec::with_capacity(per_class * NUM_CLASSES);
+    for class in 0..NUM_CLASSES as u8 {
+        let mut of: Vec<usize> = (0..data.len())
+            .filter(|&i| data.label(i) == class)
+            .collect();
+        for k in 0..per_class {
+            let j = k + (next() % (of.len() - k) as u64) as usize;
+            of.swap(k, j);
+        }
+        out.extend_from_slice(&of[..per_class]);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl AdaRound {
+    /// As JSON (what `qplay adaround --json` reports per layer).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl AdaRound {
+    fn headline(&self) -> String {
+        format!(
+            "AdaRound of {} weights, {} iterations each, on {} images, in {:.1} s",
+            self.layers.len(),
+            self.iterations,
+            self.images,
+            self.seconds
+        )
+    }
+}
+
+impl AdaRoundLayer {
+    /// weight, bits, changed, output error nearest and learned, capture and learn seconds.
+    fn cells(&self) -> [String; 7] {
+        [
+            self.weight.clone(),
+            self.bits.to_string(),
+            format!("{}/{}", self.changed, self.elements),
+            format!("{:.4e}", self.nearest_error),
+            format!("{:.4e}", self.learned_error),
+            format!("{:.1}", self.capture_seconds),
+            format!("{:.1}", self.learn_seconds),
+        ]
+    }
+}
+
+impl fmt::Display for AdaRound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}", self.model, self.headline())?;
+        for l in &self.layers {
+            let [w, bits, changed, near, learned, cap, learn] = l.cells();
+            writeln!(
+                f,
+                "  {w:<20} {bits} bits  {changed:>13} changed  output error {near} → {learned}  \
+                 ({cap} s + {learn} s)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Rich for AdaRound {
+    fn mime_bundle(&self) -> MimeBundle {
+        let mut html = format!(
+            "<div class=\"qplay-adaround\"><p><b>{}</b>: {}</p><table><thead><tr><th>weight</th>\
+             <th>bits</th><th>changed</th><th>output error, nearest</th><th>learned</th>\
+             <th>capture s</th><th>learn s</th></tr></thead><tbody><tr>",
+            escape_html(&self.model),
+            self.headline()
+        );
+        let rows: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.cells()
+                    .iter()
+                    .map(|c| format!("<td>{}</td>", escape_html(c)))
+                    .collect()
+            })
+            .collect();
+        html += &rows.join("</tr><tr>");
+        html += "</tr></tbody></table></div>";
+        let mut b = MimeBundle::new();
+        b.insert("text/html".into(), html.into());
+        b.insert("text/plain".into(), self.to_string().into());
+        b
+    }
+}
+
+crate::evcxr_display_via_rich!(AdaRound);
