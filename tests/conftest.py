@@ -14,6 +14,24 @@ sys.path.insert(0, str(ROOT / "scripts"))
 THREADS = os.cpu_count() or 1
 
 
+LOSSLESS = ROOT / "data/cifar10/test_lossless_subset_249.bin"
+
+
+def assert_predicts_as_python(qplay, model, tmp_path):
+    """`qplay eval`'s predictions for `model` on the 249 lossless images equal those of Python
+    onnxruntime (ONNX) or torch.jit (TorchScript) run by `scripts/reference.py`."""
+    import numpy as np
+    import reference
+
+    preds = tmp_path / "predictions.txt"
+    qplay("eval", "--model", model, "--data", "lossless249", "--save-predictions", preds, "--batch-size", 100)
+    ours = np.loadtxt(preds, dtype=np.uint8)
+    images, _ = reference.load_cifar(LOSSLESS)
+    theirs = reference.Runner(model, THREADS).predict(images, 100)
+    np.testing.assert_array_equal(ours, theirs)
+    return images
+
+
 @pytest.fixture(scope="session")
 def root():
     return ROOT

@@ -7,11 +7,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
-from conftest import ROOT, THREADS
-
-import reference
-
-LOSSLESS = ROOT / "data/cifar10/test_lossless_subset_249.bin"
+from conftest import ROOT, assert_predicts_as_python
 
 
 def op_counts(path):
@@ -37,12 +33,7 @@ def test_a_model_with_tensors_kept_in_float_runs_in_python_onnxruntime(qplay, tm
         onnx.numpy_helper.to_array(float_weight["conv2d_3.weight"]),
     )
 
-    preds = tmp_path / "predictions.txt"
-    qplay("eval", "--model", out, "--data", "lossless249", "--save-predictions", preds, "--batch-size", 100)
-    ours = np.loadtxt(preds, dtype=np.uint8)
-    images, _ = reference.load_cifar(LOSSLESS)
-    theirs = reference.Runner(out, THREADS).predict(images, 100)
-    np.testing.assert_array_equal(ours, theirs)
+    assert_predicts_as_python(qplay, out, tmp_path)
 
 
 def test_keep_float_of_a_tensor_that_is_not_quantized_is_an_error_and_writes_nothing(qplay, tmp_path):

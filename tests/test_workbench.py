@@ -8,12 +8,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from conftest import ROOT, THREADS
+from conftest import ROOT, THREADS, assert_predicts_as_python
 
 import reference
 
 QDQ_MODELS = ["resnet8_int8", "resnet8_uint8", "resnet8_int8_perchannel"]
-LOSSLESS = ROOT / "data/cifar10/test_lossless_subset_249.bin"
 TEST = ROOT / "data/cifar10/test_batch_jpeg75.bin"
 
 
@@ -57,12 +56,7 @@ def test_an_edited_model_predicts_the_same_in_python(qplay, tmp_path, model, edi
     if source.suffix == ".onnx":
         onnx.checker.check_model(str(out))
 
-    preds = tmp_path / "predictions.txt"
-    qplay("eval", "--model", out, "--data", "lossless249", "--save-predictions", preds, "--batch-size", 100)
-    ours = np.loadtxt(preds, dtype=np.uint8)
-    images, _ = reference.load_cifar(LOSSLESS)
-    theirs = reference.Runner(out, THREADS).predict(images, 100)
-    np.testing.assert_array_equal(ours, theirs)
+    images = assert_predicts_as_python(qplay, out, tmp_path)
 
     # The edit really changed inference: scores differ from the original model's.
     x = reference.to_nhwc(images[:50])

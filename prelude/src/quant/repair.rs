@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::cache::{evaluate_cached, Store};
 use super::calibrate::{NotebookProgress, Progress};
 use super::{QuantModel, Role};
-use crate::charts::{err, render, FONT, H, PALETTE, W};
+use crate::charts::{draw_legend, err, render, span, FONT, H, PALETTE, W};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, Rich, Svg};
 use crate::eval::EvalOptions;
@@ -402,14 +402,13 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
         .map(|s| (s.floats as f64, 100.0 * s.holdout_accuracy))
         .collect();
     let floor = 100.0 * r.float_accuracy - r.budget_pp;
-    let (y0, y1) = calib
-        .iter()
-        .chain(&held)
-        .map(|p| p.1)
-        .chain([floor, 100.0 * r.float_accuracy])
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
-            (a.min(y), b.max(y))
-        });
+    let (y0, y1) = span(
+        calib
+            .iter()
+            .chain(&held)
+            .map(|p| p.1)
+            .chain([floor, 100.0 * r.float_accuracy]),
+    );
     let ypad = ((y1 - y0) * 0.08).max(0.5);
     let x1 = (r.steps.len() - 1).max(1) as f64;
     render(W, H, |root| {
@@ -472,14 +471,6 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 14))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use plotters::prelude::*;
 
-use crate::charts::{err, render, FONT, H, PALETTE, W};
+use crate::charts::{draw_legend, err, render, span, FONT, H, PALETTE, W};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich, Svg};
 use crate::model::Model;
@@ -326,18 +326,9 @@ pub fn mixed_precision_chart(m: &MixedPrecision) -> Result<Svg> {
     let kb = |b: usize| b as f64 / 1024.0;
     let xs: Vec<f64> = m.points.iter().map(|p| kb(p.bytes)).collect();
     let ys: Vec<f64> = m.points.iter().map(|p| 100.0 * p.accuracy).collect();
-    let (x0, x1) = xs
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        });
+    let (x0, x1) = span(xs.iter().copied());
     let floor = 100.0 * m.base_accuracy - m.budget_pp;
-    let (y0, y1) = ys
-        .iter()
-        .chain(std::iter::once(&floor))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
-            (a.min(y), b.max(y))
-        });
+    let (y0, y1) = span(ys.iter().copied().chain([floor]));
     let (xpad, ypad) = (((x1 - x0) * 0.05).max(0.5), ((y1 - y0) * 0.08).max(0.5));
     let kept: Vec<(f64, f64)> = m
         .points
@@ -394,13 +385,6 @@ pub fn mixed_precision_chart(m: &MixedPrecision) -> Result<Svg> {
         chart
             .draw_series(kept.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
