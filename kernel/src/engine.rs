@@ -67,7 +67,7 @@ fn compiled_new_code(outputs: &Result<EvalOutputs, evcxr::Error>) -> bool {
         Ok(outputs) => outputs
             .phases
             .iter()
-            .any(|p| p.name == "Final compile" || p.name == "Type inference"),
+            .any(|p| p.name.starts_with("Final compile") || p.name == "Type inference"),
         Err(evcxr::Error::CompilationErrors(_)) => true,
         Err(_) => false,
     }

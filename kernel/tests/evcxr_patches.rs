@@ -101,3 +101,51 @@ fn a_lazily_started_context_compiles_nothing_before_its_first_cell() {
     assert!(ctx.last_source().is_err(), "no source written yet");
     assert_eq!(text(&ctx.eval("6 * 7").unwrap()), "42");
 }
+
+/// Patch 8: after a Cargo build, a compile runs rustc itself with the command Cargo ran, while
+/// nothing Cargo reads has changed; its errors are reported as Cargo's are, and an edit of a path
+/// dependency's source sends the next compile back to Cargo, which rebuilds it.
+#[test]
+fn compiles_run_rustc_directly_until_a_path_dependency_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dependency = dir.path().join("probe");
+    std::fs::create_dir_all(dependency.join("src")).unwrap();
+    std::fs::write(
+        dependency.join("Cargo.toml"),
+        "[package]\nname = \"probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    let source = dependency.join("src").join("lib.rs");
+    std::fs::write(&source, "pub fn value() -> u32 { 1 }\n").unwrap();
+    let (mut ctx, _outputs) = context();
+    let mut state = ctx.state();
+    let config = format!("{{ path = {:?} }}", dependency.display().to_string());
+    state.add_dep("probe", &config).unwrap();
+
+    let first = ctx.eval_with_state("probe::value() + 10", state).unwrap();
+    assert_eq!(text(&first), "11");
+    assert!(phases(&first).contains(&"Final compile"), "{first:?}");
+    let second = ctx.eval("probe::value() + 20").unwrap();
+    assert_eq!(text(&second), "21");
+    assert!(
+        phases(&second).contains(&"Final compile (rustc)"),
+        "{second:?}"
+    );
+
+    // An error in the cell, from rustc alone, is the cell's error; the next cell still compiles.
+    let error = ctx.eval("probe::value() + \"x\"").unwrap_err();
+    assert!(
+        matches!(error, evcxr::Error::CompilationErrors(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("cannot add"), "{error}");
+    let after_error = ctx.eval("probe::value() + 30").unwrap();
+    assert_eq!(text(&after_error), "31");
+
+    // The dependency edited (its modification time moved past the last build's): Cargo again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&source, "pub fn value() -> u32 { 2 }\n").unwrap();
+    let edited = ctx.eval("probe::value() + 40").unwrap();
+    assert_eq!(text(&edited), "42");
+    assert!(phases(&edited).contains(&"Final compile"), "{edited:?}");
+}

@@ -888,12 +888,8 @@ impl EvalContext {
                 output: EvalOutputs::new(),
             });
         }
-        // qplay patch: a kept library is named as such in the phases.
-        phases.phase_complete(if self.module.last_kept {
-            "Kept library"
-        } else {
-            "Final compile"
-        });
+        // qplay patch: a kept library or a compile without Cargo is named as such in the phases.
+        phases.phase_complete(self.module.last_compile);
 
         let output = self.run_and_capture_output(state, &so_file, callbacks)?;
         Ok(ExecutionArtifacts { output })

@@ -27,6 +27,7 @@ use std::process::Command;
 
 mod artifacts;
 pub(crate) mod cache;
+mod direct;
 pub(crate) mod results;
 
 pub(crate) const CORE_EXTERN_ENV: &str = "EVCXR_CORE_EXTERN";
@@ -126,11 +127,16 @@ pub(crate) struct Module {
     last_allow_static: Option<bool>,
     /// qplay patch: results kept by content, when the embedder asks for it.
     pub(crate) results: Option<results::Results>,
-    /// qplay patch: whether the last compile used a kept library.
-    pub(crate) last_kept: bool,
+    /// qplay patch: how the last compile got its library, named in the phases.
+    pub(crate) last_compile: &'static str,
+    /// qplay patch: the compiler command of the last Cargo build, run again while nothing Cargo
+    /// reads has changed.
+    direct: direct::Direct,
 }
 
 const CRATE_NAME: &str = "ctx";
+/// qplay patch: the phase of a compile that ran Cargo, as evcxr names it.
+const COMPILED_BY_CARGO: &str = "Final compile";
 
 impl Module {
     pub(crate) fn new() -> Result<Module, Error> {
@@ -138,7 +144,8 @@ impl Module {
             build_num: 0,
             last_allow_static: None,
             results: None,
-            last_kept: false,
+            last_compile: COMPILED_BY_CARGO,
+            direct: direct::Direct::default(),
         })
     }
 
@@ -205,11 +212,10 @@ impl Module {
             let destination = config.deps_dir().join(&so_file_name);
             if let Some(so_file) = results.library(key.as_deref(), &destination) {
                 self.build_num = next_build_num;
-                self.last_kept = true;
+                self.last_compile = "Kept library";
                 return Ok(so_file);
             }
         }
-        self.last_kept = false;
         let so_path_file = config.crate_dir().join(EXECUTION_SO_PATH_FILE);
         command.env(EXECUTION_SO_PATH_ENV, &so_path_file);
 
@@ -219,18 +225,32 @@ impl Module {
             Err(error) => return Err(error.into()),
         }
 
-        let cargo_output = run_cargo(command, code_block)?;
-        if config.time_passes {
-            let output = String::from_utf8_lossy(&cargo_output.stderr);
-            eprintln!("{output}");
-        }
-
-        let so_file = match fs::read_to_string(&so_path_file) {
-            Ok(path) => PathBuf::from(path),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                compiled_so_path(&cargo_output.stdout)?
+        // qplay patch: rustc run directly while nothing Cargo reads has changed; Cargo otherwise
+        // (with `-vv`, which shows the rustc command and environment to keep).
+        let inputs = || direct::inputs(config.crate_dir(), &config.deps_dir(), &command_shown);
+        let direct_output = match self.direct.command(inputs().as_deref(), config.crate_dir()) {
+            Some(rustc) => self.run_rustc(rustc, code_block)?,
+            None => None,
+        };
+        let so_file = if let Some(so_file) = direct_output {
+            self.last_compile = "Final compile (rustc)";
+            so_file
+        } else {
+            self.last_compile = COMPILED_BY_CARGO;
+            command.arg("-vv");
+            let cargo_output = run_cargo(command, code_block)?;
+            self.direct.cargo_ran(inputs(), &cargo_output.stderr);
+            if config.time_passes {
+                let output = String::from_utf8_lossy(&cargo_output.stderr);
+                eprintln!("{output}");
             }
-            Err(error) => return Err(error.into()),
+            match fs::read_to_string(&so_path_file) {
+                Ok(path) => PathBuf::from(path),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    compiled_so_path(&cargo_output.stdout)?
+                }
+                Err(error) => return Err(error.into()),
+            }
         };
 
         let copied_so_file = so_file.with_file_name(so_file_name);
@@ -255,6 +275,24 @@ impl Module {
         Ok(SoFile {
             path: copied_so_file,
         })
+    }
+
+    /// qplay patch: runs the kept rustc command. The cell's library, or its errors; `None` (and
+    /// the command forgotten) when rustc failed without an error in the cell, for Cargo to run.
+    fn run_rustc(
+        &mut self,
+        rustc: Command,
+        code_block: &CodeBlock,
+    ) -> Result<Option<PathBuf>, Error> {
+        let library = direct::library_path(&rustc);
+        match run_cargo(rustc, code_block) {
+            Ok(_) if library.as_ref().is_some_and(|l| l.exists()) => Ok(library),
+            Err(Error::CompilationErrors(errors)) => Err(Error::CompilationErrors(errors)),
+            _ => {
+                self.direct.forget();
+                Ok(None)
+            }
+        }
     }
 
     fn write_code(&self, code_block: &CodeBlock, config: &Config) -> Result<(), Error> {

@@ -214,8 +214,8 @@ impl Results {
 }
 
 /// Every file of the dependencies folder but the cells' own, by name, size and modification
-/// time, in name order.
-fn dependencies(deps_dir: &Path) -> Result<String> {
+/// time, in name order (hashed).
+pub(crate) fn dependencies(deps_dir: &Path) -> Result<String> {
     let mut files = Vec::new();
     for file in fs::read_dir(deps_dir)? {
         let file = file?;
