@@ -1,6 +1,6 @@
 //! qplay's changes to evcxr (vendor/evcxr/PATCHES.md), each observed through evcxr's own API with
-//! this crate's binary as the runtime process, as the kernel runs it. No dependency is added, so
-//! each context builds only its cells (in a build directory of its own).
+//! this crate's binary as the runtime process, as the kernel runs it. Each context builds in a
+//! directory of its own, only its cells and (patch 8's test) one tiny path dependency.
 
 mod common;
 
