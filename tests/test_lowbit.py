@@ -58,3 +58,12 @@ def test_bad_types_widths_and_unsupported_pairs_are_named_and_write_nothing(qpla
         proc = qplay("calibrate", "--out", out, *flags, check=False)
         assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr)
         assert not out.exists()
+
+
+def test_adaround_at_4_bits_writes_int4_weights_that_python_onnxruntime_runs(qplay, tmp_path):
+    out = tmp_path / "ada4.onnx"
+    qplay("adaround", "--weight-bits", 4, "--per-channel", "--iterations", 20, "--per-class", 2,
+          "--test", "lossless249", "--out", out)
+    q = weight_initializers(onnx.load(str(out)))
+    assert len(q) == 10 and all(t.data_type == onnx.TensorProto.INT4 for t in q.values())
+    assert_predicts_as_python(qplay, out, tmp_path)

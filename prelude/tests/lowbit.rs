@@ -233,3 +233,46 @@ fn bad_types_and_widths_are_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn adaround_rounds_int4_weights_in_their_own_type() {
+    use qplay::quant::{adaround, AdaRoundOptions};
+    let m = calibrated(QDtype::Int4, QDtype::Int8);
+    let float = workbench("resnet8_float").unwrap();
+    let options = AdaRoundOptions {
+        weight_bits: Some(4),
+        iterations: 200,
+        per_class: 2,
+        ..Default::default()
+    };
+    let v = adaround(&m, &float, &train(), &options).unwrap();
+    let (back, _) = saved_and_loaded(&v, "ada4.onnx");
+    let mut changed = 0;
+    for r in m
+        .quant_params()
+        .rows
+        .iter()
+        .filter(|r| r.role == Role::Weight)
+    {
+        assert_eq!(back.param(&r.tensor).unwrap().dtype, QDtype::Int4);
+        let (before, after) = (
+            m.weights(&r.tensor).unwrap().int,
+            back.weights(&r.tensor).unwrap().int,
+        );
+        assert!(after.iter().all(|&x| (-7..=7).contains(&x)), "{}", r.tensor);
+        changed += before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    }
+    assert!(changed > 0, "AdaRound rounded some weights the other way");
+    let e = adaround(
+        &m,
+        &float,
+        &train(),
+        &AdaRoundOptions {
+            weight_bits: Some(6),
+            ..options
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("2 to 4 bits fit int4"), "{e}");
+}
