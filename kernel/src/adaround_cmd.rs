@@ -11,6 +11,7 @@ use qplay::eval::{evaluate, EvalOptions, Evaluation};
 use qplay::model::Model;
 use qplay::quant::adaround::{adaround_with, AdaRoundOptions};
 use qplay::quant::calibrate::{calibrate_version, equalize, CalibOptions};
+use qplay::quant::QDtype;
 use serde_json::json;
 
 use crate::calib_cmd::stderr_progress;
@@ -21,7 +22,8 @@ pub struct AdaRoundArgs {
     /// The float model: bundled name or .onnx path.
     #[arg(long = "float", default_value = "resnet8_float")]
     float_model: String,
-    /// Weight bits, 2 to 8 (activations stay 8-bit).
+    /// Weight bits, 2 to 8 (activations stay 8-bit); up to 4 bits the weights are stored as
+    /// real int4 (packed two per byte), above as int8.
     #[arg(long, default_value_t = 4)]
     weight_bits: u32,
     /// Weights per output channel (symmetric), else per tensor.
@@ -79,6 +81,11 @@ pub fn run(args: AdaRoundArgs) -> Result<()> {
     options.check()?;
     let calib = CalibOptions {
         per_channel: args.per_channel,
+        weight_type: if args.weight_bits <= QDtype::Int4.bits() {
+            QDtype::Int4
+        } else {
+            QDtype::Int8
+        },
         weight_bits: args.weight_bits,
         ..Default::default()
     };

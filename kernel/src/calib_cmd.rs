@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use qplay::data::Dataset;
 use qplay::model::Model;
@@ -25,18 +25,19 @@ pub struct CalibFlags {
     /// Symmetric activations.
     #[arg(long)]
     pub symmetric: bool,
-    /// Activation type: int8 | uint8.
+    /// Activation type: int4 | uint4 | int8 | uint8 | int16 | uint16.
     #[arg(long, default_value = "int8")]
     pub activation_type: String,
-    /// Weight type: int8 | uint8.
+    /// Weight type: int4 | uint4 | int8 | uint8 | int16 | uint16 (4-bit weights are stored
+    /// packed, two per byte).
     #[arg(long, default_value = "int8")]
     pub weight_type: String,
-    /// Activation bits, 2 to 8.
-    #[arg(long, default_value_t = 8)]
-    pub activation_bits: u32,
-    /// Weight bits, 2 to 8.
-    #[arg(long, default_value_t = 8)]
-    pub weight_bits: u32,
+    /// Activation bits, 2 to the activation type's width (default: its width).
+    #[arg(long)]
+    pub activation_bits: Option<u32>,
+    /// Weight bits, 2 to the weight type's width (default: its width).
+    #[arg(long)]
+    pub weight_bits: Option<u32>,
     /// Calibration images per class (the first of each class in file order).
     #[arg(long, default_value_t = 100)]
     pub per_class: usize,
@@ -51,25 +52,19 @@ pub fn stderr_progress(what: &str, done: usize, total: usize) {
     }
 }
 
-fn dtype(flag: &str, value: &str) -> Result<QDtype> {
-    match value {
-        "int8" => Ok(QDtype::Int8),
-        "uint8" => Ok(QDtype::Uint8),
-        other => bail!("--{flag} {other} is not allowed: int8 or uint8"),
-    }
-}
-
 impl CalibFlags {
     /// The prelude's options.
     pub fn options(&self) -> Result<CalibOptions> {
+        let activation_type = QDtype::storage("--activation-type", &self.activation_type)?;
+        let weight_type = QDtype::storage("--weight-type", &self.weight_type)?;
         Ok(CalibOptions {
             method: self.method.parse::<Method>()?,
             per_channel: self.per_channel,
             symmetric: self.symmetric,
-            activation_type: dtype("activation-type", &self.activation_type)?,
-            weight_type: dtype("weight-type", &self.weight_type)?,
-            activation_bits: self.activation_bits,
-            weight_bits: self.weight_bits,
+            activation_type,
+            weight_type,
+            activation_bits: self.activation_bits.unwrap_or(activation_type.bits()),
+            weight_bits: self.weight_bits.unwrap_or(weight_type.bits()),
             per_class: self.per_class,
             ..Default::default()
         })

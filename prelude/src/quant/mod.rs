@@ -19,6 +19,7 @@ pub mod analysis;
 pub mod cache;
 pub mod calibrate;
 pub mod capture;
+pub mod dtype;
 pub mod onnx_graph;
 pub mod repair;
 pub mod sqnr;
@@ -39,6 +40,7 @@ pub use analysis::{
 };
 pub use calibrate::{calibrate, CalibOptions, Method};
 pub use capture::Capture;
+pub use dtype::{NoCpuKernel, QDtype};
 pub use repair::{repair, repair_chart, Repair, RepairOptions};
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};
@@ -61,39 +63,6 @@ impl fmt::Display for Role {
             Role::Activation => "activation",
             Role::Weight => "weight",
             Role::Bias => "bias",
-        })
-    }
-}
-
-/// The integer type a tensor is quantized to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QDtype {
-    /// Signed 8 bit.
-    Int8,
-    /// Unsigned 8 bit.
-    Uint8,
-    /// Signed 32 bit (biases).
-    Int32,
-}
-
-impl QDtype {
-    /// The smallest and largest value of the type.
-    pub fn range(self) -> (i64, i64) {
-        match self {
-            QDtype::Int8 => (-128, 127),
-            QDtype::Uint8 => (0, 255),
-            QDtype::Int32 => (i32::MIN as i64, i32::MAX as i64),
-        }
-    }
-}
-
-impl fmt::Display for QDtype {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            QDtype::Int8 => "int8",
-            QDtype::Uint8 => "uint8",
-            QDtype::Int32 => "int32",
         })
     }
 }

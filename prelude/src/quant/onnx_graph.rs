@@ -53,17 +53,61 @@ fn initializer_mut<'m>(model: &'m mut ModelProto, name: &str) -> Result<&'m mut 
         .ok_or_else(|| anyhow!("initializer `{name}` not found"))
 }
 
+/// The ONNX element type of a [`QDtype`].
+pub fn data_type(dtype: QDtype) -> DataType {
+    match dtype {
+        QDtype::Int4 => DataType::Int4,
+        QDtype::Uint4 => DataType::Uint4,
+        QDtype::Int8 => DataType::Int8,
+        QDtype::Uint8 => DataType::Uint8,
+        QDtype::Int16 => DataType::Int16,
+        QDtype::Uint16 => DataType::Uint16,
+        QDtype::Int32 => DataType::Int32,
+    }
+}
+
 /// The element type of an integer tensor as a [`QDtype`].
 pub fn qdtype(t: &TensorProto) -> Result<QDtype> {
-    match DataType::try_from(t.data_type.unwrap_or(0)) {
-        Ok(DataType::Int8) => Ok(QDtype::Int8),
-        Ok(DataType::Uint8) => Ok(QDtype::Uint8),
-        Ok(DataType::Int32) => Ok(QDtype::Int32),
-        other => bail!(
-            "tensor `{}` has element type {other:?}; the workbench handles int8, uint8 and int32",
-            t.name()
-        ),
-    }
+    let code = t.data_type.unwrap_or(0);
+    QDtype::ALL
+        .into_iter()
+        .find(|&d| data_type(d) as i32 == code)
+        .ok_or_else(|| {
+            anyhow!(
+                "tensor `{}` has element type {:?}; the workbench handles {}",
+                t.name(),
+                DataType::try_from(code),
+                super::dtype::names(&QDtype::ALL)
+            )
+        })
+}
+
+/// How many elements a tensor holds (the product of its dims; 1 for a scalar).
+fn element_count(t: &TensorProto) -> usize {
+    t.dims.iter().map(|&d| d.max(0) as usize).product()
+}
+
+/// `n` 4-bit values from bytes holding two each, the first in the low nibble.
+fn unpack_nibbles(bytes: impl Iterator<Item = u8>, n: usize, signed: bool) -> Vec<i32> {
+    bytes
+        .flat_map(|b| [b & 0x0f, b >> 4])
+        .take(n)
+        .map(|v| {
+            if signed && v >= 8 {
+                v as i32 - 16
+            } else {
+                v as i32
+            }
+        })
+        .collect()
+}
+
+/// 4-bit values packed two per byte, the first in the low nibble (ONNX's int4/uint4 layout).
+fn pack_nibbles(values: &[i32]) -> Vec<u8> {
+    values
+        .chunks(2)
+        .map(|p| (p[0] as u8 & 0x0f) | ((p.get(1).copied().unwrap_or(0) as u8 & 0x0f) << 4))
+        .collect()
 }
 
 /// The values of a float32 tensor (raw or typed storage).
@@ -90,15 +134,31 @@ pub fn set_floats(t: &mut TensorProto, values: &[f32]) {
     }
 }
 
-/// The values of an int8, uint8 or int32 tensor (raw or typed storage), widened to i32.
+/// The values of an integer tensor (raw or typed storage; 4-bit values unpacked, two per
+/// byte), widened to i32.
 pub fn ints(t: &TensorProto) -> Result<Vec<i32>> {
     let dtype = qdtype(t)?;
+    let n = element_count(t);
     let Some(raw) = &t.raw_data else {
+        if dtype.bits() == 4 {
+            // Typed storage holds one packed byte (two values) per int32.
+            let bytes = t.int32_data.iter().map(|&v| v as u8);
+            return Ok(unpack_nibbles(bytes, n, dtype.signed()));
+        }
         return Ok(t.int32_data.clone());
     };
     Ok(match dtype {
+        QDtype::Int4 | QDtype::Uint4 => unpack_nibbles(raw.iter().copied(), n, dtype.signed()),
         QDtype::Int8 => raw.iter().map(|&b| b as i8 as i32).collect(),
         QDtype::Uint8 => raw.iter().map(|&b| b as i32).collect(),
+        QDtype::Int16 => raw
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)
+            .collect(),
+        QDtype::Uint16 => raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as i32)
+            .collect(),
         QDtype::Int32 => raw
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -107,17 +167,114 @@ pub fn ints(t: &TensorProto) -> Result<Vec<i32>> {
 }
 
 /// Replaces the values of an integer tensor, in the storage it used (values already checked
-/// against the dtype's range).
+/// against the dtype's range; 4-bit values packed two per byte).
 pub fn set_ints(t: &mut TensorProto, values: &[i32]) -> Result<()> {
     let dtype = qdtype(t)?;
     if t.raw_data.is_some() {
         t.raw_data = Some(match dtype {
-            QDtype::Int8 => values.iter().map(|&v| v as i8 as u8).collect(),
-            QDtype::Uint8 => values.iter().map(|&v| v as u8).collect(),
+            QDtype::Int4 | QDtype::Uint4 => pack_nibbles(values),
+            QDtype::Int8 | QDtype::Uint8 => values.iter().map(|&v| v as u8).collect(),
+            QDtype::Int16 | QDtype::Uint16 => values
+                .iter()
+                .flat_map(|&v| (v as u16).to_le_bytes())
+                .collect(),
             QDtype::Int32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         });
+    } else if dtype.bits() == 4 {
+        t.int32_data = pack_nibbles(values).into_iter().map(i32::from).collect();
     } else {
         t.int32_data = values.to_vec();
+    }
+    Ok(())
+}
+
+/// A new integer tensor of `dtype` holding `values` (raw bytes when `raw`, else typed storage).
+pub fn int_tensor(
+    name: &str,
+    dtype: QDtype,
+    dims: Vec<i64>,
+    values: &[i32],
+    raw: bool,
+) -> TensorProto {
+    let mut t = TensorProto {
+        name: Some(name.to_string()),
+        data_type: Some(data_type(dtype) as i32),
+        dims,
+        raw_data: raw.then(Vec::new),
+        ..Default::default()
+    };
+    set_ints(&mut t, values).expect("an integer tensor");
+    t
+}
+
+/// Ops whose inputs or attributes changed between opset 13 and 21 in ways a version number
+/// alone does not carry over (their `axes`/`split` moved from attributes to inputs).
+const CHANGED_BEFORE_21: [&str; 12] = [
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+];
+
+/// Raises the model's standard opset and IR version to what its integer types need (opset 21
+/// and IR 10 for int4/uint4/int16/uint16; see [`QDtype::min_opset`]). Refuses, by node, a
+/// graph with ops whose form changed on the way (from an opset before 18).
+pub fn require_types(model: &mut ModelProto) -> Result<()> {
+    let g = graph(model)?;
+    let mut types: Vec<QDtype> = g
+        .initializer
+        .iter()
+        .filter_map(|t| qdtype(t).ok())
+        .collect();
+    types.sort();
+    types.dedup();
+    let opset = types.iter().map(|t| t.min_opset()).max().unwrap_or(0);
+    let ir = types.iter().map(|t| t.min_ir_version()).max().unwrap_or(0);
+    let current = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain().is_empty())
+        .map(|o| o.version())
+        .unwrap_or(1);
+    if current < opset {
+        if current < 18 {
+            if let Some(n) = g
+                .node
+                .iter()
+                .find(|n| n.domain().is_empty() && CHANGED_BEFORE_21.contains(&n.op_type()))
+            {
+                bail!(
+                    "the model's {} types need ONNX opset {opset}, and its node `{}` ({}) \
+                     changed form between opset {current} and {opset}: convert the model to \
+                     opset {opset} first (onnx.version_converter)",
+                    types.iter().map(|t| t.name()).collect::<Vec<_>>().join("/"),
+                    n.name(),
+                    n.op_type()
+                );
+            }
+        }
+        match model
+            .opset_import
+            .iter_mut()
+            .find(|o| o.domain().is_empty())
+        {
+            Some(o) => o.version = Some(opset),
+            None => model.opset_import.push(proto::OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(opset),
+            }),
+        }
+    }
+    if model.ir_version() < ir {
+        model.ir_version = Some(ir);
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ use super::calibrate::params::Grid;
 use super::calibrate::Progress;
 use super::capture::Memo;
 use super::onnx_graph::proto::{ModelProto, NodeProto};
-use super::{QDtype, QuantModel, QuantParam, Role};
+use super::{QuantModel, QuantParam, Role};
 use crate::data::{Dataset, NUM_CLASSES};
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
 use crate::model::{Framework, Model};
@@ -449,11 +449,12 @@ fn layers(m: &QuantModel, float: &ModelProto, proto: &ModelProto) -> Result<Vec<
     Ok(out)
 }
 
-/// The grid (bits, lowest and highest integer) of weight `p` holding `ints`: `options`' width,
-/// or the narrowest that holds them. Symmetric (int8 with zero points 0) grids drop the most
-/// negative value, as `with_bits` and `calibrate` make them.
+/// The grid (bits, lowest and highest integer) of weight `p` holding `ints`: `options`' width
+/// (which must fit `p`'s stored type), or the narrowest that holds them. Symmetric (a signed
+/// type with zero points 0) grids drop the most negative value, as `with_bits` and `calibrate`
+/// make them.
 fn grid(p: &QuantParam, ints: &[i32], options: &AdaRoundOptions) -> Result<(u32, i64, i64)> {
-    let symmetric = p.dtype == QDtype::Int8 && p.zero_points.iter().all(|&z| z == 0);
+    let symmetric = p.dtype.signed() && p.zero_points.iter().all(|&z| z == 0);
     let range = |bits: u32| {
         Grid {
             dtype: p.dtype,
@@ -465,6 +466,8 @@ fn grid(p: &QuantParam, ints: &[i32], options: &AdaRoundOptions) -> Result<(u32,
     let holds = |(lo, hi): (i64, i64)| ints.iter().all(|&q| (lo..=hi).contains(&(q as i64)));
     match options.weight_bits {
         Some(bits) => {
+            p.dtype
+                .check_bits(&format!("weight_bits for `{}`", p.tensor), bits)?;
             let (lo, hi) = range(bits);
             if !holds((lo, hi)) {
                 bail!(
@@ -476,13 +479,15 @@ fn grid(p: &QuantParam, ints: &[i32], options: &AdaRoundOptions) -> Result<(u32,
             }
             Ok((bits, lo, hi))
         }
-        None => Ok((2..=8)
+        None => Ok(p
+            .dtype
+            .bit_widths()
             .map(|b| (b, range(b)))
             .find(|&(_, r)| holds(r))
             .map(|(b, (lo, hi))| (b, lo, hi))
             .unwrap_or_else(|| {
                 let (lo, hi) = p.dtype.range();
-                (8, lo, hi)
+                (p.dtype.bits(), lo, hi)
             })),
     }
 }

@@ -157,15 +157,19 @@ pub struct CalibOptions {
     pub per_channel: bool,
     /// Symmetric activations (zero point in the middle; ReLUs then stay in the graph).
     pub symmetric: bool,
-    /// Activation storage type (int8 or uint8).
+    /// Activation storage type, one of [`QDtype::STORAGE`] (int4/uint4 and int16/uint16 make an
+    /// opset-21 model).
     pub activation_type: QDtype,
-    /// Weight storage type (int8 or uint8).
+    /// Weight storage type, one of [`QDtype::STORAGE`] (int4/uint4 weights are stored packed,
+    /// two per byte).
     pub weight_type: QDtype,
-    /// Activation bits, 2 to 8. Below 8 the grid is narrower than its int8/uint8 container and
-    /// starts at its bottom: values below the calibrated range saturate at the grid's lower edge
-    /// (so folded ReLUs still clip), values above it at the container's top, not the grid's.
+    /// Activation bits, 2 to the type's width. Below it the grid is narrower than its container
+    /// and starts at its bottom: values below the calibrated range saturate at the grid's lower
+    /// edge (so folded ReLUs still clip), values above it at the container's top, not the grid's.
+    /// [`CalibOptions::with_activation_type`] sets type and width together.
     pub activation_bits: u32,
-    /// Weight bits, 2 to 8 (weights are clipped to the narrower grid).
+    /// Weight bits, 2 to the type's width (weights are clipped to a narrower grid).
+    /// [`CalibOptions::with_weight_type`] sets type and width together.
     pub weight_bits: u32,
     /// Weight bits for particular weights (by initializer name), overriding `weight_bits`.
     pub layer_bits: BTreeMap<String, u32>,
@@ -196,6 +200,20 @@ impl Default for CalibOptions {
 }
 
 impl CalibOptions {
+    /// These options with weights stored as `dtype`, on its full width.
+    pub fn with_weight_type(mut self, dtype: QDtype) -> CalibOptions {
+        self.weight_type = dtype;
+        self.weight_bits = dtype.bits();
+        self
+    }
+
+    /// These options with activations stored as `dtype`, on its full width.
+    pub fn with_activation_type(mut self, dtype: QDtype) -> CalibOptions {
+        self.activation_type = dtype;
+        self.activation_bits = dtype.bits();
+        self
+    }
+
     /// A short description (also the calibrated model's name suffix).
     pub fn label(&self) -> String {
         let mut parts = vec![self.method.to_string()];
@@ -210,21 +228,18 @@ impl CalibOptions {
         if self.symmetric {
             parts.push("symmetric".into());
         }
-        let t = |d: QDtype| if d == QDtype::Uint8 { "u8" } else { "i8" };
+        let t = |d: QDtype, bits: u32| {
+            let short = format!("{}{}", if d.signed() { "i" } else { "u" }, d.bits());
+            if bits == d.bits() {
+                short
+            } else {
+                format!("{short}/{bits}b")
+            }
+        };
         parts.push(format!(
-            "a{}{} w{}{}",
-            t(self.activation_type),
-            if self.activation_bits == 8 {
-                String::new()
-            } else {
-                format!("/{}b", self.activation_bits)
-            },
-            t(self.weight_type),
-            if self.weight_bits == 8 {
-                String::new()
-            } else {
-                format!("/{}b", self.weight_bits)
-            },
+            "a{} w{}",
+            t(self.activation_type, self.activation_bits),
+            t(self.weight_type, self.weight_bits),
         ));
         if !self.layer_bits.is_empty() {
             parts.push(format!("{} layers re-bitted", self.layer_bits.len()));
@@ -234,27 +249,17 @@ impl CalibOptions {
 
     pub(crate) fn check(&self) -> Result<()> {
         self.method.check()?;
-        for (what, t) in [
-            ("activation_type", self.activation_type),
-            ("weight_type", self.weight_type),
-        ] {
-            if t == QDtype::Int32 {
-                bail!("{what} = int32 is not allowed: int8 or uint8");
-            }
+        self.activation_type.check_storage("activation_type")?;
+        self.weight_type.check_storage("weight_type")?;
+        self.activation_type
+            .check_bits("activation_bits", self.activation_bits)?;
+        self.weight_type
+            .check_bits("weight_bits", self.weight_bits)?;
+        for (k, &b) in &self.layer_bits {
+            self.weight_type
+                .check_bits(&format!("layer_bits[{k}]"), b)?;
         }
-        let bits = [
-            ("activation_bits".to_string(), self.activation_bits),
-            ("weight_bits".to_string(), self.weight_bits),
-        ];
-        let layers = self
-            .layer_bits
-            .iter()
-            .map(|(k, &b)| (format!("layer_bits[{k}]"), b));
-        for (what, b) in bits.into_iter().chain(layers) {
-            if !(2..=8).contains(&b) {
-                bail!("{what} = {b} is out of range: 2 to 8 bits");
-            }
-        }
+        super::dtype::cpu_kernel(self.weight_type, self.activation_type)?;
         if self.per_class == 0 {
             bail!("per_class = 0 is out of range: at least 1 calibration image per class");
         }
@@ -399,7 +404,7 @@ pub fn calibrate_proto(
             let grid = Grid {
                 dtype: options.weight_type,
                 bits,
-                symmetric: axis.is_some() || options.weight_type == QDtype::Int8,
+                symmetric: axis.is_some() || options.weight_type.signed(),
             };
             (w, grid)
         })

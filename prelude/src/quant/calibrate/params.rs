@@ -10,9 +10,9 @@ use super::super::QDtype;
 /// The integer grid a tensor is quantized onto: `bits` bits stored in `dtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
-    /// Storage type (int8 or uint8).
+    /// Storage type (one of [`QDtype::STORAGE`]).
     pub dtype: QDtype,
-    /// Bits used, 2 to 8.
+    /// Bits used, 2 to the storage type's width.
     pub bits: u32,
     /// Symmetric around zero (zero point in the middle of the grid).
     pub symmetric: bool,
@@ -20,18 +20,20 @@ pub struct Grid {
 
 impl Grid {
     /// The smallest and largest integer of the grid. A symmetric signed grid drops the most
-    /// negative value (-127..=127 for 8 bits), as onnxruntime does. An asymmetric grid of fewer
-    /// than 8 bits starts at the bottom of its container (-128 or 0), so that its lower edge
-    /// saturates there: a range starting at 0 then still clips negatives, which is how a ReLU
-    /// folded into its producer works in a QDQ graph. (Its upper edge saturates at the
-    /// container's top, not the grid's.)
+    /// negative value (-127..=127 for 8 bits), as onnxruntime does. An asymmetric grid narrower
+    /// than its container starts at the container's bottom (-128 or 0 for 8 bits), so that its
+    /// lower edge saturates there: a range starting at 0 then still clips negatives, which is
+    /// how a ReLU folded into its producer works in a QDQ graph. (Its upper edge saturates at
+    /// the container's top, not the grid's.)
     pub fn qrange(self) -> (i64, i64) {
         let b = self.bits;
-        match self.dtype {
-            QDtype::Uint8 => (0, (1 << b) - 1),
-            QDtype::Int8 if self.symmetric => (-((1 << (b - 1)) - 1), (1 << (b - 1)) - 1),
-            QDtype::Int8 => (-128, -128 + (1 << b) - 1),
-            QDtype::Int32 => (i32::MIN as i64, i32::MAX as i64),
+        let (lo, _) = self.dtype.range();
+        if !self.dtype.signed() {
+            (0, (1 << b) - 1)
+        } else if self.symmetric {
+            (-((1 << (b - 1)) - 1), (1 << (b - 1)) - 1)
+        } else {
+            (lo, lo + (1 << b) - 1)
         }
     }
 
@@ -63,7 +65,7 @@ impl Grid {
     /// f32, round half to even, add the zero point, clip to the storage type). Values are
     /// clipped to the grid when it is narrower than its storage.
     pub fn quantize(self, v: f32, scale: f32, zp: i32) -> i32 {
-        let (lo, hi) = if self.bits == 8 {
+        let (lo, hi) = if self.bits == self.dtype.bits() {
             self.dtype.range()
         } else {
             self.qrange()
@@ -153,6 +155,11 @@ mod tests {
         assert_eq!(grid(QDtype::Int8, 4, true).qrange(), (-7, 7));
         assert_eq!(grid(QDtype::Int8, 4, false).qrange(), (-128, -113));
         assert_eq!(grid(QDtype::Uint8, 2, false).qrange(), (0, 3));
+        assert_eq!(grid(QDtype::Int4, 4, true).qrange(), (-7, 7));
+        assert_eq!(grid(QDtype::Int4, 4, false).qrange(), (-8, 7));
+        assert_eq!(grid(QDtype::Uint4, 3, false).qrange(), (0, 7));
+        assert_eq!(grid(QDtype::Int16, 16, true).qrange(), (-32767, 32767));
+        assert_eq!(grid(QDtype::Uint16, 16, false).qrange(), (0, 65535));
     }
 
     #[test]

@@ -143,9 +143,10 @@ impl QuantModel {
             options.activation_bits
         };
         for p in &rows {
+            // A grid no wider than the tensor's stored type (an int4 activation stays on 4 bits).
             let grid = Grid {
                 dtype: p.dtype,
-                bits,
+                bits: bits.min(p.dtype.bits()),
                 symmetric: options.symmetric,
             };
             let one: BTreeMap<String, MinMax> =

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use ndarray::ArrayD;
 
 use super::{channel, summary_f32, summary_i32, Change, QuantModel};
-use crate::quant::{QDtype, QuantParam, Role};
+use crate::quant::{QuantParam, Role};
 
 impl QuantModel {
     /// A new version with `tensor`'s (per-tensor) scale set to `scale`.
@@ -108,11 +108,12 @@ impl QuantModel {
         self.edit(what, &p, Change::Ints(flat))
     }
 
-    /// A new version with a weight re-quantized to `bits` (2..=8) bits, simulated in its 8-bit
-    /// container: per channel (or per tensor), the dequantized weights get a new scale so that
-    /// their range fits a `bits`-bit grid. Symmetric weights (all zero points 0, int8) stay
-    /// symmetric on `-(2^(bits-1) - 1) ..= 2^(bits-1) - 1`; others get an asymmetric grid of
-    /// `2^bits` levels starting at the dtype's minimum, with a new zero point.
+    /// A new version with a weight re-quantized to `bits` bits (2 to its type's width), a
+    /// narrower grid inside its stored type: per channel (or per tensor), the dequantized
+    /// weights get a new scale so that their range fits a `bits`-bit grid. Symmetric weights
+    /// (all zero points 0, a signed type) stay symmetric on `-(2^(bits-1) - 1) ..= 2^(bits-1) - 1`;
+    /// others get an asymmetric grid of `2^bits` levels starting at the dtype's minimum, with a
+    /// new zero point.
     pub fn with_bits(&self, tensor: &str, bits: u32) -> Result<QuantModel> {
         let p = self.param(tensor)?.clone();
         if p.role != Role::Weight {
@@ -124,17 +125,12 @@ impl QuantModel {
                 self.names_with(|r| r == Role::Weight)
             );
         }
-        if !(2..=8).contains(&bits) {
-            bail!(
-                "bits = {bits} for `{}` is not allowed: 2 to 8 bits fit its {} container",
-                p.tensor,
-                p.dtype
-            );
-        }
+        p.dtype
+            .check_bits(&format!("bits for `{}`", p.tensor), bits)?;
         let w = self.weights(tensor)?;
         let values: Vec<f32> = w.dequantized.iter().copied().collect();
         let channels = p.scales.len();
-        let symmetric = p.dtype == QDtype::Int8 && p.zero_points.iter().all(|&z| z == 0);
+        let symmetric = p.dtype.signed() && p.zero_points.iter().all(|&z| z == 0);
         let (dmin, _) = p.dtype.range();
         let mut lo = vec![0f32; channels];
         let mut hi = vec![0f32; channels];

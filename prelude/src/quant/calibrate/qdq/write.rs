@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use super::super::params::{quantize_bias, widen_for_bias, Grid};
 use super::{Mark, Plan};
 use crate::quant::onnx_graph::proto::{tensor_proto::DataType, ModelProto, NodeProto, TensorProto};
-use crate::quant::onnx_graph::{self};
+use crate::quant::onnx_graph::{self, int_tensor};
 use crate::quant::QDtype;
 
 /// Everything [`write`] needs besides the plan.
@@ -33,19 +33,6 @@ fn scalar_tensor(name: &str, dtype: DataType, dims: Vec<i64>) -> TensorProto {
 fn float_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
     let mut t = scalar_tensor(name, DataType::Float, dims);
     t.float_data = values.to_vec();
-    t
-}
-
-fn int_tensor(name: &str, dtype: QDtype, dims: Vec<i64>, values: &[i32], raw: bool) -> TensorProto {
-    let data_type = match dtype {
-        QDtype::Int8 => DataType::Int8,
-        QDtype::Uint8 => DataType::Uint8,
-        QDtype::Int32 => DataType::Int32,
-    };
-    let mut t = scalar_tensor(name, data_type, dims);
-    // `set_ints` keeps the storage the tensor uses: raw bytes when `raw_data` is set.
-    t.raw_data = raw.then(Vec::new);
-    onnx_graph::set_ints(&mut t, values).expect("an integer tensor");
     t
 }
 
@@ -174,12 +161,12 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
             },
         );
     }
-    // Widen weight scales whose bias would overflow int32 (int8 symmetric weights only).
+    // Widen weight scales whose bias would overflow int32 (signed symmetric weights only).
     for b in &plan.biases {
         let (Some(input), Some(w)) = (act_params.get(&b.input), weights.get_mut(&b.weight)) else {
             continue;
         };
-        if w.grid.dtype != QDtype::Int8 || w.zps.iter().any(|&z| z != 0) {
+        if !w.grid.dtype.signed() || w.zps.iter().any(|&z| z != 0) {
             continue;
         }
         let bias = onnx_graph::floats(&initial[&b.name])?;
@@ -395,5 +382,6 @@ pub fn write(model: &ModelProto, plan: &Plan, numbers: &Numbers<'_>) -> Result<M
     g.value_info.retain(|v| produced.contains(v.name()));
     out.producer_name = Some("qplay".into());
     out.producer_version = Some(env!("CARGO_PKG_VERSION").into());
+    onnx_graph::require_types(&mut out)?;
     Ok(out)
 }

@@ -1,0 +1,69 @@
+"""Real low-bit and wide types from the command line: `qplay calibrate --weight-type int4` writes
+an opset-21 model whose weights are 4-bit initializers packed two per byte (half the bytes of
+int8), and Python onnxruntime predicts with it exactly as qplay does, image for image; so does an
+int16-activation model. Bad types and widths, and type pairs onnxruntime's CPU provider cannot
+run, are named errors that write nothing."""
+
+import numpy as np
+import onnx
+from conftest import assert_predicts_as_python
+
+
+def calibrate(qplay, out, *flags):
+    qplay("calibrate", "--per-channel", "--per-class", 10, "--out", out, *flags)
+    return onnx.load(str(out))
+
+
+def weight_initializers(model):
+    """The quantized weights (not biases, whose integers are int32), by name."""
+    return {t.name: t for t in model.graph.initializer
+            if t.name.endswith(".weight_quantized")}
+
+
+def test_int4_weights_are_packed_and_predict_as_in_python_onnxruntime(qplay, tmp_path):
+    w4 = calibrate(qplay, tmp_path / "w4.onnx", "--weight-type", "int4")
+    w8 = calibrate(qplay, tmp_path / "w8.onnx", "--weight-type", "int8")
+    onnx.checker.check_model(w4)
+    opset = {o.domain: o.version for o in w4.opset_import}[""]
+    assert opset >= 21 and w4.ir_version >= 10, (opset, w4.ir_version)
+    q4, q8 = weight_initializers(w4), weight_initializers(w8)
+    assert len(q4) == 10 and q4.keys() == q8.keys()
+    for name, t in q4.items():
+        assert t.data_type == onnx.TensorProto.INT4, name
+        count = int(np.prod(t.dims))
+        assert len(t.raw_data) == (count + 1) // 2 == (len(q8[name].raw_data) + 1) // 2, name
+        values = onnx.numpy_helper.to_array(t)
+        assert values.min() >= -7 and values.max() <= 7 and values.min() < 0, name
+    assert_predicts_as_python(qplay, tmp_path / "w4.onnx", tmp_path)
+
+
+def test_int16_activations_predict_as_in_python_onnxruntime(qplay, tmp_path):
+    m = calibrate(qplay, tmp_path / "a16.onnx", "--activation-type", "int16", "--weight-type", "uint4")
+    zero_points = [t for t in m.graph.initializer if t.name.endswith("_zero_point") and ".weight" not in t.name and ".bias" not in t.name]
+    assert zero_points and all(t.data_type == onnx.TensorProto.INT16 for t in zero_points)
+    assert all(t.data_type == onnx.TensorProto.UINT4 for t in weight_initializers(m).values())
+    assert_predicts_as_python(qplay, tmp_path / "a16.onnx", tmp_path)
+
+
+def test_bad_types_widths_and_unsupported_pairs_are_named_and_write_nothing(qplay, tmp_path):
+    out = tmp_path / "never.onnx"
+    cases = [
+        (["--weight-type", "int5"], "--weight-type = `int5` is not a type: one of int4, uint4, int8, uint8, int16, uint16"),
+        (["--activation-type", "int32"], "--activation-type = int32 is not allowed"),
+        (["--weight-type", "int4", "--weight-bits", "8"], "weight_bits = 8 is out of range: 2 to 4 bits fit int4"),
+        (["--activation-type", "int16", "--activation-bits", "17"], "2 to 16 bits fit int16"),
+        (["--activation-type", "uint4"], "NoCpuKernel: int8 weights with uint4 activations"),
+    ]
+    for flags, message in cases:
+        proc = qplay("calibrate", "--out", out, *flags, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr)
+        assert not out.exists()
+
+
+def test_adaround_at_4_bits_writes_int4_weights_that_python_onnxruntime_runs(qplay, tmp_path):
+    out = tmp_path / "ada4.onnx"
+    qplay("adaround", "--weight-bits", 4, "--per-channel", "--iterations", 20, "--per-class", 2,
+          "--test", "lossless249", "--out", out)
+    q = weight_initializers(onnx.load(str(out)))
+    assert len(q) == 10 and all(t.data_type == onnx.TensorProto.INT4 for t in q.values())
+    assert_predicts_as_python(qplay, out, tmp_path)
