@@ -19,6 +19,7 @@ pub mod analysis;
 pub mod cache;
 pub mod calibrate;
 pub mod capture;
+pub mod graph;
 pub mod onnx_graph;
 pub mod repair;
 pub mod sqnr;
@@ -39,6 +40,7 @@ pub use analysis::{
 };
 pub use calibrate::{calibrate, CalibOptions, Method};
 pub use capture::Capture;
+pub use graph::{graph, Figure, Graph, Overlay};
 pub use repair::{repair, repair_chart, Repair, RepairOptions};
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};
