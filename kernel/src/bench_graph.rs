@@ -9,8 +9,8 @@ use anyhow::Result;
 use clap::Args;
 use qplay::data::{Bundled, Dataset};
 use qplay::model::Model;
-use qplay::quant::graph::graph_of;
-use qplay::quant::onnx_graph::{self, proto::ModelProto};
+use qplay::quant::graph::{chained, graph_of};
+use qplay::quant::onnx_graph;
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{workbench, Overlay};
 
@@ -26,54 +26,6 @@ pub struct GraphBench {
     /// Images the SQNR overlay is measured on (not timed).
     #[arg(long, default_value_t = 100)]
     images: usize,
-}
-
-/// `copies` copies of `proto`'s graph in a chain: every tensor but the initializers renamed per
-/// copy, copy k reading copy k−1's output where the model reads its input.
-pub fn chained(proto: &ModelProto, copies: usize) -> ModelProto {
-    let mut out = proto.clone();
-    let Some(g) = proto.graph.as_ref() else {
-        return out;
-    };
-    let input = g
-        .input
-        .first()
-        .map(|i| i.name().to_string())
-        .unwrap_or_default();
-    let output = g
-        .output
-        .first()
-        .map(|o| o.name().to_string())
-        .unwrap_or_default();
-    let is_init = |t: &str| g.initializer.iter().any(|i| i.name() == t);
-    let rename = |t: &str, k: usize| -> String {
-        if t.is_empty() || is_init(t) {
-            t.to_string()
-        } else if t == input {
-            if k == 0 {
-                t.to_string()
-            } else {
-                format!("{output}__{}", k - 1)
-            }
-        } else {
-            format!("{t}__{k}")
-        }
-    };
-    let og = out.graph.as_mut().expect("cloned from a graph");
-    og.node.clear();
-    for k in 0..copies {
-        for n in &g.node {
-            let mut n = n.clone();
-            n.name = Some(format!("{}__{k}", n.name()));
-            n.input = n.input.iter().map(|t| rename(t, k)).collect();
-            n.output = n.output.iter().map(|t| rename(t, k)).collect();
-            og.node.push(n);
-        }
-    }
-    for o in &mut og.output {
-        o.name = Some(rename(o.name(), copies.saturating_sub(1)));
-    }
-    out
 }
 
 fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {

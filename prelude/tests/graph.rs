@@ -202,7 +202,7 @@ fn overlays_carry_the_numbers() {
     assert!(sat_v.value("activation_3").unwrap() <= sat_m.value("activation_3").unwrap());
     assert!(sat_m.values.values().all(|&p| (0.0..=100.0).contains(&p)));
     assert!(sat_m.remarks["activation_3"].contains("folded ReLU"));
-    keep("graph_saturation", &g.with(sat_m).svg());
+    keep("graph_saturation", &graph(&m).unwrap().with(sat_m).svg());
 
     // Names of overlays; TorchScript refused by name.
     assert_eq!(Figure::parse("xmodel_err").unwrap(), Figure::XmodelErr);
@@ -217,4 +217,34 @@ fn overlays_carry_the_numbers() {
         err.contains("TorchScript") && err.contains("resnet8_int8"),
         "{err}"
     );
+}
+
+#[test]
+fn ten_times_larger_graph() {
+    let m = workbench("resnet8_int8").unwrap();
+    let big = qplay::quant::graph::chained(m.proto().unwrap(), 10);
+    let params = qplay::quant::onnx_graph::quant_params(&big).unwrap();
+    let g = qplay::quant::graph::graph_of("chain", &big, &params).unwrap();
+    let ops = g.nodes.iter().filter(|n| n.kind == NodeKind::Op).count();
+    assert_eq!(ops, 170);
+    let names: BTreeSet<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names.len(), g.nodes.len(), "every node placed once");
+    assert_eq!(g.edges.iter().filter(|e| e.dtype.is_some()).count(), 190);
+    for (e, edge) in g.edges.iter().enumerate() {
+        assert!(g.layout.layer[edge.from] < g.layout.layer[edge.to]);
+        assert!(g.layout.routes[e].windows(2).all(|w| w[1].1 > w[0].1));
+    }
+    let mut by_layer: Vec<Vec<f64>> = vec![Vec::new(); g.layout.layers()];
+    for (i, &(x, _)) in g.layout.pos.iter().enumerate() {
+        by_layer[g.layout.layer[i]].push(x);
+    }
+    for xs in &mut by_layer {
+        xs.sort_by(f64::total_cmp);
+        assert!(
+            xs.windows(2).all(|w| w[1] - w[0] >= 150.0),
+            "boxes overlap: {xs:?}"
+        );
+    }
+    let svg = g.with(Overlay::scale_change(&m)).svg();
+    assert_eq!(svg.0.matches("class=\"qplay-node\"").count(), g.nodes.len());
 }

@@ -268,6 +268,58 @@ fn fold(proto: &ModelProto, params: &[QuantParam]) -> Result<(Vec<Node>, Vec<Edg
     Ok((nodes, edges))
 }
 
+/// A larger graph to measure and test the drawing with: `copies` copies of `proto`'s graph in
+/// a chain, every node and every tensor but the initializers renamed per copy, copy k reading
+/// copy k−1's output where the model reads its input. The initializers are shared; the result
+/// is for drawing, not for running.
+pub fn chained(proto: &ModelProto, copies: usize) -> ModelProto {
+    let mut out = proto.clone();
+    let Some(g) = proto.graph.as_ref() else {
+        return out;
+    };
+    let input = g
+        .input
+        .first()
+        .map(|i| i.name().to_string())
+        .unwrap_or_default();
+    let output = g
+        .output
+        .first()
+        .map(|o| o.name().to_string())
+        .unwrap_or_default();
+    let is_init = |t: &str| g.initializer.iter().any(|i| i.name() == t);
+    let rename = |t: &str, k: usize| -> String {
+        if t.is_empty() || is_init(t) {
+            t.to_string()
+        } else if t == input {
+            if k == 0 {
+                t.to_string()
+            } else {
+                format!("{output}__{}", k - 1)
+            }
+        } else {
+            format!("{t}__{k}")
+        }
+    };
+    let Some(og) = out.graph.as_mut() else {
+        return out;
+    };
+    og.node.clear();
+    for k in 0..copies {
+        for n in &g.node {
+            let mut n = n.clone();
+            n.name = Some(format!("{}__{k}", n.name()));
+            n.input = n.input.iter().map(|t| rename(t, k)).collect();
+            n.output = n.output.iter().map(|t| rename(t, k)).collect();
+            og.node.push(n);
+        }
+    }
+    for o in &mut og.output {
+        o.name = Some(rename(o.name(), copies.saturating_sub(1)));
+    }
+    out
+}
+
 impl Graph {
     /// The same graph coloured by `overlay` (the layout is kept: recolouring places nothing).
     pub fn with(&self, overlay: Overlay) -> Graph {
