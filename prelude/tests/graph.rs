@@ -180,6 +180,9 @@ fn overlays_carry_the_numbers() {
     assert_eq!(s.overlay.value("conv2d_1.weight"), Some(1.0));
     assert_eq!(s.overlay.colour(4.0), "#b2182b");
     assert_eq!(s.overlay.colour(1.0), "#f7f7f7");
+    // Two graphs inline in one page: each legend's gradient has its own id.
+    assert!(s.svg().0.contains("url(#qplay-scale-2166ac"));
+    assert!(x.svg().0.contains("url(#qplay-scale-ffffcc"));
     keep("graph_scale_change", &s.svg());
     // Kept in float: remarked, and its edge loses the pill.
     let kf = v.keep_float("activation_3").unwrap();

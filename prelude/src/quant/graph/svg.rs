@@ -179,7 +179,10 @@ fn legend(g: &Graph, width: f64, s: &mut String) {
         return;
     }
     let stops = o.stops();
-    let _ = write!(s, "<defs><linearGradient id=\"qplay-scale\">");
+    // Inline SVGs share one id space in a notebook's page: the id names the stops, so that
+    // every graph finds its own colours (or equal ones) under it.
+    let id = format!("qplay-scale-{}", stops.join("").replace('#', ""));
+    let _ = write!(s, "<defs><linearGradient id=\"{id}\">");
     for (k, c) in stops.iter().enumerate() {
         let _ = write!(
             s,
@@ -203,7 +206,7 @@ fn legend(g: &Graph, width: f64, s: &mut String) {
         "</linearGradient></defs>\
          <text x=\"{MARGIN}\" y=\"36\" font-size=\"11\">{cap}</text>\
          <rect x=\"{MARGIN}\" y=\"42\" width=\"{bar_w:.0}\" height=\"10\" \
-         fill=\"url(#qplay-scale)\" stroke=\"#888888\"/>\
+         fill=\"url(#{id})\" stroke=\"#888888\"/>\
          <text x=\"{MARGIN}\" y=\"62\" font-size=\"10\">{l}</text>\
          <text x=\"{r:.0}\" y=\"62\" font-size=\"10\" text-anchor=\"end\">{rt}</text>\
          <text x=\"{MARGIN}\" y=\"76\" font-size=\"10\" fill=\"#555555\">{note}</text>",
