@@ -250,4 +250,5 @@ fn ten_times_larger_graph() {
     }
     let svg = g.with(Overlay::scale_change(&m)).svg();
     assert_eq!(svg.0.matches("class=\"qplay-node\"").count(), g.nodes.len());
+    keep("graph_chain10", &svg);
 }
