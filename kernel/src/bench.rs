@@ -28,6 +28,8 @@ pub enum BenchCommand {
     Calibrate(CalibrateBench),
     /// Opening a notebook: first result, Run All of the playground, an edited cell, memory (PSS).
     Startup(StartupBench),
+    /// Drawing a model's graph: layout, SVG, recolouring; ResNet-8 and a graph 10× larger.
+    Graph(crate::bench_graph::GraphBench),
 }
 
 /// Arguments of `qplay bench startup`.
@@ -134,6 +136,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Reactive(args) => bench_reactive(args),
         BenchCommand::Calibrate(args) => bench_calibrate(args),
         BenchCommand::Startup(args) => bench_startup(args),
+        BenchCommand::Graph(args) => crate::bench_graph::run(args),
     }
 }
 

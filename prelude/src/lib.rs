@@ -45,10 +45,10 @@ pub mod prelude {
     };
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
-        adaround, agreement, calibrate, compare_models, repair, repair_chart, sensitivity, sweep,
-        workbench, AdaRound, AdaRoundOptions, Agreement, CalibOptions, Capture, Comparison, Diff,
-        Knob, LayerErrors, Method, ParamSweep, QDtype, QuantModel, QuantParam, QuantParams, Repair,
-        RepairOptions, Role, Sensitivity, Weights,
+        adaround, agreement, calibrate, compare_models, graph, repair, repair_chart, sensitivity,
+        sweep, workbench, AdaRound, AdaRoundOptions, Agreement, CalibOptions, Capture, Comparison,
+        Diff, Figure, Graph, Knob, LayerErrors, Method, Overlay, ParamSweep, QDtype, QuantModel,
+        QuantParam, QuantParams, Repair, RepairOptions, Role, Sensitivity, Weights,
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{

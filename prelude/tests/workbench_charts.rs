@@ -1,29 +1,17 @@
 //! Every workbench chart renders as SVG with its labels as text. With $QPLAY_CHART_DIR set, the
 //! SVGs are written there (to look at them, e.g. rendered to PNG by headless Chromium).
 
+mod common;
+
 use qplay::charts::{
     confusion_chart, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart, tensor_histogram,
 };
 use qplay::data::{Bundled, Dataset};
-use qplay::display::Svg;
 use qplay::eval::quick;
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{sensitivity, sweep, workbench, Knob};
 
-fn keep(name: &str, svg: &Svg) {
-    assert!(
-        svg.0.starts_with("<svg") && svg.0.contains("<text"),
-        "{name}"
-    );
-    if let Some(dir) = std::env::var_os("QPLAY_CHART_DIR") {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            std::path::Path::new(&dir).join(format!("{name}.svg")),
-            &svg.0,
-        )
-        .unwrap();
-    }
-}
+use common::keep;
 
 #[test]
 fn every_chart_renders() {

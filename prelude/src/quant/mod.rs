@@ -20,6 +20,7 @@ pub mod cache;
 pub mod calibrate;
 pub mod capture;
 pub mod dtype;
+pub mod graph;
 pub mod onnx_graph;
 pub mod repair;
 pub mod sqnr;
@@ -41,6 +42,7 @@ pub use analysis::{
 pub use calibrate::{calibrate, CalibOptions, Method};
 pub use capture::Capture;
 pub use dtype::{NoCpuKernel, QDtype};
+pub use graph::{graph, Figure, Graph, Overlay};
 pub use repair::{repair, repair_chart, Repair, RepairOptions};
 pub use sqnr::{sqnr_db, LayerError, LayerErrors};
 pub use version::{workbench, Diff, DiffRow, QuantModel, Weights};
