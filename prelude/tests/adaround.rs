@@ -1,22 +1,15 @@
 //! AdaRound: learned rounding beats nearest rounding on images it did not learn on; bad options
 //! are errors naming the option; a seed gives the same model every time.
 
-use qplay::data::{Bundled, Dataset};
+mod common;
+
+use qplay::data::Bundled;
 use qplay::eval::quick;
 use qplay::quant::adaround::{adaround, adaround_with, AdaRoundOptions};
 use qplay::quant::calibrate::{calibrate_version, CalibOptions};
 use qplay::quant::{workbench, QuantModel, Role};
 
-/// The training images, with this process's own cache folder (calibration statistics are kept
-/// on disk), set before anything reads it.
-fn train() -> Dataset {
-    static CACHE: std::sync::Once = std::sync::Once::new();
-    CACHE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-adaround-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), Bundled::Train4000).unwrap()
-}
+use common::dataset;
 
 /// The float model and its W4A8 per-tensor calibration (20 images per class).
 fn w4(per_channel: bool) -> (QuantModel, QuantModel) {
@@ -27,7 +20,7 @@ fn w4(per_channel: bool) -> (QuantModel, QuantModel) {
         per_class: 20,
         ..Default::default()
     };
-    let m = calibrate_version(&float, &train(), &options, None).unwrap();
+    let m = calibrate_version(&float, &dataset(Bundled::Train4000), &options, None).unwrap();
     (float, m)
 }
 
@@ -51,8 +44,8 @@ fn adaround_beats_nearest_rounding_on_held_out_images() {
         per_class: 10,
         ..Default::default()
     };
-    let r = adaround_with(&m, &float, &train(), &options, None).unwrap();
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Test).unwrap();
+    let r = adaround_with(&m, &float, &dataset(Bundled::Train4000), &options, None).unwrap();
+    let test = dataset(Bundled::Test);
     let nearest = quick(&m, &test, 50).unwrap().accuracy();
     let learned = quick(&r.version, &test, 50).unwrap().accuracy();
     eprintln!("{r}nearest {nearest:.4}, AdaRound {learned:.4} on 500 test images");
@@ -77,7 +70,7 @@ fn adaround_beats_nearest_rounding_on_held_out_images() {
 fn bad_options_are_errors_naming_the_option_and_its_range() {
     let float = workbench("resnet8_float").unwrap();
     let m = workbench("resnet8_int8").unwrap();
-    let data = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let data = dataset(Bundled::Lossless249);
     let d = AdaRoundOptions::default;
     let cases = [
         (
@@ -171,8 +164,8 @@ fn a_seed_gives_the_same_rounding_every_time() {
         seed: 7,
         ..Default::default()
     };
-    let a = adaround(&m, &float, &train(), &options).unwrap();
-    let b = adaround(&m, &float, &train(), &options).unwrap();
+    let a = adaround(&m, &float, &dataset(Bundled::Train4000), &options).unwrap();
+    let b = adaround(&m, &float, &dataset(Bundled::Train4000), &options).unwrap();
     assert_eq!(a.content_hash().unwrap(), b.content_hash().unwrap());
     assert_ne!(a.content_hash().unwrap(), m.content_hash().unwrap());
 }
@@ -190,15 +183,15 @@ fn it_composes_with_cross_layer_equalization() {
         per_class: 20,
         ..Default::default()
     };
-    let m = calibrate_version(&equalized, &train(), &calib, None).unwrap();
+    let m = calibrate_version(&equalized, &dataset(Bundled::Train4000), &calib, None).unwrap();
     let options = AdaRoundOptions {
         iterations: 60,
         per_class: 3,
         ..Default::default()
     };
-    let e = adaround(&m, &float, &train(), &options).unwrap_err();
+    let e = adaround(&m, &float, &dataset(Bundled::Train4000), &options).unwrap_err();
     assert!(e.to_string().contains("is not the float model"), "{e}");
-    let r = adaround_with(&m, &equalized, &train(), &options, None).unwrap();
+    let r = adaround_with(&m, &equalized, &dataset(Bundled::Train4000), &options, None).unwrap();
     assert_eq!(r.layers.len(), 10);
     for l in &r.layers {
         assert!(l.learned_error < l.nearest_error, "{}", l.weight);

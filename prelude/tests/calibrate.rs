@@ -3,21 +3,14 @@
 //! `quantize_static`) bit for bit — every scale, zero point, weight and bias integer — and
 //! their predictions.
 
-use qplay::data::{Bundled, Dataset};
+mod common;
+
+use qplay::data::Bundled;
 use qplay::model::Model;
 use qplay::quant::calibrate::{calibrate, CalibOptions, Method};
 use qplay::quant::{workbench, QDtype, QuantModel, Role};
 
-/// The training images, with this process's own cache folder (calibration statistics are kept
-/// on disk), set before anything reads it.
-fn train() -> Dataset {
-    static CACHE: std::sync::Once = std::sync::Once::new();
-    CACHE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-calibrate-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), Bundled::Train4000).unwrap()
-}
+use common::dataset;
 
 /// Every parameter of `ours` equals `reference`'s, by tensor name; integers too.
 fn assert_same_model(ours: &QuantModel, reference: &QuantModel) {
@@ -50,7 +43,7 @@ fn assert_same_model(ours: &QuantModel, reference: &QuantModel) {
 }
 
 fn same_predictions(ours: &QuantModel, reference: &QuantModel) {
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let test = dataset(Bundled::Lossless249);
     let idx: Vec<usize> = (0..test.len()).collect();
     let x = test.nhwc_batch(&idx);
     let a = ours.run(x.view()).unwrap();
@@ -60,7 +53,7 @@ fn same_predictions(ours: &QuantModel, reference: &QuantModel) {
 
 #[test]
 fn minmax_reproduces_the_bundled_models() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     for (name, act, weight, per_channel) in [
         ("resnet8_int8", QDtype::Int8, QDtype::Int8, false),
         ("resnet8_uint8", QDtype::Uint8, QDtype::Uint8, false),
@@ -81,8 +74,8 @@ fn minmax_reproduces_the_bundled_models() {
 
 #[test]
 fn every_method_gives_a_working_model() {
-    let data = train();
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let data = dataset(Bundled::Train4000);
+    let test = dataset(Bundled::Lossless249);
     for method in ["percentile:99.99", "entropy", "mse"] {
         let options = CalibOptions {
             method: method.parse::<Method>().unwrap(),
@@ -97,7 +90,7 @@ fn every_method_gives_a_working_model() {
 
 #[test]
 fn bad_options_are_named_with_their_range() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let e = "percentile:120".parse::<Method>().unwrap_err().to_string();
     assert!(e.contains("0 < percentile <= 100"), "{e}");
     let e = "kmeans".parse::<Method>().unwrap_err().to_string();
@@ -118,7 +111,7 @@ fn bad_options_are_named_with_their_range() {
 
 #[test]
 fn recalibration_is_one_version_on_onnx_and_torchscript() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     for name in ["resnet8_int8", "resnet8_int8_torch"] {
         let m = workbench(name).unwrap();
         let r = m
@@ -141,7 +134,7 @@ fn recalibration_is_one_version_on_onnx_and_torchscript() {
         assert_eq!(r.undo().unwrap().version(), 0);
         let changed = r.diff().rows.len();
         assert!(changed > 0, "{name}: nothing changed");
-        let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+        let test = dataset(Bundled::Lossless249);
         assert!(
             qplay::eval::quick(&r, &test, 10).unwrap().accuracy() > 0.5,
             "{name}"
@@ -180,7 +173,7 @@ fn equalization_keeps_the_function_and_evens_the_ranges() {
             ("conv2d_6".into(), "conv2d_7".into())
         ]
     );
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let test = dataset(Bundled::Lossless249);
     let x = test.nhwc_batch(&(0..64).collect::<Vec<_>>());
     let (a, b) = (float.run(x.view()).unwrap(), eq.run(x.view()).unwrap());
     let diff = a
@@ -189,7 +182,7 @@ fn equalization_keeps_the_function_and_evens_the_ranges() {
         .map(|(p, q)| (p - q).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-4, "outputs moved by {diff}");
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let m = qplay::quant::calibrate::calibrate_version(
         &eq,
         &data,
@@ -205,7 +198,7 @@ fn equalization_keeps_the_function_and_evens_the_ranges() {
 
 #[test]
 fn bias_correction_moves_the_mean_output_back() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let float = workbench("resnet8_float").unwrap();
     let mut low = workbench("resnet8_int8").unwrap();
     for w in ["conv2d_1.weight", "conv2d_2.weight", "dense.weight"] {
@@ -233,7 +226,7 @@ fn bias_correction_moves_the_mean_output_back() {
 #[test]
 fn mixed_precision_stays_within_its_budget() {
     use qplay::quant::calibrate::{mixed_precision, MixedOptions};
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Test).unwrap();
+    let test = dataset(Bundled::Test);
     let base = workbench("resnet8_int8_perchannel").unwrap();
     let options = MixedOptions {
         budget_pp: 1.0,
@@ -266,8 +259,8 @@ fn mixed_precision_stays_within_its_budget() {
 
 #[test]
 fn narrow_activation_grids_keep_folded_relus_clipping() {
-    let data = train();
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let data = dataset(Bundled::Train4000);
+    let test = dataset(Bundled::Lossless249);
     let options = CalibOptions {
         activation_bits: 7,
         per_class: 20,
@@ -282,7 +275,7 @@ fn narrow_activation_grids_keep_folded_relus_clipping() {
 
 #[test]
 fn bias_correction_refuses_another_float_model() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let float = workbench("resnet8_float").unwrap();
     let (eq, _) = qplay::quant::calibrate::equalize(&float).unwrap();
     let options = CalibOptions {
@@ -305,7 +298,7 @@ fn screened_ranges_are_the_exact_graphs() {
     use qplay::quant::calibrate::stats::Source;
     use qplay::quant::onnx_graph;
 
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let bytes = std::fs::read(qplay::paths::root().join("models/resnet8_float.onnx")).unwrap();
     let model = onnx_graph::decode(&bytes).unwrap();
     let placement = Placement {

@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 
 mod common;
 
-use qplay::data::{Bundled, Dataset};
+use qplay::data::Bundled;
 use qplay::quant::graph::NodeKind;
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{graph, workbench, Figure, Overlay, Role};
 
-use common::keep;
+use common::{dataset, keep};
 
 #[test]
 fn resnet8_layout() {
@@ -129,9 +129,7 @@ fn resnet8_layout() {
 
 #[test]
 fn overlays_carry_the_numbers() {
-    let dir = std::env::temp_dir().join(format!("qplay-graph-{}", std::process::id()));
-    std::env::set_var("QPLAY_CACHE", dir);
-    let data = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let data = dataset(Bundled::Lossless249);
     let idx: Vec<usize> = (0..20).collect();
     let float = workbench("resnet8_float").unwrap();
     let m = workbench("resnet8_int8").unwrap();

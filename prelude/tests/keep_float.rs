@@ -2,20 +2,13 @@
 //! constants, undo/diff/save, and named errors. Each test process uses its own cache folder
 //! ($QPLAY_CACHE), set before anything reads it.
 
-use std::sync::Once;
+mod common;
 
-use qplay::data::{Bundled, Dataset};
+use qplay::data::Bundled;
 use qplay::quant::onnx_graph::{floats, initializer, qdq_counts};
 use qplay::quant::{workbench, Role};
 
-fn setup() -> Dataset {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-keep-float-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap()
-}
+use common::dataset;
 
 fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
     format!("{:#}", r.expect_err("expected an error"))
@@ -26,7 +19,7 @@ fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
 /// table.
 #[test]
 fn an_activation_kept_in_float_loses_its_qdq_pair_and_undoes() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8").unwrap();
     let v = m.keep_float("activation_3").unwrap();
     assert_eq!(v.version(), 1);

@@ -2,20 +2,15 @@
 //! loaded back, edited and measured. A 4-bit model stores its weights packed two per byte (half
 //! the bytes of int8) in an opset-21 model; bad types and widths are refused by name.
 
-use qplay::data::{Bundled, Dataset};
+mod common;
+
+use qplay::data::Bundled;
 use qplay::model::Model;
 use qplay::quant::calibrate::{calibrate, CalibOptions};
 use qplay::quant::onnx_graph::{self, proto::ModelProto};
 use qplay::quant::{sqnr::layer_errors, workbench, NoCpuKernel, QDtype, QuantModel, Role};
 
-fn train() -> Dataset {
-    static CACHE: std::sync::Once = std::sync::Once::new();
-    CACHE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-lowbit-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), Bundled::Train4000).unwrap()
-}
+use common::dataset;
 
 fn calibrated(weight: QDtype, activation: QDtype) -> QuantModel {
     let options = CalibOptions {
@@ -25,7 +20,7 @@ fn calibrated(weight: QDtype, activation: QDtype) -> QuantModel {
     }
     .with_weight_type(weight)
     .with_activation_type(activation);
-    calibrate("resnet8_float", &train(), &options).unwrap()
+    calibrate("resnet8_float", &dataset(Bundled::Train4000), &options).unwrap()
 }
 
 /// Bytes of every weight's stored integers (raw data), by weight name.
@@ -61,7 +56,7 @@ fn saved_and_loaded(m: &QuantModel, name: &str) -> (QuantModel, Vec<u8>) {
 }
 
 fn same_outputs(a: &QuantModel, b: &QuantModel) {
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let test = dataset(Bundled::Lossless249);
     let idx: Vec<usize> = (0..50).collect();
     let x = test.nhwc_batch(&idx);
     assert_eq!(a.run(x.view()).unwrap(), b.run(x.view()).unwrap());
@@ -189,7 +184,7 @@ fn edits_and_sqnr_work_on_low_bit_models() {
     );
 
     let float = workbench("resnet8_float").unwrap();
-    let test = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let test = dataset(Bundled::Lossless249);
     let idx: Vec<usize> = (0..20).collect();
     let errors = layer_errors(&float, &m, &test, &idx).unwrap();
     assert_eq!(errors.rows.len(), 16, "every activation's QDQ pair");
@@ -204,7 +199,7 @@ fn edits_and_sqnr_work_on_low_bit_models() {
 
 #[test]
 fn bad_types_and_widths_are_refused_by_name() {
-    let data = train();
+    let data = dataset(Bundled::Train4000);
     let go = |o: CalibOptions| calibrate("resnet8_float", &data, &o).unwrap_err();
     let e = go(CalibOptions {
         weight_type: QDtype::Int4,
@@ -245,7 +240,7 @@ fn adaround_rounds_int4_weights_in_their_own_type() {
         per_class: 2,
         ..Default::default()
     };
-    let v = adaround(&m, &float, &train(), &options).unwrap();
+    let v = adaround(&m, &float, &dataset(Bundled::Train4000), &options).unwrap();
     let (back, _) = saved_and_loaded(&v, "ada4.onnx");
     let mut changed = 0;
     for r in m
@@ -266,7 +261,7 @@ fn adaround_rounds_int4_weights_in_their_own_type() {
     let e = adaround(
         &m,
         &float,
-        &train(),
+        &dataset(Bundled::Train4000),
         &AdaRoundOptions {
             weight_bits: Some(6),
             ..options

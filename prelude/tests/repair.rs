@@ -2,20 +2,13 @@
 //! the ranking did not see; a budget out of range is a named error. Each test process uses its
 //! own cache folder ($QPLAY_CACHE), set before anything reads it.
 
-use std::sync::Once;
+mod common;
 
-use qplay::data::{Bundled, Dataset};
+use qplay::data::Bundled;
 use qplay::model::Model;
 use qplay::quant::{repair, workbench, RepairOptions};
 
-fn setup(which: Bundled) -> Dataset {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-repair-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), which).unwrap()
-}
+use common::dataset;
 
 fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
     format!("{:#}", r.expect_err("expected an error"))
@@ -23,7 +16,7 @@ fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
 
 #[test]
 fn a_budget_out_of_range_is_a_named_error() {
-    let data = setup(Bundled::Lossless249);
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8").unwrap();
     let float = workbench("resnet8_float").unwrap();
     for budget in [-1.0, 100.5, f64::NAN] {
@@ -40,7 +33,7 @@ fn a_budget_out_of_range_is_a_named_error() {
 /// and the repaired model is back within the budget on held-out images the ranking never saw.
 #[test]
 fn repair_finds_the_damaged_layer_first_and_recovers_on_unseen_images() {
-    let test = setup(Bundled::Test);
+    let test = dataset(Bundled::Test);
     let m = workbench("resnet8_int8").unwrap();
     let float = workbench("resnet8_float").unwrap();
     let damaged_tensor = "average_pooling2d";

@@ -1,7 +1,7 @@
 //! The persistent evaluation cache and the analyses built on it. Each test process uses its own
 //! cache folder ($QPLAY_CACHE), set before anything reads it.
 
-use std::sync::Once;
+mod common;
 
 use qplay::data::{Bundled, Dataset};
 use qplay::eval::{EvalOptions, Evaluation};
@@ -10,14 +10,7 @@ use qplay::quant::{
     agreement, compare_models, sensitivity, sweep, workbench, Knob, QuantModel, Role,
 };
 
-fn setup() -> Dataset {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("qplay-analysis-{}", std::process::id()));
-        std::env::set_var("QPLAY_CACHE", dir);
-    });
-    Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap()
-}
+use common::dataset;
 
 /// Quick evaluations are kept in memory, not on disk: a new version object with the same content
 /// (as after re-running the cell that made it) finds the result without running the model, and
@@ -30,7 +23,7 @@ fn remembered(m: &QuantModel, hash: &str, data: &Dataset, indices: &[usize]) -> 
 
 #[test]
 fn a_repeated_evaluation_comes_from_the_cache_even_in_a_new_version_object() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8").unwrap();
     let v = m.with_scale("activation_4", 0.3).unwrap();
     let first = v.quick(&data, 10).unwrap();
@@ -77,7 +70,7 @@ fn a_repeated_evaluation_comes_from_the_cache_even_in_a_new_version_object() {
 /// `RECENT_ENTRIES` results.
 #[test]
 fn the_in_memory_results_are_bounded() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8").unwrap();
     let indices = [0usize];
     for i in 0..cache::RECENT_ENTRIES + 50 {
@@ -94,7 +87,7 @@ fn the_in_memory_results_are_bounded() {
 /// kernel restart); any other edit, another key.
 #[test]
 fn a_torch_version_is_cached_by_its_file_and_its_edits() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8_torch").unwrap();
     let file = qplay::registry::resolve("resnet8_int8_torch").unwrap();
     assert_eq!(
@@ -138,7 +131,7 @@ fn a_torch_version_is_cached_by_its_file_and_its_edits() {
 
 #[test]
 fn sensitivity_sweeps_every_weight_and_caches_its_runs() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let m = workbench("resnet8_int8").unwrap();
     let s = sensitivity(&m, &data, 5, Knob::Bits(2), false).unwrap();
     assert_eq!(s.rows.len(), 10);
@@ -168,7 +161,7 @@ fn sensitivity_sweeps_every_weight_and_caches_its_runs() {
 
 #[test]
 fn onnx_and_torch_int8_agree_on_most_images() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let a = qplay::registry::load("resnet8_int8").unwrap();
     let b = qplay::registry::load("resnet8_int8_torch").unwrap();
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -181,7 +174,7 @@ fn onnx_and_torch_int8_agree_on_most_images() {
 
 #[test]
 fn the_comparison_table_has_accuracy_delta_and_size() {
-    let data = setup();
+    let data = dataset(Bundled::Lossless249);
     let c = compare_models(
         "resnet8_float",
         &[

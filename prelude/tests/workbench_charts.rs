@@ -6,18 +6,16 @@ mod common;
 use qplay::charts::{
     confusion_chart, per_class_chart, sensitivity_chart, sqnr_chart, sweep_chart, tensor_histogram,
 };
-use qplay::data::{Bundled, Dataset};
+use qplay::data::Bundled;
 use qplay::eval::quick;
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{sensitivity, sweep, workbench, Knob};
 
-use common::keep;
+use common::{dataset, keep};
 
 #[test]
 fn every_chart_renders() {
-    let dir = std::env::temp_dir().join(format!("qplay-charts-{}", std::process::id()));
-    std::env::set_var("QPLAY_CACHE", dir);
-    let data = Dataset::bundled(&qplay::paths::root(), Bundled::Lossless249).unwrap();
+    let data = dataset(Bundled::Lossless249);
     let batch = data.nhwc_batch(&(0..32).collect::<Vec<_>>());
     let m = workbench("resnet8_int8").unwrap();
     let pc = workbench("resnet8_int8_perchannel").unwrap();

@@ -1,6 +1,21 @@
-//! What several test files share.
+//! What several test files share (each test binary uses part of it).
+#![allow(dead_code)]
 
+use std::sync::Once;
+
+use qplay::data::{Bundled, Dataset};
 use qplay::display::Svg;
+
+/// A bundled data set, with this test binary's own cache folder ($QPLAY_CACHE: calibration
+/// statistics and evaluations are kept on disk), set once before anything reads it.
+pub fn dataset(which: Bundled) -> Dataset {
+    static CACHE: Once = Once::new();
+    CACHE.call_once(|| {
+        let name = format!("qplay-{}-{}", env!("CARGO_CRATE_NAME"), std::process::id());
+        std::env::set_var("QPLAY_CACHE", std::env::temp_dir().join(name));
+    });
+    Dataset::bundled(&qplay::paths::root(), which).unwrap()
+}
 
 /// Checks that `svg` is an SVG with text, and with $QPLAY_CHART_DIR set writes it there as
 /// `name.svg` (to look at it, e.g. rendered to PNG by headless Chromium).
