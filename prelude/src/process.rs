@@ -1,14 +1,14 @@
 //! State shared by every copy of this crate inside one process.
 //!
-//! In the kernel's evcxr runtime, each notebook cell is compiled into its own shared library
-//! that links this crate statically, so each cell carries its own copy of every `static` — a
-//! model registry per cell would reload models. The `qplay` executable, which is also the
-//! runtime process, exports an array of pointer slots under [`SLOTS_SYMBOL`]; every copy of the
-//! crate finds it with `dlsym` and keeps its process-wide state there. Where no such symbol
-//! exists (qplay used as an ordinary library), a static of this copy serves instead.
+//! In the kernel's evcxr runtime, the notebook cells link this crate as a dylib
+//! (`libqplay.so`), while the runtime executable, `qplay` itself, links its own static copy; a
+//! `static` therefore exists twice, and a model registry per copy would load models twice. The
+//! executable exports an array of pointer slots under [`SLOTS_SYMBOL`]; every copy of the crate
+//! finds it with `dlsym` and keeps its process-wide state there. Where no such symbol exists
+//! (qplay used as an ordinary library), a static of this copy serves instead.
 //!
-//! All copies that share a slot are compiled from the same build of this crate (the one in the
-//! evcxr build directory), so they agree on the layout of what the slot points to.
+//! All copies that share a slot are compiled from the same source of this crate (the
+//! executable's and the build slot's), so they agree on the layout of what the slot points to.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
