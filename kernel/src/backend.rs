@@ -123,7 +123,7 @@ impl QplayBackend {
     ) -> Result<Option<MimeBundle>, CellError> {
         self.widgets.begin_cell(key, code);
         let result = match self.engine(true) {
-            Ok(engine) => engine.execute(code, sink),
+            Ok(engine) => engine.execute(code, key, sink),
             Err(e) => Err(CellError {
                 ename: "KernelStartError".into(),
                 evalue: e.clone(),

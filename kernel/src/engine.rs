@@ -139,7 +139,7 @@ impl Engine {
         let prelude = qplay::paths::root().join("prelude");
         let quiet = Arc::new(Collect::default());
         engine
-            .execute(&startup_code(&prelude), quiet.clone())
+            .execute(&startup_code(&prelude), "qplay-startup", quiet.clone())
             .map_err(|e| {
                 anyhow!(
                     "cannot load the qplay prelude: {}\n{}\n{}",
@@ -239,15 +239,20 @@ impl Engine {
         }
     }
 
-    /// Runs one cell. Outputs stream to `sink` while it runs; the value of its last expression,
-    /// if it has a rich representation, is returned for the `execute_result`.
+    /// Runs one cell; `cell` is its key in the notebook (its compiles keep their own incremental
+    /// state). Outputs stream to `sink` while it runs; the value of its last expression, if it has
+    /// a rich representation, is returned for the `execute_result`.
     pub fn execute(
         &mut self,
         code: &str,
+        cell: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
         self.interrupter.reset();
-        self.run(code, sink, true)
+        self.ctx.eval_context_mut().set_cell(Some(cell));
+        let result = self.run(code, sink, true);
+        self.ctx.eval_context_mut().set_cell(None);
+        result
     }
 
     /// Runs code the kernel generated (the wrapped cells' registration) as [`Engine::execute`]

@@ -126,9 +126,9 @@ fn prewarm(cells: &[String]) -> Result<()> {
         cells
     };
     let printer = std::sync::Arc::new(PrintSink);
-    for cell in cells {
+    for (i, cell) in cells.iter().enumerate() {
         let start = std::time::Instant::now();
-        let result = engine.execute(cell, printer.clone());
+        let result = engine.execute(cell, &format!("cell-{i}"), printer.clone());
         match result {
             Ok(Some(bundle)) => println!("result: {}", serde_json::Value::Object(bundle)),
             Ok(None) => {}

@@ -149,3 +149,49 @@ fn compiles_run_rustc_directly_until_a_path_dependency_changes() {
     assert_eq!(text(&edited), "42");
     assert!(phases(&edited).contains(&"Final compile"), "{edited:?}");
 }
+
+/// Patch 9: a cell run again whose `let`s bind only variables that existed compiles with their
+/// former types while rust-analyzer infers the new ones, and that compile is used only when the
+/// inferred types give the same source. A changed type compiles again; a variable whose type
+/// cannot be told is refused as before, and the cell compiled beside the inference never runs.
+/// Cells named with `set_cell` keep rustc's incremental state apart; results are the same.
+#[test]
+fn a_cell_run_again_compiles_beside_its_type_inference() {
+    let (mut ctx, _outputs) = context();
+    ctx.set_cell(Some("first cell"));
+    let first = ctx.eval("let total = 40 + 1;").unwrap();
+    assert!(phases(&first).contains(&"Type inference"), "{first:?}");
+
+    let again = ctx.eval("let total = 40 + 2;").unwrap();
+    assert!(
+        phases(&again).contains(&"Type inference beside the compile"),
+        "{again:?}"
+    );
+    ctx.set_cell(Some("second cell"));
+    assert_eq!(text(&ctx.eval("total").unwrap()), "42");
+    assert_eq!(type_of(&ctx, "total"), "i32");
+
+    ctx.set_cell(Some("first cell"));
+    let changed = ctx
+        .eval("let total = String::from(\"forty-three\");")
+        .unwrap();
+    assert!(
+        !phases(&changed).contains(&"Type inference beside the compile"),
+        "{changed:?}"
+    );
+    assert_eq!(type_of(&ctx, "total"), "String");
+    ctx.set_cell(Some("second cell"));
+    assert_eq!(text(&ctx.eval("total.len()").unwrap()), "11");
+
+    // With its former type (String) this cell compiles, but rust-analyzer cannot tell the type:
+    // refused as before, and the compiled cell did not run (the variable is unchanged, the
+    // cell's other variable does not exist).
+    ctx.set_cell(Some("first cell"));
+    let refused = ctx.eval("let total = Default::default(); let total_len = total.len();");
+    assert!(refused.is_err(), "{refused:?}");
+    ctx.set_cell(None);
+    assert_eq!(text(&ctx.eval("total.len()").unwrap()), "11");
+    assert!(!ctx
+        .variables_and_types()
+        .any(|(name, _)| name == "total_len"));
+}

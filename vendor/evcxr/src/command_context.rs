@@ -86,6 +86,11 @@ impl CommandContext {
         &self.eval_context
     }
 
+    /// qplay patch: the evaluation context, for per-evaluation settings (`EvalContext::set_cell`).
+    pub fn eval_context_mut(&mut self) -> &mut EvalContext {
+        &mut self.eval_context
+    }
+
     pub fn variables_and_types(&self) -> impl Iterator<Item = (&str, &str)> {
         self.eval_context.variables_and_types()
     }

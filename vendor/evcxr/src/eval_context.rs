@@ -35,6 +35,7 @@ use ra_ap_syntax::AstNode;
 use ra_ap_syntax::SyntaxKind;
 use ra_ap_syntax::SyntaxNode;
 use ra_ap_syntax::ast;
+use ra_ap_syntax::ast::HasName as _;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -681,6 +682,13 @@ impl EvalContext {
         self.module.results = Some(crate::module::results::Results::new(dir, max_bytes));
     }
 
+    /// qplay patch: names the cell the next evaluations come from (a notebook's cell id), or none.
+    /// A compile without Cargo then keeps rustc's incremental state per cell (`module/direct.rs`),
+    /// so that an edited cell starts from its own last compile rather than another cell's.
+    pub fn set_cell(&mut self, cell: Option<&str>) {
+        self.module.cell = cell.map(str::to_owned);
+    }
+
     pub fn last_source(&self) -> Result<String, std::io::Error> {
         std::fs::read_to_string(self.state().config.src_dir().join("lib.rs"))
     }
@@ -771,12 +779,30 @@ impl EvalContext {
         self.write_cargo_toml(state)?;
         let analysis_code = state.analysis_code(user_code.clone());
         // qplay patch: rust-analyzer only when a `let` needs a type inferred (see PATCHES.md).
+        let mut precompiled = None;
         let inferred = if needs_type_inference(&code_info.nodes) {
-            let inferred = self.fix_variable_types(state, analysis_code);
-            phases.phase_complete(if matches!(inferred, Ok(true)) {
-                "Kept types"
+            // qplay patch: where the cell's `let`s only bind names of variables that existed, it
+            // compiles with their former types while rust-analyzer infers the new ones; that
+            // compile is used only if the inferred types give the very same source.
+            let mode = state.compilation_mode();
+            let inferred = if let Some(guess) = with_former_types(&code_info.nodes, state) {
+                let guess = guess.code_to_compile(user_code.clone(), mode);
+                let (inferred, compiled) =
+                    self.fix_variable_types_compiling(state, analysis_code, &guess);
+                if inferred.is_ok()
+                    && state.code_to_compile(user_code.clone(), mode).code_string()
+                        == guess.code_string()
+                {
+                    precompiled = Some(compiled);
+                }
+                inferred
             } else {
-                "Type inference"
+                self.fix_variable_types(state, analysis_code)
+            };
+            phases.phase_complete(match (&inferred, &precompiled) {
+                (Ok(true), _) => "Kept types",
+                (_, Some(_)) => "Type inference beside the compile",
+                _ => "Type inference",
             });
             inferred.map(|_| ())
         } else {
@@ -817,6 +843,7 @@ impl EvalContext {
                 state.compilation_mode(),
                 phases,
                 callbacks,
+                precompiled.take(),
             );
             match result {
                 Ok(execution_artifacts) => {
@@ -851,6 +878,7 @@ impl EvalContext {
                             CompilationMode::NoCatchExpectError,
                             phases,
                             callbacks,
+                            None,
                         )?;
                     }
                     return Err(Error::CompilationErrors(errors));
@@ -877,9 +905,16 @@ impl EvalContext {
         compilation_mode: CompilationMode,
         phases: &mut PhaseDetailsBuilder,
         callbacks: &mut EvalCallbacks,
+        precompiled: Option<Result<SoFile, Error>>,
     ) -> Result<ExecutionArtifacts, Error> {
-        let code = state.code_to_compile(user_code, compilation_mode);
-        let so_file = self.module.compile(&code, &state.config)?;
+        // qplay patch: `precompiled` is this very code's compile, done beside type inference.
+        let so_file = match precompiled {
+            Some(compiled) => compiled?,
+            None => {
+                let code = state.code_to_compile(user_code, compilation_mode);
+                self.module.compile(&code, &state.config)?
+            }
+        };
 
         if compilation_mode == CompilationMode::NoCatchExpectError {
             // Uh-oh, caller was expecting an error, return OK and the caller can return the
@@ -907,75 +942,46 @@ impl EvalContext {
         state: &mut ContextState,
         code: CodeBlock,
     ) -> Result<bool, Error> {
-        // qplay patch: the types inferred before from an equal analysis source, if kept.
-        let source = code.code_string();
-        let results = self.module.results.as_ref();
-        let key = results.and_then(|results| {
-            results.types_key(state.config.crate_dir(), &self.analysis_filter, &source)
-        });
-        let kept = results.and_then(|results| results.types(key.as_deref()));
-        let was_kept = kept.is_some();
-        let variables = match kept {
-            Some(variables) => variables,
-            None => {
-                let mut analyzer = self.analyzer();
-                analyzer.set_source(source)?;
-                let mut variables: Vec<_> = analyzer
-                    .top_level_variables("evcxr_analysis_wrapper")
-                    .into_iter()
-                    .collect();
-                variables.sort_by(|a, b| a.0.cmp(&b.0));
-                if let (Some(results), Some(key)) = (results, &key)
-                    && let Err(error) = results.keep_types(key, &variables)
-                {
-                    eprintln!("evcxr: inferred types were not kept: {error}");
-                }
-                variables
-            }
-        };
-        for (
-            variable_name,
-            VariableInfo {
-                type_name,
-                is_mutable,
-            },
-        ) in variables
-        {
-            // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
-            if variable_name == "evcxr_variable_store" {
-                continue;
-            }
-            let type_name = match type_name {
-                TypeName::Named(x) => x,
-                TypeName::Closure => bail!(
-                    "The variable `{}` is a closure, which cannot be persisted.\n\
-                     You can however persist closures if you box them. e.g.:\n\
-                     let f: Box<dyn Fn()> = Box::new(|| {{println!(\"foo\")}});\n\
-                     Alternatively, you can prevent evcxr from attempting to persist\n\
-                     the variable by wrapping your code in braces.",
-                    variable_name
-                ),
-                TypeName::Unknown => bail!(
-                    "Couldn't automatically determine type of variable `{}`.\n\
-                     Please give it an explicit type.",
-                    variable_name
-                ),
-            };
-            // For now, we need to look for and escape any reserved words. This should probably in
-            // theory be done in rust analyzer in a less hacky way.
-            let type_name = replace_reserved_words_in_type(&type_name);
-            state
-                .variable_states
-                .entry(variable_name)
-                .or_insert_with(|| VariableState {
-                    type_name: String::new(),
-                    is_mut: is_mutable,
-                    move_state: VariableMoveState::New,
-                    definition_span: None,
-                })
-                .type_name = type_name;
-        }
+        let (variables, was_kept) = infer_variables(
+            &self.analyzer,
+            self.module.results.as_ref(),
+            &self.analysis_filter,
+            state.config.crate_dir(),
+            code.code_string(),
+        )?;
+        apply_variable_types(state, variables)?;
         Ok(was_kept)
+    }
+
+    /// qplay patch: [`Self::fix_variable_types`] while `guess` (the cell compiled with the
+    /// types its variables had before) compiles on another thread. Returns the compile's result
+    /// too, for the caller to use where the inferred types give that same source.
+    fn fix_variable_types_compiling(
+        &mut self,
+        state: &mut ContextState,
+        code: CodeBlock,
+        guess: &CodeBlock,
+    ) -> (Result<bool, Error>, Result<SoFile, Error>) {
+        let config = state.config.clone();
+        let results = self.module.results.clone();
+        let module = &mut self.module;
+        let (inferred, compiled) = std::thread::scope(|scope| {
+            let compile = scope.spawn(|| module.compile(guess, &config));
+            let inferred = infer_variables(
+                &self.analyzer,
+                results.as_ref(),
+                &self.analysis_filter,
+                config.crate_dir(),
+                code.code_string(),
+            );
+            (inferred, compile.join())
+        });
+        let compiled = compiled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let inferred = inferred.and_then(|(variables, was_kept)| {
+            apply_variable_types(state, variables)?;
+            Ok(was_kept)
+        });
+        (inferred, compiled)
     }
 
     fn run_and_capture_output(
@@ -1187,6 +1193,91 @@ fn fix_path() {
     }
 }
 
+/// qplay patch: the top-level variables rust-analyzer infers for the analysis `source` (or
+/// those kept for an equal source: then `true`).
+fn infer_variables(
+    analyzer: &Mutex<RustAnalyzer>,
+    results: Option<&crate::module::results::Results>,
+    analysis_filter: &str,
+    crate_dir: &Path,
+    source: String,
+) -> Result<(Vec<(String, VariableInfo)>, bool), Error> {
+    // qplay patch: the types inferred before from an equal analysis source, if kept.
+    let key = results.and_then(|results| results.types_key(crate_dir, analysis_filter, &source));
+    let kept = results.and_then(|results| results.types(key.as_deref()));
+    let was_kept = kept.is_some();
+    let variables = match kept {
+        Some(variables) => variables,
+        None => {
+            let mut analyzer = analyzer.lock().unwrap_or_else(|e| e.into_inner());
+            analyzer.set_source(source)?;
+            let mut variables: Vec<_> = analyzer
+                .top_level_variables("evcxr_analysis_wrapper")
+                .into_iter()
+                .collect();
+            variables.sort_by(|a, b| a.0.cmp(&b.0));
+            if let (Some(results), Some(key)) = (results, &key)
+                && let Err(error) = results.keep_types(key, &variables)
+            {
+                eprintln!("evcxr: inferred types were not kept: {error}");
+            }
+            variables
+        }
+    };
+    Ok((variables, was_kept))
+}
+
+/// The inferred `variables` recorded in `state`, or an error naming one whose type cannot be
+/// stored (a closure, or a type rust-analyzer could not tell).
+fn apply_variable_types(
+    state: &mut ContextState,
+    variables: Vec<(String, VariableInfo)>,
+) -> Result<(), Error> {
+    for (
+        variable_name,
+        VariableInfo {
+            type_name,
+            is_mutable,
+        },
+    ) in variables
+    {
+        // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
+        if variable_name == "evcxr_variable_store" {
+            continue;
+        }
+        let type_name = match type_name {
+            TypeName::Named(x) => x,
+            TypeName::Closure => bail!(
+                "The variable `{}` is a closure, which cannot be persisted.\n\
+                     You can however persist closures if you box them. e.g.:\n\
+                     let f: Box<dyn Fn()> = Box::new(|| {{println!(\"foo\")}});\n\
+                     Alternatively, you can prevent evcxr from attempting to persist\n\
+                     the variable by wrapping your code in braces.",
+                variable_name
+            ),
+            TypeName::Unknown => bail!(
+                "Couldn't automatically determine type of variable `{}`.\n\
+                     Please give it an explicit type.",
+                variable_name
+            ),
+        };
+        // For now, we need to look for and escape any reserved words. This should probably in
+        // theory be done in rust analyzer in a less hacky way.
+        let type_name = replace_reserved_words_in_type(&type_name);
+        state
+            .variable_states
+            .entry(variable_name)
+            .or_insert_with(|| VariableState {
+                type_name: String::new(),
+                is_mut: is_mutable,
+                move_state: VariableMoveState::New,
+                definition_span: None,
+            })
+            .type_name = type_name;
+    }
+    Ok(())
+}
+
 /// qplay patch: every word (a run of letters, digits and underscores) in `code`. A cell can
 /// reach a variable only by writing its name — in an expression, a macro's arguments or an
 /// inline format argument (`"{x}"`) — so variables whose names are not among them stay in the
@@ -1209,6 +1300,30 @@ fn needs_type_inference(nodes: &[SyntaxNode]) -> bool {
             !matches!(let_stmt.pat(), Some(ast::Pat::IdentPat(_)))
                 || !let_stmt.ty().is_some_and(|ty| type_is_fully_specified(&ty))
         })
+}
+
+/// qplay patch: `state` with each variable that the cell's top-level `let`s bind given the
+/// type it had before this cell ran (a cell run again after an edit), the likely outcome of
+/// inferring it again; `None` if one of them did not exist. (Until inferred, such a variable
+/// holds a placeholder type, see `record_local`.)
+fn with_former_types(nodes: &[SyntaxNode], state: &ContextState) -> Option<ContextState> {
+    let mut guess = state.clone();
+    for let_stmt in nodes
+        .iter()
+        .filter_map(|node| ast::LetStmt::cast(node.clone()))
+    {
+        for ident in let_stmt
+            .pat()?
+            .syntax()
+            .descendants()
+            .filter_map(ast::IdentPat::cast)
+        {
+            let name = ident.name()?.text().to_string();
+            let former = state.stored_variable_states.get(&name)?;
+            guess.variable_states.get_mut(&name)?.type_name = former.type_name.clone();
+        }
+    }
+    Some(guess)
 }
 
 /// Returns whether a type is fully specified. i.e. it doesn't contain any '_'.

@@ -132,6 +132,8 @@ pub(crate) struct Module {
     /// qplay patch: the compiler command of the last Cargo build, run again while nothing Cargo
     /// reads has changed.
     direct: direct::Direct,
+    /// qplay patch: the cell being compiled, if the embedder names it (`EvalContext::set_cell`).
+    pub(crate) cell: Option<String>,
 }
 
 const CRATE_NAME: &str = "ctx";
@@ -146,6 +148,7 @@ impl Module {
             results: None,
             last_compile: COMPILED_BY_CARGO,
             direct: direct::Direct::default(),
+            cell: None,
         })
     }
 
@@ -228,7 +231,11 @@ impl Module {
         // qplay patch: rustc run directly while nothing Cargo reads has changed; Cargo otherwise
         // (with `-vv`, which shows the rustc command and environment to keep).
         let inputs = || direct::inputs(config.crate_dir(), &config.deps_dir(), &command_shown);
-        let direct_output = match self.direct.command(inputs().as_deref(), config.crate_dir()) {
+        let direct_output = match self.direct.command(
+            inputs().as_deref(),
+            config.crate_dir(),
+            self.cell.as_deref(),
+        ) {
             Some(rustc) => self.run_rustc(rustc, code_block)?,
             None => None,
         };

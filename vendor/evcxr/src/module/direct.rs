@@ -34,15 +34,24 @@ struct Invocation {
 }
 
 impl Direct {
-    /// The rustc command to run instead of Cargo, when `inputs` equal the last Cargo build's.
-    pub(crate) fn command(&self, inputs: Option<&str>, crate_dir: &Path) -> Option<Command> {
+    /// The rustc command to run instead of Cargo, when `inputs` equal the last Cargo build's;
+    /// with the incremental state of `cell`'s own compiles, when the cell is named.
+    pub(crate) fn command(
+        &self,
+        inputs: Option<&str>,
+        crate_dir: &Path,
+        cell: Option<&str>,
+    ) -> Option<Command> {
         let (kept, invocation) = self.last.as_ref()?;
         if inputs? != kept {
             return None;
         }
         let mut command = Command::new(&invocation.program);
         command
-            .args(&invocation.args)
+            .args(invocation.args.iter().map(|arg| match cell {
+                Some(cell) => cell_incremental(arg, cell),
+                None => arg.clone(),
+            }))
             .envs(invocation.env.iter().map(|(k, v)| (k, v)))
             .current_dir(crate_dir);
         Some(command)
@@ -58,6 +67,29 @@ impl Direct {
     pub(crate) fn forget(&mut self) {
         self.last = None;
     }
+}
+
+/// Cells whose incremental states are kept apart; more cells share them (a shared state costs
+/// time, never correctness: rustc checks what it reuses).
+const INCREMENTAL_CELLS: u64 = 32;
+
+/// `arg` with an `incremental=DIR` value moved to a folder of `cell`'s own beside `DIR`. rustc
+/// reuses from its incremental state what the new source left unchanged; consecutive compiles
+/// are mostly of different cells, whose states have nothing to give each other, while an edited
+/// cell's last compile has nearly everything (measured: 0.21–0.28 s against 0.35–0.48 s for a
+/// late playground cell).
+fn cell_incremental(arg: &str, cell: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let Some(dir) = arg.strip_prefix("incremental=") else {
+        return arg.to_owned();
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cell.hash(&mut hasher);
+    let bucket = hasher.finish() % INCREMENTAL_CELLS;
+    format!(
+        "incremental={}-cells/{bucket:02}",
+        dir.trim_end_matches('/')
+    )
 }
 
 /// Where rustc writes the cell's library: its `--out-dir`.

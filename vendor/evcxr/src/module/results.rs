@@ -29,6 +29,7 @@ use std::time::SystemTime;
 /// rust-analyzer that inferred the kept types.
 const FORMAT: &str = concat!("qplay results 1, evcxr ", env!("CARGO_PKG_VERSION"));
 
+#[derive(Clone)]
 pub(crate) struct Results {
     dir: PathBuf,
     max_bytes: u64,
