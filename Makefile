@@ -22,7 +22,7 @@ test-rust:
 	$(ENV) cargo test --release --workspace
 
 test-python:
-	$(ENV) python -m pytest -q tests
+	$(ENV) python -m pytest -q --durations=20 tests
 
 lint:
 	$(ENV) cargo fmt --check && cargo clippy --release --workspace --all-targets -- -D warnings

@@ -87,9 +87,14 @@ pub fn mark_warm(slot: &Slot) -> Result<()> {
 /// cells compile without optimization — they are glue around the prelude, and compile about a
 /// third faster — while every dependency, the prelude among them, keeps evcxr's `opt-level = 2`.
 /// Arithmetic checks and results are those of an optimized build (Rust does not relax float
-/// semantics with the level). Written only when it differs, so cargo sees no change.
+/// semantics with the level). torch-sys's C++ wrappers and the zstd and bzip2 codecs compile
+/// unoptimized, as in the kernel's release profile (the root `Cargo.toml` says why). Written
+/// only when it differs, so cargo sees no change.
 const BUILD_PROFILE: &str = "# Written by qplay (kernel/src/slots.rs).\n\
-    [profile.dev]\nopt-level = 0\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n";
+    [profile.dev]\nopt-level = 0\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n\n\
+    [profile.dev.package.torch-sys]\nopt-level = 0\n\n\
+    [profile.dev.package.zstd-sys]\nopt-level = 0\n\n\
+    [profile.dev.package.bzip2-sys]\nopt-level = 0\n";
 
 fn write_build_profile(root: &Path) -> Result<()> {
     let dir = root.join(".cargo");
