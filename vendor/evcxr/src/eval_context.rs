@@ -781,30 +781,46 @@ impl EvalContext {
         // qplay patch: rust-analyzer only when a `let` needs a type inferred (see PATCHES.md).
         let mut precompiled = None;
         let inferred = if needs_type_inference(&code_info.nodes) {
-            // qplay patch: where the cell's `let`s only bind names of variables that existed, it
-            // compiles with their former types while rust-analyzer infers the new ones; that
-            // compile is used only if the inferred types give the very same source.
+            // qplay patch: types kept from an equal inference are used as they are. Otherwise,
+            // where the cell's `let`s only bind names of variables that existed, it compiles
+            // with their former types while rust-analyzer infers the new ones; that compile is
+            // used only if the inferred types give the very same source.
+            let source = analysis_code.code_string();
+            let (key, kept) = self.kept_variables(state, &source);
             let mode = state.compilation_mode();
-            let inferred = if let Some(guess) = with_former_types(&code_info.nodes, state) {
-                let guess = guess.code_to_compile(user_code.clone(), mode);
-                let (inferred, compiled) =
-                    self.fix_variable_types_compiling(state, analysis_code, &guess);
-                if inferred.is_ok()
-                    && state.code_to_compile(user_code.clone(), mode).code_string()
-                        == guess.code_string()
-                {
-                    precompiled = Some(compiled);
+            let (inferred, phase) = match (kept, with_former_types(&code_info.nodes, state)) {
+                (Some(variables), _) => (apply_variable_types(state, variables), "Kept types"),
+                (None, Some(guess)) => {
+                    let guess = guess.code_to_compile(user_code.clone(), mode);
+                    let config = state.config.clone();
+                    let (variables, compiled) =
+                        self.analyze_while_compiling(&config, key, source, &guess);
+                    let inferred = variables.and_then(|v| apply_variable_types(state, v));
+                    if inferred.is_ok()
+                        && state.code_to_compile(user_code.clone(), mode).code_string()
+                            == guess.code_string()
+                    {
+                        precompiled = Some(compiled);
+                        (inferred, "Type inference beside the compile")
+                    } else {
+                        (inferred, "Type inference")
+                    }
                 }
-                inferred
-            } else {
-                self.fix_variable_types(state, analysis_code)
+                (None, None) => {
+                    let variables = analyze_variables(
+                        &self.analyzer,
+                        self.module.results.as_ref(),
+                        key,
+                        source,
+                    );
+                    (
+                        variables.and_then(|v| apply_variable_types(state, v)),
+                        "Type inference",
+                    )
+                }
             };
-            phases.phase_complete(match (&inferred, &precompiled) {
-                (Ok(true), _) => "Kept types",
-                (_, Some(_)) => "Type inference beside the compile",
-                _ => "Type inference",
-            });
-            inferred.map(|_| ())
+            phases.phase_complete(phase);
+            inferred
         } else {
             Ok(())
         };
@@ -936,52 +952,45 @@ impl EvalContext {
         Ok(())
     }
 
-    /// qplay patch: `Ok(true)` when the types were kept ones.
-    fn fix_variable_types(
-        &mut self,
-        state: &mut ContextState,
-        code: CodeBlock,
-    ) -> Result<bool, Error> {
-        let (variables, was_kept) = infer_variables(
-            &self.analyzer,
-            self.module.results.as_ref(),
-            &self.analysis_filter,
-            state.config.crate_dir(),
-            code.code_string(),
-        )?;
-        apply_variable_types(state, variables)?;
-        Ok(was_kept)
+    /// qplay patch: the variables inferred before from an equal analysis `source`, if kept, and
+    /// the key to keep a new inference of it under.
+    fn kept_variables(
+        &self,
+        state: &ContextState,
+        source: &str,
+    ) -> (Option<String>, Option<Vec<(String, VariableInfo)>>) {
+        let Some(results) = self.module.results.as_ref() else {
+            return (None, None);
+        };
+        let key = results.types_key(state.config.crate_dir(), &self.analysis_filter, source);
+        let kept = results.types(key.as_deref());
+        (key, kept)
     }
 
-    /// qplay patch: [`Self::fix_variable_types`] while `guess` (the cell compiled with the
-    /// types its variables had before) compiles on another thread. Returns the compile's result
-    /// too, for the caller to use where the inferred types give that same source.
-    fn fix_variable_types_compiling(
+    /// qplay patch: [`analyze_variables`] while `guess` (the cell with the types its variables
+    /// had before) compiles on another thread. Returns the compile's result too, for the caller
+    /// to use where the inferred types give that same source.
+    fn analyze_while_compiling(
         &mut self,
-        state: &mut ContextState,
-        code: CodeBlock,
+        config: &Config,
+        key: Option<String>,
+        source: String,
         guess: &CodeBlock,
-    ) -> (Result<bool, Error>, Result<SoFile, Error>) {
-        let config = state.config.clone();
+    ) -> (
+        Result<Vec<(String, VariableInfo)>, Error>,
+        Result<SoFile, Error>,
+    ) {
+        // The compile borrows the module (and keeps its library in the results); the inference
+        // keeps its types through a copy of the results' settings.
         let results = self.module.results.clone();
         let module = &mut self.module;
-        let (inferred, compiled) = std::thread::scope(|scope| {
-            let compile = scope.spawn(|| module.compile(guess, &config));
-            let inferred = infer_variables(
-                &self.analyzer,
-                results.as_ref(),
-                &self.analysis_filter,
-                config.crate_dir(),
-                code.code_string(),
-            );
-            (inferred, compile.join())
+        let (variables, compiled) = std::thread::scope(|scope| {
+            let compile = scope.spawn(|| module.compile(guess, config));
+            let variables = analyze_variables(&self.analyzer, results.as_ref(), key, source);
+            (variables, compile.join())
         });
         let compiled = compiled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let inferred = inferred.and_then(|(variables, was_kept)| {
-            apply_variable_types(state, variables)?;
-            Ok(was_kept)
-        });
-        (inferred, compiled)
+        (variables, compiled)
     }
 
     fn run_and_capture_output(
@@ -1193,38 +1202,27 @@ fn fix_path() {
     }
 }
 
-/// qplay patch: the top-level variables rust-analyzer infers for the analysis `source` (or
-/// those kept for an equal source: then `true`).
-fn infer_variables(
+/// qplay patch: the top-level variables rust-analyzer infers for the analysis `source`, kept
+/// in `results` under `key`.
+fn analyze_variables(
     analyzer: &Mutex<RustAnalyzer>,
     results: Option<&crate::module::results::Results>,
-    analysis_filter: &str,
-    crate_dir: &Path,
+    key: Option<String>,
     source: String,
-) -> Result<(Vec<(String, VariableInfo)>, bool), Error> {
-    // qplay patch: the types inferred before from an equal analysis source, if kept.
-    let key = results.and_then(|results| results.types_key(crate_dir, analysis_filter, &source));
-    let kept = results.and_then(|results| results.types(key.as_deref()));
-    let was_kept = kept.is_some();
-    let variables = match kept {
-        Some(variables) => variables,
-        None => {
-            let mut analyzer = analyzer.lock().unwrap_or_else(|e| e.into_inner());
-            analyzer.set_source(source)?;
-            let mut variables: Vec<_> = analyzer
-                .top_level_variables("evcxr_analysis_wrapper")
-                .into_iter()
-                .collect();
-            variables.sort_by(|a, b| a.0.cmp(&b.0));
-            if let (Some(results), Some(key)) = (results, &key)
-                && let Err(error) = results.keep_types(key, &variables)
-            {
-                eprintln!("evcxr: inferred types were not kept: {error}");
-            }
-            variables
-        }
-    };
-    Ok((variables, was_kept))
+) -> Result<Vec<(String, VariableInfo)>, Error> {
+    let mut analyzer = analyzer.lock().unwrap_or_else(|e| e.into_inner());
+    analyzer.set_source(source)?;
+    let mut variables: Vec<_> = analyzer
+        .top_level_variables("evcxr_analysis_wrapper")
+        .into_iter()
+        .collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    if let (Some(results), Some(key)) = (results, &key)
+        && let Err(error) = results.keep_types(key, &variables)
+    {
+        eprintln!("evcxr: inferred types were not kept: {error}");
+    }
+    Ok(variables)
 }
 
 /// The inferred `variables` recorded in `state`, or an error naming one whose type cannot be
