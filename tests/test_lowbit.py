@@ -67,3 +67,30 @@ def test_adaround_at_4_bits_writes_int4_weights_that_python_onnxruntime_runs(qpl
     q = weight_initializers(onnx.load(str(out)))
     assert len(q) == 10 and all(t.data_type == onnx.TensorProto.INT4 for t in q.values())
     assert_predicts_as_python(qplay, out, tmp_path)
+
+
+def test_edit_stores_chosen_weights_as_int4_and_python_onnxruntime_runs_them(qplay, tmp_path):
+    # Two weights of the bundled int8 model re-stored as int4: the model becomes opset 21, those
+    # two are packed 4-bit initializers, the other eight stay int8, and Python onnxruntime
+    # predicts as qplay does. The bundled model is not touched.
+    out = tmp_path / "mixed4.onnx"
+    qplay("edit", "--model", "resnet8_int8", "--type", "conv2d_7.weight=int4",
+          "--type", "dense.weight=int4", "--out", out)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m)
+    assert {o.domain: o.version for o in m.opset_import}[""] >= 21 and m.ir_version >= 10
+    q = weight_initializers(m)
+    four = {n for n, t in q.items() if t.data_type == onnx.TensorProto.INT4}
+    assert four == {"conv2d_7.weight_quantized", "dense.weight_quantized"}, four
+    assert all(t.data_type == onnx.TensorProto.INT8 for n, t in q.items() if n not in four)
+    for name in four:
+        values = onnx.numpy_helper.to_array(q[name])
+        assert values.min() >= -7 and values.max() <= 7 and values.min() < 0, name
+        assert len(q[name].raw_data) == (int(np.prod(q[name].dims)) + 1) // 2, name
+    assert_predicts_as_python(qplay, out, tmp_path)
+    # A type that is not a storage type, and an activation, are named errors that write nothing.
+    for flag, says in [("conv2d_7.weight=int32", "int32"), ("activation_1=int4", "re-quantizes weights")]:
+        bad = tmp_path / "bad.onnx"
+        proc = qplay("edit", "--model", "resnet8_int8", "--type", flag, "--out", bad, check=False)
+        assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+        assert not bad.exists()

@@ -66,7 +66,7 @@ pub fn sqnr(args: SqnrArgs) -> Result<()> {
 }
 
 /// The data set `spec` names (bundled name, file, directory, archive or URL).
-fn open_data(spec: &str) -> Result<Dataset> {
+pub(crate) fn open_data(spec: &str) -> Result<Dataset> {
     Ok(Dataset::open(
         spec,
         &qplay::paths::root(),
@@ -92,6 +92,10 @@ pub struct EditArgs {
     /// TENSOR=BITS: re-quantize a weight to 2..8 bits.
     #[arg(long = "bits")]
     bits: Vec<String>,
+    /// TENSOR=TYPE: store a weight as int4, uint4, int8, uint8, int16 or uint16 (re-quantized
+    /// on the type's full width; 4- and 16-bit types make an opset-21 model).
+    #[arg(long = "type")]
+    types: Vec<String>,
     /// TENSOR: remove its quantization (QuantizeLinear/DequantizeLinear pair); repeatable.
     #[arg(long = "keep-float")]
     keep_float: Vec<String>,
@@ -119,8 +123,8 @@ where
         .collect()
 }
 
-/// Runs `qplay edit`: applies the edits in order (scales, zero points, bits, tensors kept in
-/// float), saves the result and prints the diff against the original as JSON.
+/// Runs `qplay edit`: applies the edits in order (scales, zero points, types, bits, tensors kept
+/// in float), saves the result and prints the diff against the original as JSON.
 pub fn edit(args: EditArgs) -> Result<()> {
     let mut v: QuantModel = workbench(&args.model)?;
     for arg in &args.scales {
@@ -130,6 +134,10 @@ pub fn edit(args: EditArgs) -> Result<()> {
     for arg in &args.zero_points {
         let (t, value) = split(arg)?;
         v = v.with_zero_points(t, &numbers::<i32>(value)?)?;
+    }
+    for arg in &args.types {
+        let (t, value) = split(arg)?;
+        v = v.with_type(t, value.parse::<qplay::quant::QDtype>()?)?;
     }
     for arg in &args.bits {
         let (t, value) = split(arg)?;

@@ -458,9 +458,10 @@ pub fn sweep_chart(s: &ParamSweep) -> Result<Svg> {
         .map(|(k, _)| match k {
             Knob::ScaleTimes(f) => *f as f64,
             Knob::Bits(n) => *n as f64,
+            Knob::Type(t) => t.bits() as f64,
         })
         .collect();
-    let bits = matches!(s.points[0].0, Knob::Bits(_));
+    let bits = matches!(s.points[0].0, Knob::Bits(_) | Knob::Type(_));
     let x0 = xs.iter().fold(f64::INFINITY, |a, &b| a.min(b));
     let x1 = xs.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
     let pad = ((x1 - x0) * 0.05).max(0.05);

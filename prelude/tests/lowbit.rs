@@ -10,7 +10,7 @@ use qplay::quant::calibrate::{calibrate, CalibOptions};
 use qplay::quant::onnx_graph::{self, proto::ModelProto};
 use qplay::quant::{sqnr::layer_errors, workbench, NoCpuKernel, QDtype, QuantModel, Role};
 
-use common::dataset;
+use common::{dataset, first_of};
 
 fn calibrated(weight: QDtype, activation: QDtype) -> QuantModel {
     let options = CalibOptions {
@@ -270,4 +270,67 @@ fn adaround_rounds_int4_weights_in_their_own_type() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("2 to 4 bits fit int4"), "{e}");
+}
+
+#[test]
+fn with_type_stores_one_weight_in_another_type() {
+    // The bundled int8 model with one weight re-stored as int4: that weight packed, the others
+    // untouched, opset 21, undo back to the original; a sensitivity sweep over real int4 weights.
+    let int8 = workbench("resnet8_int8").unwrap();
+    let v = int8.with_type("conv2d_7.weight", QDtype::Int4).unwrap();
+    assert_eq!(v.param("conv2d_7.weight").unwrap().dtype, QDtype::Int4);
+    assert_eq!(int8.param("conv2d_7.weight").unwrap().dtype, QDtype::Int8);
+    assert!(opset(v.proto().unwrap()) >= 21 && opset(int8.proto().unwrap()) < 21);
+    let before: std::collections::BTreeMap<_, _> = weight_bytes(&int8).into_iter().collect();
+    for (t, bytes) in weight_bytes(&v) {
+        if t == "conv2d_7.weight" {
+            assert_eq!(bytes, before[&t].div_ceil(2), "{t}");
+        } else {
+            assert_eq!(bytes, before[&t], "{t}");
+        }
+    }
+    let ints = v.weights("conv2d_7.weight").unwrap().int;
+    assert!(ints.iter().all(|q| (-7..=7).contains(q)) && ints.iter().any(|&q| q == -7 || q == 7));
+    assert!(v.history().last().unwrap().contains("stored as int4"));
+    assert_eq!(
+        v.undo().unwrap().content_hash().unwrap(),
+        int8.content_hash().unwrap()
+    );
+    let (loaded, _) = saved_and_loaded(&v, "with_type.onnx");
+    same_outputs(&v, &loaded);
+    // Its grid is with_bits(4)'s, in a 4-bit container.
+    let narrow = int8.with_bits("conv2d_7.weight", 4).unwrap();
+    assert_eq!(
+        narrow.param("conv2d_7.weight").unwrap().scales,
+        v.param("conv2d_7.weight").unwrap().scales
+    );
+    assert_eq!(narrow.weights("conv2d_7.weight").unwrap().int, ints);
+    // A sensitivity sweep over real int4 weights: one row per weight.
+    let test = dataset(Bundled::Test);
+    let s = qplay::quant::sensitivity(
+        &int8,
+        &test,
+        2,
+        qplay::quant::Knob::Type(QDtype::Int4),
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.rows.len(), 10);
+    assert_eq!(s.knob.to_string(), "int4");
+    // Refused by name: an activation, a type that is not stored, TorchScript.
+    let activation = first_of(&int8, Role::Activation);
+    let e = int8
+        .with_type(&activation, QDtype::Int4)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("with_type re-quantizes weights"), "{e}");
+    let e = int8
+        .with_type("conv2d_7.weight", QDtype::Int32)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("int32"), "{e}");
+    let torch = workbench("resnet8_int8_torch").unwrap();
+    let w = first_of(&torch, Role::Weight);
+    let e = torch.with_type(&w, QDtype::Int4).unwrap_err().to_string();
+    assert!(e.contains("TorchScript"), "{e}");
 }

@@ -1,6 +1,8 @@
 //! The quantization workbench on quantized TorchScript: the bundled FX int8 model and, where it
 //! exists, the seed project's model.
 
+mod common;
+
 use std::path::PathBuf;
 
 use ndarray::Axis;
@@ -288,13 +290,7 @@ fn the_seed_project_model_is_inspected_and_edited() {
     let cap = m.capture(batch().view(), &[]).unwrap();
     eprintln!("seed model: {} tensors captured", cap.tensors.len());
     assert!(cap.tensors.len() >= 16);
-    let w = p
-        .rows
-        .iter()
-        .find(|r| r.role == Role::Weight)
-        .unwrap()
-        .tensor
-        .clone();
+    let w = common::first_of(&m, Role::Weight);
     let v = m.with_bits(&w, 2).unwrap();
     let base = m.run(batch().view()).unwrap();
     assert_ne!(base, v.run(batch().view()).unwrap());

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::cache::{evaluate_cached, file_hash, Store};
-use super::{fmt_num, QuantModel, Role};
+use super::{fmt_num, QDtype, QuantModel, Role};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich};
 use crate::eval::{EvalOptions, Evaluation};
@@ -23,8 +23,10 @@ use crate::model::Model;
 pub enum Knob {
     /// Every scale of the tensor multiplied by this factor.
     ScaleTimes(f32),
-    /// A weight re-quantized to this many bits.
+    /// A weight re-quantized to this many bits inside its stored type (`with_bits`).
     Bits(u32),
+    /// A weight re-quantized into this stored type, on its full width (`with_type`).
+    Type(QDtype),
 }
 
 impl fmt::Display for Knob {
@@ -32,6 +34,7 @@ impl fmt::Display for Knob {
         match self {
             Knob::ScaleTimes(k) => write!(f, "scale × {}", fmt_num(*k as f64)),
             Knob::Bits(n) => write!(f, "{n} bits"),
+            Knob::Type(t) => write!(f, "{t}"),
         }
     }
 }
@@ -45,6 +48,7 @@ impl QuantModel {
                 self.with_scales(tensor, &scales)
             }
             Knob::Bits(n) => self.with_bits(tensor, n),
+            Knob::Type(t) => self.with_type(tensor, t),
         }
     }
 }
@@ -109,7 +113,7 @@ pub fn sensitivity(
         .rows
         .into_iter()
         .filter(|p| match knob {
-            Knob::Bits(_) => p.role == Role::Weight,
+            Knob::Bits(_) | Knob::Type(_) => p.role == Role::Weight,
             Knob::ScaleTimes(_) => true,
         })
         .collect();

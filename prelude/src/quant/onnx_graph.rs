@@ -490,6 +490,34 @@ fn private_initializer(
     Ok(fresh)
 }
 
+/// Makes weight `param`'s stored integers and zero point (private copies where shared) of type
+/// `dtype`, empty: the caller writes the values next, then raises the opset with
+/// [`require_types`].
+pub fn retype_weight(model: &mut ModelProto, param: &QuantParam, dtype: QDtype) -> Result<()> {
+    let stored = param.quantized_initializer.as_deref().ok_or_else(|| {
+        anyhow!(
+            "tensor `{}` is an activation; only weights and biases have a stored type",
+            param.tensor
+        )
+    })?;
+    let mut names = vec![private_initializer(model, param, stored, 0)?];
+    if !param.zero_point_initializer.is_empty() {
+        names.push(private_initializer(
+            model,
+            param,
+            &param.zero_point_initializer,
+            2,
+        )?);
+    }
+    for name in names {
+        let t = initializer_mut(model, &name)?;
+        t.data_type = Some(data_type(dtype) as i32);
+        t.int32_data.clear();
+        t.raw_data = Some(Vec::new());
+    }
+    Ok(())
+}
+
 /// Writes `param`'s scales (already validated).
 pub fn write_scales(model: &mut ModelProto, param: &QuantParam, scales: &[f32]) -> Result<()> {
     let name = private_initializer(model, param, &param.scale_initializer, 1)?;

@@ -5,6 +5,7 @@ use std::sync::Once;
 
 use qplay::data::{Bundled, Dataset};
 use qplay::display::Svg;
+use qplay::quant::{QuantModel, Role};
 
 /// A bundled data set, with this test binary's own cache folder ($QPLAY_CACHE: calibration
 /// statistics and evaluations are kept on disk), set once before anything reads it.
@@ -32,4 +33,10 @@ pub fn keep(name: &str, svg: &Svg) {
         )
         .unwrap();
     }
+}
+
+/// The first quantized tensor of `role` in `m`'s parameter table.
+pub fn first_of(m: &QuantModel, role: Role) -> String {
+    let rows = m.quant_params().rows;
+    rows.into_iter().find(|r| r.role == role).unwrap().tensor
 }

@@ -1,12 +1,14 @@
 //! The edits of a version's parameters: scales, zero points, a weight's integers, a narrower
-//! grid. Each checks its input against the tensor (its count, its dtype's range, its role) and
+//! grid, another stored type. Each checks its input against the tensor (its count, its dtype's range, its role) and
 //! changes nothing when it fails; the backends apply it (see `Backend::edit`).
 
 use anyhow::{bail, Result};
 use ndarray::ArrayD;
 
 use super::{channel, summary_f32, summary_i32, Change, QuantModel};
-use crate::quant::{QuantParam, Role};
+use crate::model::{Framework, Model};
+use crate::quant::dtype::cpu_kernel;
+use crate::quant::{QDtype, QuantParam, Role};
 
 impl QuantModel {
     /// A new version with `tensor`'s (per-tensor) scale set to `scale`.
@@ -115,23 +117,71 @@ impl QuantModel {
     /// others get an asymmetric grid of `2^bits` levels starting at the dtype's minimum, with a
     /// new zero point.
     pub fn with_bits(&self, tensor: &str, bits: u32) -> Result<QuantModel> {
+        let p = self.weight_param(tensor, "with_bits")?;
+        p.dtype
+            .check_bits(&format!("bits for `{}`", p.tensor), bits)?;
+        let what = format!("{} re-quantized to {bits} bits", p.tensor);
+        self.requantize(&p, p.dtype, bits, what)
+    }
+
+    /// A new version with a weight re-quantized into another stored type, on the type's full
+    /// width: `with_type(weight, QDtype::Int4)` stores it as ONNX int4 (two per byte), and the
+    /// model becomes opset 21 where the type needs it ([`QDtype::min_opset`]). The grid is made
+    /// as [`with_bits`](Self::with_bits) makes it; a symmetric weight stays symmetric in a signed
+    /// type. ONNX only: TorchScript keeps its weights qint8 (refused by name), and a type
+    /// onnxruntime's CPU provider cannot run beside the model's activations is refused with
+    /// [`NoCpuKernel`](crate::quant::NoCpuKernel).
+    pub fn with_type(&self, tensor: &str, dtype: QDtype) -> Result<QuantModel> {
+        let p = self.weight_param(tensor, "with_type")?;
+        dtype.check_storage(&format!("the type for `{}`", p.tensor))?;
+        if self.framework() == Framework::Torch {
+            bail!(
+                "`{}` is TorchScript, whose quantized weights are qint8; with_type stores ONNX \
+                 weights in another type (use with_bits for a narrower grid inside qint8)",
+                self.name()
+            );
+        }
+        for a in self
+            .quant_params()
+            .rows
+            .iter()
+            .filter(|r| r.role == Role::Activation)
+        {
+            cpu_kernel(dtype, a.dtype)?;
+        }
+        let what = format!("{} stored as {dtype}", p.tensor);
+        self.requantize(&p, dtype, dtype.bits(), what)
+    }
+
+    /// `tensor`'s parameter if it is a weight; else an error naming the weights `op` takes.
+    fn weight_param(&self, tensor: &str, op: &str) -> Result<QuantParam> {
         let p = self.param(tensor)?.clone();
         if p.role != Role::Weight {
             bail!(
-                "`{}` is a{} {}; with_bits re-quantizes weights: {}",
+                "`{}` is a{} {}; {op} re-quantizes weights: {}",
                 p.tensor,
                 if p.role == Role::Activation { "n" } else { "" },
                 p.role,
                 self.names_with(|r| r == Role::Weight)
             );
         }
-        p.dtype
-            .check_bits(&format!("bits for `{}`", p.tensor), bits)?;
-        let w = self.weights(tensor)?;
+        Ok(p)
+    }
+
+    /// Weight `p`'s dequantized values re-quantized on a `bits`-bit grid of `dtype` (see
+    /// [`with_bits`](Self::with_bits)).
+    fn requantize(
+        &self,
+        p: &QuantParam,
+        dtype: QDtype,
+        bits: u32,
+        what: String,
+    ) -> Result<QuantModel> {
+        let w = self.weights(&p.tensor)?;
         let values: Vec<f32> = w.dequantized.iter().copied().collect();
         let channels = p.scales.len();
-        let symmetric = p.dtype.signed() && p.zero_points.iter().all(|&z| z == 0);
-        let (dmin, _) = p.dtype.range();
+        let symmetric = dtype.signed() && p.dtype.signed() && p.zero_points.iter().all(|&z| z == 0);
+        let (dmin, _) = dtype.range();
         let mut lo = vec![0f32; channels];
         let mut hi = vec![0f32; channels];
         for (i, &v) in values.iter().enumerate() {
@@ -158,6 +208,8 @@ impl QuantModel {
                 if hi[c] > lo[c] {
                     scales[c] = (hi[c] - lo[c]) / levels as f32;
                     zps[c] = (dmin + (-lo[c] / scales[c]).round() as i64) as i32;
+                } else {
+                    zps[c] = zps[c].clamp(dmin as i32, (dmin + levels) as i32);
                 }
             }
             qmin = vec![dmin; channels];
@@ -172,11 +224,11 @@ impl QuantModel {
                 q.clamp(qmin[c], qmax[c]) as i32
             })
             .collect();
-        let what = format!("{} re-quantized to {bits} bits", p.tensor);
         self.edit(
             what,
-            &p,
+            p,
             Change::Requantize {
+                dtype,
                 scales,
                 zero_points: zps,
                 ints,

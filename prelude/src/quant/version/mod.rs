@@ -105,7 +105,9 @@ enum Change {
     Scales(Vec<f32>),
     ZeroPoints(Vec<i32>),
     Ints(Vec<i32>),
+    /// New scales, zero points and integers, stored as `dtype` (the same type or another).
     Requantize {
+        dtype: QDtype,
         scales: Vec<f32>,
         zero_points: Vec<i32>,
         ints: Vec<i32>,

@@ -82,15 +82,23 @@ impl Backend for OnnxBody {
             Change::ZeroPoints(z) => onnx_graph::write_zero_points(&mut proto, p, z)?,
             Change::Ints(v) => onnx_graph::write_weight_ints(&mut proto, p, v)?,
             Change::Requantize {
+                dtype,
                 scales,
                 zero_points,
                 ints,
             } => {
+                let retyped = *dtype != p.dtype;
+                if retyped {
+                    onnx_graph::retype_weight(&mut proto, p, *dtype)?;
+                }
                 onnx_graph::write_scales(&mut proto, p, scales)?;
-                if *zero_points != p.zero_points {
+                if retyped || *zero_points != p.zero_points {
                     onnx_graph::write_zero_points(&mut proto, p, zero_points)?;
                 }
                 onnx_graph::write_weight_ints(&mut proto, p, ints)?;
+                if retyped {
+                    onnx_graph::require_types(&mut proto)?;
+                }
             }
             Change::KeepFloat(values) => {
                 super::keep_float::remove_qdq(&mut proto, p, values.as_deref())?

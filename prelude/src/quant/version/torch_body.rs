@@ -130,10 +130,18 @@ impl Backend for TorchBody {
                 Change::ZeroPoints(z) => zps = z,
                 Change::Ints(v) => ints = Some(v),
                 Change::Requantize {
+                    dtype,
                     scales: s,
                     zero_points: z,
                     ints: v,
                 } => {
+                    if dtype != p.dtype {
+                        bail!(
+                            "`{}`: TorchScript weights stay {}; {dtype} is for ONNX models",
+                            p.tensor,
+                            p.dtype
+                        );
+                    }
                     scales = s;
                     zps = z;
                     ints = Some(v);
