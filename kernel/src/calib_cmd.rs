@@ -157,22 +157,46 @@ pub struct MixedArgs {
     /// Print the result as JSON (chosen bits, size, accuracy, every point tried).
     #[arg(long)]
     json: bool,
+    /// Round lowered weights by AdaRound (learned once per weight and width before the search)
+    /// instead of to nearest.
+    #[arg(long)]
+    adaround: bool,
+    /// With --adaround: the float model the start was made from.
+    #[arg(long = "float", default_value = "resnet8_float")]
+    float_model: String,
+    /// With --adaround: the images it learns on (train4000, or a .bin file, directory, .tar.gz
+    /// or URL), never the evaluation images.
+    #[arg(long, default_value = "train4000")]
+    learn_data: String,
+    /// With --adaround: Adam steps per weight and width.
+    #[arg(long, default_value_t = qplay::quant::AdaRoundOptions::default().iterations)]
+    iterations: usize,
 }
 
 /// Runs `qplay mixed-precision`.
 pub fn mixed_precision(args: MixedArgs) -> Result<()> {
-    use qplay::quant::calibrate::{mixed_precision_with, MixedOptions};
-    let data = Dataset::open(
-        &args.data,
-        &qplay::paths::root(),
-        &qplay::paths::cache_dir(),
-    )?;
+    use crate::quant_cmd::open_data;
+    use qplay::quant::calibrate::{mixed_precision_with, LearnedRounding, MixedOptions};
+    let data = open_data(&args.data)?;
     let base = qplay::quant::workbench(&args.model)?;
+    let adaround = if args.adaround {
+        Some(LearnedRounding {
+            float: qplay::quant::workbench(&args.float_model)?,
+            data: open_data(&args.learn_data)?,
+            options: qplay::quant::AdaRoundOptions {
+                iterations: args.iterations,
+                ..Default::default()
+            },
+        })
+    } else {
+        None
+    };
     let options = MixedOptions {
         budget_pp: args.budget,
         bits: args.bits,
         per_class: args.per_class,
         progress: false,
+        adaround,
     };
     let r = mixed_precision_with(&base, &data, &options, Some(&stderr_progress))?;
     save_and_print(

@@ -40,15 +40,15 @@ pub mod prelude {
     pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::calibrate::{
-        calibrate_version, equalize, mixed_precision, mixed_precision_chart, MixedOptions,
-        MixedPrecision,
+        calibrate_version, equalize, mixed_precision, mixed_precision_chart, LearnedRounding,
+        MixedOptions, MixedPrecision,
     };
     pub use crate::quant::sqnr::layer_errors;
     pub use crate::quant::{
-        adaround, agreement, calibrate, compare_models, graph, repair, repair_chart, sensitivity,
-        sweep, workbench, AdaRound, AdaRoundOptions, Agreement, CalibOptions, Capture, Comparison,
-        Diff, Figure, Graph, Knob, LayerErrors, Method, Overlay, ParamSweep, QDtype, QuantModel,
-        QuantParam, QuantParams, Repair, RepairOptions, Role, Sensitivity, Weights,
+        adaround, adaround_with, agreement, calibrate, compare_models, graph, repair, repair_chart,
+        sensitivity, sweep, workbench, AdaRound, AdaRoundOptions, Agreement, CalibOptions, Capture,
+        Comparison, Diff, Figure, Graph, Knob, LayerErrors, Method, Overlay, ParamSweep, QDtype,
+        QuantModel, QuantParam, QuantParams, Repair, RepairOptions, Role, Sensitivity, Weights,
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{

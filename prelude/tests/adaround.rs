@@ -197,3 +197,59 @@ fn it_composes_with_cross_layer_equalization() {
         assert!(l.learned_error < l.nearest_error, "{}", l.weight);
     }
 }
+
+#[test]
+fn mixed_precision_can_round_the_weights_it_lowers_by_adaround() {
+    // Budget 100 points with widths 8 and 4: the search lowers every weight to 4 bits, with
+    // nearest rounding in one search and AdaRound's in the other (learned on training images,
+    // measured on test images).
+    use qplay::quant::calibrate::{mixed_precision, LearnedRounding, MixedOptions};
+    let base = workbench("resnet8_int8_perchannel").unwrap();
+    let test = dataset(Bundled::Test);
+    let nearest_options = MixedOptions {
+        budget_pp: 100.0,
+        bits: vec![8, 4],
+        per_class: 10,
+        ..Default::default()
+    };
+    let learned_options = MixedOptions {
+        adaround: Some(LearnedRounding {
+            float: workbench("resnet8_float").unwrap(),
+            data: dataset(Bundled::Train4000),
+            options: AdaRoundOptions {
+                iterations: 200,
+                per_class: 5,
+                ..Default::default()
+            },
+        }),
+        ..nearest_options.clone()
+    };
+    let nearest = mixed_precision(&base, &test, &nearest_options).unwrap();
+    let learned = mixed_precision(&base, &test, &learned_options).unwrap();
+    for r in [&nearest, &learned] {
+        assert!(r.bits.values().all(|&b| b == 4), "{r}");
+    }
+    assert_eq!(nearest.rounding, "nearest");
+    assert_eq!(learned.rounding, "AdaRound, 200 iterations per weight");
+    let (a, b) = (
+        quick(&nearest.version, &test, 50).unwrap().accuracy(),
+        quick(&learned.version, &test, 50).unwrap().accuracy(),
+    );
+    eprintln!("all weights at 4 bits: nearest {a:.4}, AdaRound {b:.4} on 500 test images");
+    assert!(
+        b >= a + 0.05,
+        "AdaRound {b:.4} is not 5 points above nearest {a:.4}"
+    );
+    // Same grids (with_bits), other integers, each within one step of nearest.
+    let (na, la) = (all_ints(&nearest.version), all_ints(&learned.version));
+    assert_ne!(na, la);
+    for (x, y) in na.iter().zip(&la) {
+        assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1));
+    }
+    for t in nearest.bits.keys() {
+        assert_eq!(
+            nearest.version.param(t).unwrap().scales,
+            learned.version.param(t).unwrap().scales
+        );
+    }
+}

@@ -28,11 +28,12 @@
 
 mod learn;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
 use serde::Serialize;
 
 use super::calibrate::params::Grid;
@@ -193,24 +194,8 @@ pub fn adaround_with(
     options: &AdaRoundOptions,
     progress: Option<Progress<'_>>,
 ) -> Result<AdaRound> {
-    options.check()?;
-    if m.framework() == Framework::Torch || float.framework() == Framework::Torch {
-        bail!(
-            "adaround takes QDQ ONNX models; `{}` is TorchScript (not supported yet: its packed \
-             weights have no per-layer input to capture here)",
-            if m.framework() == Framework::Torch {
-                m.name()
-            } else {
-                float.name()
-            }
-        );
-    }
     let start = Instant::now();
-    crate::torch::init_runtime()?;
-    let _one_thread = learn::OneThread::new();
-    let proto = m.proto()?.clone();
-    m.check_float_reference(float, &proto)?;
-    let layers = layers(m, float.proto()?, &proto)?;
+    let layers = prepare(m, float, options)?;
     let indices = sample(data, options.per_class, options.seed)?;
     let mut v = m.clone();
     let mut rows = Vec::new();
@@ -218,44 +203,10 @@ pub fn adaround_with(
         let ints = v.weights(&layer.param.tensor)?.int;
         let (bits, lo, hi) = grid(&layer.param, ints.as_slice().unwrap_or(&[]), options)?;
         let t0 = Instant::now();
-        let mut gram = Gram::new();
-        for chunk in indices.chunks(super::calibrate::stats::BATCH) {
-            let batch = data.nhwc_batch(chunk);
-            let captured = v.captured(batch.view(), &[layer.input.as_str()], Memo::Read)?;
-            let x = captured
-                .get(&layer.input)
-                .ok_or_else(|| anyhow!("`{}` was not captured", layer.input))?;
-            gram.add(&layer.op, x.view()?)?;
-        }
-        let gram = gram.mean()?;
+        let gram = layer.gram(&v, data, &indices)?;
         let capture_seconds = t0.elapsed().as_secs_f64();
-        let problem = layer.problem(lo, hi);
-        let what = format!("adaround {}", layer.param.tensor);
-        let bar = (progress.is_none() && options.progress)
-            .then(|| ProgressBar::new(&what, options.iterations));
-        let total = options.iterations;
-        let mut tick = |it: usize| -> Result<()> {
-            crate::interrupt::check()?;
-            if it.is_multiple_of(50) {
-                if let Some(bar) = &bar {
-                    bar.set(it);
-                }
-                if let Some(p) = progress {
-                    p(&what, it, total);
-                }
-            }
-            Ok(())
-        };
         let t1 = Instant::now();
-        let learned = learn::learn(&problem, &gram, options, &mut tick)?;
-        if let Some(bar) = &bar {
-            bar.set(total);
-        }
-        if let Some(p) = progress {
-            p(&what, total, total);
-        }
-        let values = layer.unpermute(&learned.ints);
-        let values = ArrayD::from_shape_vec(IxDyn(&layer.param.shape), values)?;
+        let (values, learned) = layer.learn(lo, hi, gram.view(), options, progress)?;
         v = v.with_weight_int(&layer.param.tensor, &values)?;
         rows.push(AdaRoundLayer {
             weight: layer.param.tensor.clone(),
@@ -288,7 +239,67 @@ pub fn adaround_with(
     })
 }
 
+/// Each quantized Conv/Gemm weight of `base` rounded by AdaRound at each width of `bits`, on the
+/// grid `base.with_bits(weight, b)` gives it, as integers in the weight's stored layout; every
+/// weight learned on its input in `base` (the other weights as they are there). What
+/// [`mixed_precision`](super::calibrate::mixed_precision) puts in place of nearest rounding
+/// when it lowers a weight. `progress` as for [`adaround_with`].
+pub(crate) fn rounded_at_bits(
+    base: &QuantModel,
+    float: &QuantModel,
+    data: &Dataset,
+    bits: &[u32],
+    options: &AdaRoundOptions,
+    progress: Option<Progress<'_>>,
+) -> Result<BTreeMap<(String, u32), ArrayD<i32>>> {
+    let layers = prepare(base, float, options)?;
+    let indices = sample(data, options.per_class, options.seed)?;
+    let mut out = BTreeMap::new();
+    for layer in &layers {
+        let tensor = &layer.param.tensor;
+        let gram = layer.gram(base, data, &indices)?;
+        for &b in bits {
+            let narrow = base.with_bits(tensor, b)?;
+            let param = narrow.param(tensor)?.clone();
+            let ints = narrow.weights(tensor)?.int;
+            let at = AdaRoundOptions {
+                weight_bits: Some(b),
+                ..options.clone()
+            };
+            let (_, lo, hi) = grid(&param, ints.as_slice().unwrap_or(&[]), &at)?;
+            let layer = Layer {
+                param,
+                ..layer.clone()
+            };
+            let (values, _) = layer.learn(lo, hi, gram.view(), &at, progress)?;
+            out.insert((tensor.clone(), b), values);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the options and the two models; the layers of `m` to round, in network order.
+fn prepare(m: &QuantModel, float: &QuantModel, options: &AdaRoundOptions) -> Result<Vec<Layer>> {
+    options.check()?;
+    if m.framework() == Framework::Torch || float.framework() == Framework::Torch {
+        bail!(
+            "adaround takes QDQ ONNX models; `{}` is TorchScript (not supported yet: its packed \
+             weights have no per-layer input to capture here)",
+            if m.framework() == Framework::Torch {
+                m.name()
+            } else {
+                float.name()
+            }
+        );
+    }
+    crate::torch::init_runtime()?;
+    let proto = m.proto()?.clone();
+    m.check_float_reference(float, &proto)?;
+    layers(m, float.proto()?, &proto)
+}
+
 /// One quantized Conv/Gemm weight to round.
+#[derive(Clone)]
 struct Layer {
     node: String,
     param: QuantParam,
@@ -328,6 +339,61 @@ impl Layer {
             lo: vec![lo as f32; n],
             hi: vec![hi as f32; n],
         }
+    }
+
+    /// `mean p pᵀ` over the patches of this layer's input in `v`, on images `indices` of `data`.
+    fn gram(&self, v: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<Array2<f32>> {
+        let mut gram = Gram::new();
+        for chunk in indices.chunks(super::calibrate::stats::BATCH) {
+            let batch = data.nhwc_batch(chunk);
+            let captured = v.captured(batch.view(), &[self.input.as_str()], Memo::Read)?;
+            let x = captured
+                .get(&self.input)
+                .ok_or_else(|| anyhow!("`{}` was not captured", self.input))?;
+            gram.add(&self.op, x.view()?)?;
+        }
+        gram.mean()
+    }
+
+    /// The rounding learned on the grid `lo..=hi` for the input Gram matrix `gram`: the
+    /// integers in the stored layout, and what learning gave. A progress bar (or `progress`)
+    /// follows the iterations; an interrupt stops it.
+    fn learn(
+        &self,
+        lo: i64,
+        hi: i64,
+        gram: ArrayView2<'_, f32>,
+        options: &AdaRoundOptions,
+        progress: Option<Progress<'_>>,
+    ) -> Result<(ArrayD<i32>, learn::Learned)> {
+        let what = format!("adaround {}", self.param.tensor);
+        let bar = (progress.is_none() && options.progress)
+            .then(|| ProgressBar::new(&what, options.iterations));
+        let total = options.iterations;
+        let mut tick = |it: usize| -> Result<()> {
+            crate::interrupt::check()?;
+            if it.is_multiple_of(50) {
+                if let Some(bar) = &bar {
+                    bar.set(it);
+                }
+                if let Some(p) = progress {
+                    p(&what, it, total);
+                }
+            }
+            Ok(())
+        };
+        let threads = crate::onnx::thread_count();
+        let problem = self.problem(lo, hi);
+        let learned = learn::learn(&problem, gram, options, threads, &mut tick)?;
+        if let Some(bar) = &bar {
+            bar.set(total);
+        }
+        if let Some(p) = progress {
+            p(&what, total, total);
+        }
+        let values =
+            ArrayD::from_shape_vec(IxDyn(&self.param.shape), self.unpermute(&learned.ints))?;
+        Ok((values, learned))
     }
 
     /// Matrix-ordered values back in the stored layout.

@@ -3,6 +3,11 @@
 //! default) on the quick evaluation, keeps the step that loses the least accuracy while staying
 //! within `budget` points of the starting model (ties: the one saving more bytes), and stops
 //! when no step fits. Every point it tried is kept for the size–accuracy chart.
+//!
+//! A lowered weight is rounded to nearest on its narrower grid (`with_bits`), or, with
+//! [`MixedOptions::adaround`], by AdaRound: every weight is learned once per lower width before
+//! the search (on its input in the starting model, from training images), and each trial puts
+//! the learned integers in place of the nearest ones.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +21,7 @@ use crate::charts::{draw_legend, err, render, span, FONT, H, PALETTE, W};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, ProgressBar, Rich, Svg};
 use crate::model::Model;
+use crate::quant::adaround::{rounded_at_bits, AdaRoundOptions};
 use crate::quant::{QuantModel, Role};
 
 /// What the search may do.
@@ -29,6 +35,8 @@ pub struct MixedOptions {
     pub per_class: usize,
     /// Show a progress bar in the notebook.
     pub progress: bool,
+    /// Round lowered weights by AdaRound instead of to nearest (`None`).
+    pub adaround: Option<LearnedRounding>,
 }
 
 impl Default for MixedOptions {
@@ -38,7 +46,38 @@ impl Default for MixedOptions {
             bits: vec![8, 6, 4],
             per_class: 100,
             progress: false,
+            adaround: None,
         }
+    }
+}
+
+/// What [`MixedOptions::adaround`] learns from.
+#[derive(Clone)]
+pub struct LearnedRounding {
+    /// The float model the starting model was made from (its reference, as for `adaround`).
+    pub float: QuantModel,
+    /// The images AdaRound learns on: training images, not those the search evaluates on.
+    pub data: Dataset,
+    /// AdaRound's options (the search sets `weight_bits` to each width it tries).
+    pub options: AdaRoundOptions,
+}
+
+impl fmt::Debug for LearnedRounding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LearnedRounding")
+            .field("float", &self.float.name())
+            .field("data", &self.data.description())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl LearnedRounding {
+    fn label(&self) -> String {
+        format!(
+            "AdaRound, {} iterations per weight",
+            self.options.iterations
+        )
     }
 }
 
@@ -74,6 +113,8 @@ pub struct MixedPrecision {
     pub base_accuracy: f64,
     /// The start's size in bytes.
     pub base_bytes: usize,
+    /// How lowered weights were rounded: "nearest" or "AdaRound, N iterations per weight".
+    pub rounding: String,
     /// The chosen bits per weight.
     pub bits: BTreeMap<String, u32>,
     /// The chosen model's size in bytes.
@@ -101,12 +142,19 @@ fn bytes_at(sizes: &BTreeMap<String, (usize, Role)>, bits: &BTreeMap<String, u32
     bits_total.div_ceil(8)
 }
 
-/// The version of `base` with these bits.
-fn apply(base: &QuantModel, bits: &BTreeMap<String, u32>) -> Result<QuantModel> {
+/// Integers learned per weight and width (empty: nearest rounding).
+type Learned = BTreeMap<(String, u32), ndarray::ArrayD<i32>>;
+
+/// The version of `base` with these bits, its lowered weights' integers the `learned` ones where
+/// there are some.
+fn apply(base: &QuantModel, bits: &BTreeMap<String, u32>, learned: &Learned) -> Result<QuantModel> {
     let mut v = base.clone();
     for (t, &b) in bits {
         if b != 8 {
             v = v.with_bits(t, b)?;
+            if let Some(ints) = learned.get(&(t.clone(), b)) {
+                v = v.with_weight_int(t, ints)?;
+            }
         }
     }
     Ok(v)
@@ -159,6 +207,10 @@ pub fn mixed_precision_with(
     if weights.is_empty() {
         bail!("`{}` has no quantized weights", base.name());
     }
+    let learned: Learned = match &options.adaround {
+        Some(a) => rounded_at_bits(base, &a.float, &a.data, &ladder[1..], &a.options, progress)?,
+        None => Learned::new(),
+    };
     let start = base.quick(data, options.per_class)?;
     let images = start.total();
     let floor = start.accuracy() - options.budget_pp / 100.0;
@@ -195,7 +247,7 @@ pub fn mixed_precision_with(
             };
             let mut trial = bits.clone();
             trial.insert(w.clone(), next);
-            let v = apply(base, &trial)?;
+            let v = apply(base, &trial, &learned)?;
             let e = v.quick(data, options.per_class)?;
             points.push(MixedPoint {
                 round,
@@ -226,6 +278,10 @@ pub fn mixed_precision_with(
     }
     report(steps_in_all);
     let (version, e) = chosen;
+    let rounding = options
+        .adaround
+        .as_ref()
+        .map_or("nearest".to_string(), LearnedRounding::label);
     let lowered = bits.values().filter(|&&b| b != 8).count();
     let version = if lowered == 0 {
         version
@@ -233,8 +289,8 @@ pub fn mixed_precision_with(
         version.squashed_onto(
             base,
             format!(
-                "mixed precision: {lowered} weights below 8 bits (budget {} pp)",
-                options.budget_pp
+                "mixed precision: {lowered} weights below 8 bits (budget {} pp, {})",
+                options.budget_pp, rounding
             ),
         )?
     };
@@ -244,6 +300,7 @@ pub fn mixed_precision_with(
         images,
         base_accuracy: points[0].accuracy,
         base_bytes,
+        rounding,
         bytes: bytes_at(&sizes, &bits),
         bits,
         accuracy: e.accuracy(),
@@ -264,7 +321,7 @@ impl fmt::Display for MixedPrecision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {:.2} % → {:.2} % [{:.2}, {:.2}] ({} images, budget {} pp), {} → {} bytes ({} points tried)",
+            "{}: {:.2} % → {:.2} % [{:.2}, {:.2}] ({} images, budget {} pp, rounding: {}), {} → {} bytes ({} points tried)",
             self.model,
             100.0 * self.base_accuracy,
             100.0 * self.accuracy,
@@ -272,6 +329,7 @@ impl fmt::Display for MixedPrecision {
             100.0 * self.ci95.1,
             self.images,
             self.budget_pp,
+            self.rounding,
             self.base_bytes,
             self.bytes,
             self.points.len()
@@ -286,13 +344,15 @@ impl fmt::Display for MixedPrecision {
 impl Rich for MixedPrecision {
     fn mime_bundle(&self) -> MimeBundle {
         let mut html = format!(
-            "<div class=\"qplay-mixed\"><p><b>{}</b>, mixed precision within {} pp on {} images: \
+            "<div class=\"qplay-mixed\"><p><b>{}</b>, mixed precision within {} pp on {} images \
+             (rounding: {}): \
              <b>{:.2} %</b> [{:.2}, {:.2}] against {:.2} %, weights and biases {:.1} KB \
              against {:.1} KB ({} points tried)</p><table><thead><tr><th>weight</th>\
              <th>bits</th></tr></thead><tbody>",
             escape_html(&self.model),
             self.budget_pp,
             self.images,
+            escape_html(&self.rounding),
             100.0 * self.accuracy,
             100.0 * self.ci95.0,
             100.0 * self.ci95.1,

@@ -37,7 +37,8 @@ use super::{QDtype, QuantModel};
 use crate::data::Dataset;
 use crate::model::Model;
 pub use mixed::{
-    mixed_precision, mixed_precision_chart, mixed_precision_with, MixedOptions, MixedPrecision,
+    mixed_precision, mixed_precision_chart, mixed_precision_with, LearnedRounding, MixedOptions,
+    MixedPrecision,
 };
 use params::Grid;
 use ranges::Counted;
