@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use qplay::data::Dataset;
 use qplay::eval::{evaluate, EvalOptions, Evaluation};
 use qplay::model::Model;
 use qplay::quant::adaround::{adaround_with, AdaRoundOptions};
 use qplay::quant::calibrate::{calibrate_version, equalize, CalibOptions};
 use qplay::quant::QDtype;
 use serde_json::json;
+
+use crate::quant_cmd::open_data;
 
 use crate::calib_cmd::stderr_progress;
 
@@ -57,14 +58,6 @@ pub struct AdaRoundArgs {
     json: bool,
 }
 
-fn open(spec: &str) -> Result<Dataset> {
-    Ok(Dataset::open(
-        spec,
-        &qplay::paths::root(),
-        &qplay::paths::cache_dir(),
-    )?)
-}
-
 fn summary(e: &Evaluation) -> serde_json::Value {
     json!({ "accuracy": e.accuracy(), "correct": e.correct(), "total": e.total() })
 }
@@ -89,8 +82,8 @@ pub fn run(args: AdaRoundArgs) -> Result<()> {
         weight_bits: args.weight_bits,
         ..Default::default()
     };
-    let data = open(&args.data)?;
-    let test = open(&args.test)?;
+    let data = open_data(&args.data)?;
+    let test = open_data(&args.test)?;
     let mut float = qplay::quant::workbench(&args.float_model)?;
     if args.equalize {
         float = equalize(&float)?.0;

@@ -30,6 +30,9 @@ pub enum BenchCommand {
     Startup(StartupBench),
     /// Drawing a model's graph: layout, SVG, recolouring; ResNet-8 and a graph 10× larger.
     Graph(crate::bench_graph::GraphBench),
+    /// Learned rounding: AdaRound beside nearest rounding and CLE + bias correction, accuracy
+    /// on the test set and seconds.
+    Adaround(crate::bench_adaround::AdaRoundBench),
 }
 
 /// Arguments of `qplay bench startup`.
@@ -137,6 +140,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Calibrate(args) => bench_calibrate(args),
         BenchCommand::Startup(args) => bench_startup(args),
         BenchCommand::Graph(args) => crate::bench_graph::run(args),
+        BenchCommand::Adaround(args) => crate::bench_adaround::run(args),
     }
 }
 

@@ -4,6 +4,7 @@
 mod adaround_cmd;
 mod backend;
 mod bench;
+mod bench_adaround;
 mod bench_graph;
 mod blocks;
 mod calib_cmd;
