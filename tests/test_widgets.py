@@ -365,10 +365,10 @@ def test_graph_widget_is_an_anywidget_checked_against_its_graph(kernel):
     out = update(kc, gid, {"selected": tensors[3]})
     assert of_type(out, "comm_msg")[0]["content"]["data"]["method"] == "echo_update"
     assert area_texts(out)[-1] == f'picked Some("{tensors[3]}")\n'
-    for bad in [{"selected": "no_such_tensor"}, {"selected": 7}, {"overlay": "xmodel_err"}]:
+    for bad in [{"selected": "no_such_tensor"}, {"selected": 7}, {"overlay": "saturation"}]:
         out = update(kc, gid, bad)
         (resync,) = of_type(out, "comm_msg")
         assert resync["content"]["data"]["method"] == "update", bad
         key = next(iter(bad))
-        assert resync["content"]["data"]["state"][key] == {"selected": tensors[3], "overlay": "none"}[key]
+        assert resync["content"]["data"]["state"][key] == {"selected": tensors[3], "overlay": "xmodel_err"}[key]
         assert not area_texts(out), bad

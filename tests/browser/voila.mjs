@@ -78,6 +78,7 @@ cli(async (outDir) => {
     }
     check('graph widget drawn in Voilà', drawn && drawn.nodes >= 10, JSON.stringify(drawn));
     check('graph recoloured by the chosen overlay', drawn.coloured >= 8 && drawn.legend.includes('xmodel_err'), JSON.stringify(drawn));
+    await sleep(1500); // the graph's cell reran on the overlay change and drew it again
     await graph.screenshot({ path: path.join(outDir, 'voila-graph.png') });
     await page.screenshot({ path: path.join(outDir, 'voila.png'), fullPage: false });
     const t1 = Date.now();

@@ -41,7 +41,8 @@ pub struct GraphView {
     shown: Arc<Mutex<Shown>>,
 }
 
-/// A live view of `g`: the graph drawn once, no overlay until [`GraphView::show`] sends some.
+/// A live view of `g`: the graph drawn once, uncoloured until [`GraphView::show`] sends
+/// overlays (it starts on `xmodel_err`).
 ///
 /// ```ignore
 /// let view = graph_widget(&graph(&m)?).links(&layer);   // a click selects in `layer`
@@ -131,12 +132,12 @@ impl GraphView {
         self.core.get("selected").as_str().map(str::to_string)
     }
 
-    /// The overlay the user chose (`none` at first).
+    /// The overlay the user chose (`xmodel_err` at first).
     pub fn overlay(&self) -> String {
         self.core
             .get("overlay")
             .as_str()
-            .unwrap_or("none")
+            .unwrap_or("xmodel_err")
             .to_string()
     }
 

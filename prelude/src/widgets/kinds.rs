@@ -338,8 +338,9 @@ pub const ANYWIDGET: (&str, &str) = ("anywidget", "~0.11.*");
 /// The model's graph with its overlays ([`super::graph_widget`]): an anywidget view whose ES
 /// module (`_esm`) draws `svg` once, recolours it from `overlays` (figure name → legend, each
 /// tensor's colours, every tooltip) by the `overlay` the user picks, and on a click on a node
-/// sets `selected` to the tensor it writes (and the dropdown `links` to it, when set). The
-/// browser may only pick an overlay the kernel sent and a tensor of the graph.
+/// sets `selected` to the tensor it writes (and the dropdown `links` to it, when set). It starts
+/// on `xmodel_err` (uncoloured until that overlay is sent). The browser may only pick an
+/// overlay the kernel sent and a tensor of the graph.
 pub const GRAPH_VIEW: Kind = Kind {
     module: ANYWIDGET,
     view: (ANYWIDGET.0, "AnyView"),
@@ -363,7 +364,9 @@ pub const GRAPH_VIEW: Kind = Kind {
             prop("_esm", Text, Given),
             prop("links", Model, Unset),
             prop("model", Text, Given).shown(),
-            prop("overlay", Text, Initial::Text("none")).kept().shown(),
+            prop("overlay", Text, Initial::Text("xmodel_err"))
+                .kept()
+                .shown(),
             prop("overlays", Object, Given),
             prop("selected", Text, Unset).kept().shown(),
             prop("svg", Text, Given),
