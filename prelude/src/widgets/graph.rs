@@ -103,7 +103,8 @@ impl GraphView {
     }
 
     /// Sends `overlays` (at most one per figure) with version `v`'s quantization parameters
-    /// in the tooltips; the browser recolours in place. Returns the view, to show it.
+    /// in the tooltips (an ONNX `v`; a TorchScript one leaves the drawing's own); the browser
+    /// recolours in place. Returns the view, to show it.
     pub fn show(&self, v: &QuantModel, overlays: &[Overlay]) -> Result<GraphView> {
         for (i, o) in overlays.iter().enumerate() {
             if o.figure == Figure::None {
@@ -114,10 +115,14 @@ impl GraphView {
             }
         }
         let mut shown = lock(&self.shown);
-        shown.graph = shown.graph.for_version(v);
+        // A TorchScript version has no graph of its own to describe (see `graph`): the view
+        // keeps the network it draws, and its tooltips.
+        if v.framework() == crate::model::Framework::Onnx {
+            shown.graph = shown.graph.for_version(v);
+        }
         shown.overlays = overlays.to_vec();
         let mut changes = models::State::new();
-        changes.insert("model".into(), v.name().into());
+        changes.insert("model".into(), shown.graph.model.clone().into());
         changes.insert(
             "overlays".into(),
             overlays_state(&shown.graph, &shown.overlays),
