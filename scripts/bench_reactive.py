@@ -210,9 +210,10 @@ def playground_move(kc, slider, value, area, previous):
     return first, quick if quick is not None else done, done, last
 
 
-def playground(wrap, moves, warmup=3):
-    """Runs the playground notebook and moves its "scale × k" slider `moves` times."""
-    nb = json.loads((ROOT / "notebooks" / "playground.ipynb").read_text())
+def playground(wrap, moves, warmup=3, notebook=ROOT / "notebooks" / "playground.ipynb"):
+    """Runs the playground notebook (or another version of it) and moves its "scale × k"
+    slider `moves` times."""
+    nb = json.loads(pathlib.Path(notebook).read_text())
     km, kc = kernel("qplay", wrap)
     try:
         outs = {}
@@ -257,6 +258,9 @@ def main():
     p.add_argument("--memory-updates", type=int, default=500)
     p.add_argument("--playground-moves", type=int, default=1000)
     p.add_argument("--compiled-moves", type=int, default=10)
+    p.add_argument("--reference-notebook", type=pathlib.Path,
+                   help="another version of the playground, moved as many times (wrapped) in the "
+                        "same run, e.g. the one before a change; its figures go to stderr")
     a = p.parse_args()
     summary = {
         "small": {"wrapped": stats(small_cell(True, a.reruns)),
@@ -278,6 +282,13 @@ def main():
         summary["playground"][name].update(
             {k: r[k] for k in ("rss_growth_mib", "rss_mib", "moves")})
         print(name, json.dumps(summary["playground"][name]), file=sys.stderr, flush=True)
+    if a.reference_notebook:
+        r = playground(True, a.playground_moves, notebook=a.reference_notebook)
+        summary["playground"]["reference"] = {
+            k: stats(r[k]) for k in ("first_s", "quick_s", "done_s", "fresh_quick_s", "fresh_done_s")}
+        summary["playground"]["reference"]["notebook"] = str(a.reference_notebook)
+        print("reference (wrapped)", json.dumps(summary["playground"]["reference"]), file=sys.stderr,
+              flush=True)
     json.dump(summary, sys.stdout)
     print()
 

@@ -3,10 +3,14 @@ in tests/browser/ opens its notebook, runs all cells and drives the widgets as a
 - reactive.mjs: move a slider; the dependent cell and the live view change, the model cell
   does not rerun; reload the page and the widgets come back with the user's value;
 - playground.mjs: move one layer's scale slider and see the quick accuracy and the histogram
-  change (the model cell does not rerun); press the full-evaluation button and see the
-  progress bar reach its end and the result appear; press Reset and see the original numbers;
+  change (the model cell does not rerun); choose the xmodel_err overlay in the model's graph
+  and see every box's value on hover equal the SQNR table's; click a box and see the layer
+  dropdown show its tensor and the edit cell rerun on it; press the full-evaluation button and
+  see the progress bar reach its end and the result appear; press Reset and see the original
+  numbers;
 - voila.mjs: the playground as the Voilà app `make app` serves: results shown with the code
-  hidden, and the scale slider changes the quick accuracy.
+  hidden, the graph widget drawn and recoloured by its overlay dropdown, and the scale slider
+  changes the quick accuracy.
 Screenshots land in target/browser/."""
 
 import json

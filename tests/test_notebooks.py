@@ -54,8 +54,15 @@ def test_executed_playground_shows_its_results_without_widgets(tmp_path):
     assert not any("application/vnd.jupyter.widget-view+json" in d for d in data), data
     assert any('class="qplay-eval"' in d.get("text/html", "") for d in data)
     assert sum("image/svg+xml" in d for d in data) == 2, "the histogram and the SQNR chart"
+    # The model's graph: the widget view, and the same picture as SVG (coloured by the
+    # overlay it shows, xmodel_err) for viewers without a widget manager.
+    (graph,) = [c for c in nb.cells if "model_graph.show" in c.source]
+    (shown,) = [o["data"] for o in graph.outputs if "data" in o]
+    assert "application/vnd.jupyter.widget-view+json" in shown
+    assert 'class="qplay-graph"' in shown["image/svg+xml"] and "xmodel_err: SQNR" in shown["text/html"]
     markdown, _ = MarkdownExporter().from_notebook_node(nb)
     html, _ = HTMLExporter().from_notebook_node(nb)
+    assert 'class="qplay-graph"' in markdown
     for page in (markdown, html):
         assert 'class="qplay-eval"' in page and "95 % CI" in page
         # The edit cell's histogram and SQNR chart, and the sensitivity chart.

@@ -338,3 +338,37 @@ def test_widgets_of_a_restarted_runtime_show_disabled(kernel):
     (again,) = opened(out, "FloatSliderModel")
     assert again["content"]["data"]["state"]["value"] == 1.25
     assert again["content"]["data"]["state"]["disabled"] is False
+
+
+def test_graph_widget_is_an_anywidget_checked_against_its_graph(kernel):
+    """The model's graph as a widget: an anywidget model with its ES module inline, shown with
+    an SVG fallback; a click (an update of `selected`) reruns the cells that read it, and a
+    tensor that is not in the graph or an overlay the kernel did not send is refused."""
+    _, kc = kernel
+    reply, out = execute(kc, 'let gm = workbench("resnet8_int8").unwrap();\n'
+                             'let gv = graph_widget(&graph(&gm).unwrap());\ngv', "graph")
+    assert reply["status"] == "ok", reply
+    (model,) = opened(out, "AnyModel")
+    state = model["content"]["data"]["state"]
+    assert (state["_model_module"], state["_view_name"]) == ("anywidget", "AnyView")
+    assert state["_model_module_version"] == "~0.11.*"
+    assert "export default" in state["_esm"] and state["svg"].startswith("<svg")
+    assert list(state["overlays"]) == ["none"]
+    tensors = state["tensors"]
+    gid = model["content"]["comm_id"]
+    (shown,) = of_type(out, "execute_result")
+    data = shown["content"]["data"]
+    assert data[VIEW]["model_id"] == gid
+    assert "<svg" in data["text/html"] and data["image/svg+xml"].startswith("<svg")
+    reply, out = execute(kc, 'println!("picked {:?}", gv.selected());', "reader")
+    assert reply["status"] == "ok", reply
+    out = update(kc, gid, {"selected": tensors[3]})
+    assert of_type(out, "comm_msg")[0]["content"]["data"]["method"] == "echo_update"
+    assert area_texts(out)[-1] == f'picked Some("{tensors[3]}")\n'
+    for bad in [{"selected": "no_such_tensor"}, {"selected": 7}, {"overlay": "saturation"}]:
+        out = update(kc, gid, bad)
+        (resync,) = of_type(out, "comm_msg")
+        assert resync["content"]["data"]["method"] == "update", bad
+        key = next(iter(bad))
+        assert resync["content"]["data"]["state"][key] == {"selected": tensors[3], "overlay": "xmodel_err"}[key]
+        assert not area_texts(out), bad

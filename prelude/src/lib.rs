@@ -52,9 +52,9 @@ pub mod prelude {
     };
     pub use crate::registry::{available, load, load_count};
     pub use crate::widgets::{
-        button, checkbox, dropdown, form, hbox, int_slider, live, output, progress, slider, text,
-        vbox, Button, Checkbox, Dropdown, FloatSlider, Form, IntSlider, Live, Output, Progress,
-        Text, Widget, WidgetBox,
+        button, checkbox, dropdown, form, graph_widget, hbox, int_slider, live, output, progress,
+        slider, text, vbox, Button, Checkbox, Dropdown, FloatSlider, Form, GraphView, IntSlider,
+        Live, Output, Progress, Text, Widget, WidgetBox,
     };
     pub use serde_json::json;
 }

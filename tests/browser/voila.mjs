@@ -1,5 +1,7 @@
 // The playground as a Voilà app (what `make app` serves): the page shows the results with the
-// code hidden, and moving the scale slider changes the quick accuracy (a rerun driven only by
+// code hidden and the model's graph widget (anywidget, loaded by Voilà from the venv's
+// extensions) coloured by the overlay chosen in it, and moving the scale slider changes the
+// quick accuracy (a rerun driven only by
 // widget comm messages, the only thing a Voilà page may send). Prints a JSON summary with the
 // time to the first results (from the page request; VOILA_ARRIVE_AFTER_S=90 makes the visitor
 // arrive after the pre-started kernel has run the notebook); exits non-zero on a failed check.
@@ -57,6 +59,27 @@ cli(async (outDir) => {
     const slider = page.locator('.widget-slider', { hasText: 'scale × k' }).locator('.noUi-handle').first();
     await slider.waitFor({ timeout: 120_000 });
     await sleep(2000); // the widgets' comms are up
+    // The graph widget: drawn, recoloured by the overlay chosen above it.
+    const graph = page.locator('.qplay-graph-view').first();
+    await graph.waitFor({ timeout: 120_000 });
+    await graph.locator('select.qplay-graph-overlay').selectOption('xmodel_err');
+    let drawn = null;
+    for (let i = 0; i < 240; i++) {
+      drawn = await page.evaluate(() => {
+        const v = document.querySelector('.qplay-graph-view');
+        return v && {
+          nodes: v.querySelectorAll('.qplay-node').length,
+          coloured: [...v.querySelectorAll('.qplay-node > rect')].filter((r) => r.getAttribute('fill') !== '#ffffff').length,
+          legend: v.querySelector('.qplay-graph-legend').textContent,
+        };
+      });
+      if (drawn && drawn.coloured > 0 && drawn.legend.includes('xmodel_err')) break;
+      await sleep(250);
+    }
+    check('graph widget drawn in Voilà', drawn && drawn.nodes >= 10, JSON.stringify(drawn));
+    check('graph recoloured by the chosen overlay', drawn.coloured >= 8 && drawn.legend.includes('xmodel_err'), JSON.stringify(drawn));
+    await sleep(1500); // the graph's cell reran on the overlay change and drew it again
+    await graph.screenshot({ path: path.join(outDir, 'voila-graph.png') });
     await page.screenshot({ path: path.join(outDir, 'voila.png'), fullPage: false });
     const t1 = Date.now();
     await slider.focus();

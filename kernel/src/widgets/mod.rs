@@ -585,7 +585,23 @@ mod tests {
                     values[options] = json!(["a", "b"]);
                     values[index] = 0.into();
                 }
+                Rule::Member { value, among } => {
+                    values[among] = match kind.prop(among).map(|p| p.ty) {
+                        Some(Type::Object) => json!({"a": {}, "b": {}}),
+                        _ => json!(["a", "b"]),
+                    };
+                    values[value] = "a".into();
+                }
                 Rule::Positive(_) => {}
+            }
+        }
+        for p in kind.props() {
+            if p.initial == kinds::Initial::Given && values.get(p.name).is_none() {
+                values[p.name] = match p.ty {
+                    Type::Texts => json!([]),
+                    Type::Object => json!({}),
+                    _ => json!(""),
+                };
             }
         }
         kind.state(values)
@@ -600,8 +616,18 @@ mod tests {
             .rules
             .iter()
             .any(|r| matches!(r, Rule::Choice { index, .. } if *index == name));
+        let member = kind
+            .rules
+            .iter()
+            .any(|r| matches!(r, Rule::Member { value, .. } if *value == name));
+        let among = kind
+            .rules
+            .iter()
+            .any(|r| matches!(r, Rule::Member { among, .. } if *among == name));
         let good = match p.ty {
             _ if choice => json!(1),
+            _ if member => json!("b"),
+            _ if among => current.clone(),
             Type::Float => json!(current.as_f64().unwrap_or(0.0) + 0.5),
             Type::Int => json!(current.as_i64().unwrap_or(0) + 1),
             Type::Bool => json!(!current.as_bool().unwrap_or(false)),
@@ -610,6 +636,7 @@ mod tests {
             Type::Model => models::reference("other"),
             Type::Models => json!([models::reference("other")]),
             Type::Outputs => json!([]),
+            Type::Object => json!({"typed": 1}),
         };
         let bad = match p.ty {
             Type::Float | Type::Int | Type::Bool => json!("x"),

@@ -23,6 +23,8 @@ pub enum Type {
     Models,
     /// A list of nbformat outputs.
     Outputs,
+    /// A JSON object (data a custom widget's view draws).
+    Object,
 }
 
 /// A property's initial value, when the constructor does not give one.
@@ -99,6 +101,12 @@ pub enum Rule {
     },
     /// The property is above zero.
     Positive(&'static str),
+    /// The text `value` is one of the list `among`, or one of the keys of the object `among`
+    /// (unset passes where the property may be unset).
+    Member {
+        value: &'static str,
+        among: &'static str,
+    },
 }
 
 /// One ipywidgets model kind.
@@ -246,6 +254,29 @@ impl Kind {
                         return Err(format!("{name} must be above 0, got {v}"));
                     }
                 }
+                Rule::Member { value, among } if touched(&[value, among]) => {
+                    let Some(v) = after.get(value).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let names: Vec<&str> = match after.get(among) {
+                        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                        Some(Value::Object(o)) => o.keys().map(String::as_str).collect(),
+                        _ => Vec::new(),
+                    };
+                    if !names.contains(&v) {
+                        let shown: Vec<&str> = names.iter().copied().take(8).collect();
+                        let more = if names.len() > shown.len() {
+                            ", …"
+                        } else {
+                            ""
+                        };
+                        return Err(format!(
+                            "{value} {v:?} is not one of the {} {among} ({}{more})",
+                            names.len(),
+                            shown.join(", ")
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -266,6 +297,7 @@ fn check_type(p: &Prop, value: &Value) -> Result<(), String> {
         Type::Model => is_model(value),
         Type::Models => all(is_model),
         Type::Outputs => all(Value::is_object),
+        Type::Object => value.is_object(),
     };
     if ok {
         return Ok(());
@@ -279,6 +311,7 @@ fn check_type(p: &Prop, value: &Value) -> Result<(), String> {
         Type::Model => "a model reference",
         Type::Models => "a list of model references",
         Type::Outputs => "a list of outputs",
+        Type::Object => "an object",
     };
     let unset = if p.initial == Initial::Unset {
         " or null"

@@ -331,6 +331,50 @@ pub const PROGRESS_STYLE: Kind = style_kind(
 );
 pub const DESCRIPTION_STYLE: Kind = style_kind("DescriptionStyleModel", &[DESCRIPTION_WIDTH]);
 
+/// anywidget's model module and the version range its Python package sends for the release
+/// pinned in requirements.txt (anywidget 0.11.0 sends `~0.11.*`; a test compares the two).
+pub const ANYWIDGET: (&str, &str) = ("anywidget", "~0.11.*");
+
+/// The model's graph with its overlays ([`super::graph_widget`]): an anywidget view whose ES
+/// module (`_esm`) draws `svg` once, recolours it from `overlays` (figure name → legend, each
+/// tensor's colours, every tooltip) by the `overlay` the user picks, and on a click on a node
+/// sets `selected` to the tensor it writes (and the dropdown `links` to it, when set). It starts
+/// on `xmodel_err` (uncoloured until that overlay is sent). The browser may only pick an
+/// overlay the kernel sent and a tensor of the graph.
+pub const GRAPH_VIEW: Kind = Kind {
+    module: ANYWIDGET,
+    view: (ANYWIDGET.0, "AnyView"),
+    rules: &[
+        Rule::Member {
+            value: "overlay",
+            among: "overlays",
+        },
+        Rule::Member {
+            value: "selected",
+            among: "tensors",
+        },
+    ],
+    made_by: &[("graph_widget", 1)],
+    ..kind(
+        "AnyModel",
+        "",
+        &[
+            prop("_anywidget_id", Text, Initial::Text("qplay.GraphView")),
+            prop("_css", Text, Given),
+            prop("_esm", Text, Given),
+            prop("links", Model, Unset),
+            prop("model", Text, Given).shown(),
+            prop("overlay", Text, Initial::Text("xmodel_err"))
+                .kept()
+                .shown(),
+            prop("overlays", Object, Given),
+            prop("selected", Text, Unset).kept().shown(),
+            prop("svg", Text, Given),
+            prop("tensors", Texts, Given),
+        ],
+    )
+};
+
 /// A `LayoutModel` with every layout property unset.
 pub fn layout() -> State {
     LAYOUT.state(serde_json::json!({}))
@@ -342,7 +386,7 @@ pub fn output(layout: &str, outputs: Vec<serde_json::Value>) -> State {
 }
 
 /// Every kind.
-pub const ALL: [&Kind; 17] = [
+pub const ALL: [&Kind; 18] = [
     &FLOAT_SLIDER,
     &INT_SLIDER,
     &DROPDOWN,
@@ -353,6 +397,7 @@ pub const ALL: [&Kind; 17] = [
     &HBOX,
     &VBOX,
     &OUTPUT_AREA,
+    &GRAPH_VIEW,
     &LAYOUT,
     &SLIDER_STYLE,
     &CHECKBOX_STYLE,
@@ -435,6 +480,44 @@ mod tests {
         assert!(ok(json!({"tooltip": null})).is_ok());
         let e = ok(json!({"description": null})).unwrap_err();
         assert!(e.contains("description must be a string, got null"), "{e}");
+    }
+
+    /// The anywidget version range sent is the one the pinned package sends.
+    #[test]
+    fn anywidget_version_follows_the_pinned_package() {
+        let pins = include_str!("../../../requirements.txt");
+        let pin = pins
+            .lines()
+            .find_map(|l| l.strip_prefix("anywidget=="))
+            .expect("requirements.txt pins anywidget");
+        let mut parts = pin.split('.');
+        let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(ANYWIDGET.1, format!("~{major}.{minor}.*"));
+    }
+
+    #[test]
+    fn a_graph_view_takes_only_its_own_tensors_and_overlays() {
+        let s = GRAPH_VIEW.state(json!({"layout": "IPY_MODEL_L", "_css": "", "_esm": "",
+            "model": "m", "svg": "<svg/>", "tensors": ["conv1", "relu1"],
+            "overlays": {"none": {}, "xmodel_err": {}}}));
+        let ok = |c: Value| GRAPH_VIEW.check_update(&s, &changes(c));
+        assert!(ok(json!({"selected": "relu1"})).is_ok());
+        assert!(ok(json!({"selected": null})).is_ok(), "nothing selected");
+        let e = ok(json!({"selected": "conv9"})).unwrap_err();
+        assert!(
+            e.contains(r#"selected "conv9" is not one of the 2 tensors (conv1, relu1)"#),
+            "{e}"
+        );
+        let e = ok(json!({"selected": 3})).unwrap_err();
+        assert!(e.contains("selected must be a string or null"), "{e}");
+        assert!(ok(json!({"overlay": "xmodel_err"})).is_ok());
+        let e = ok(json!({"overlay": "saturation"})).unwrap_err();
+        assert!(
+            e.contains("not one of the 2 overlays (none, xmodel_err)"),
+            "{e}"
+        );
+        let e = ok(json!({"overlays": []})).unwrap_err();
+        assert!(e.contains("overlays must be an object"), "{e}");
     }
 
     #[test]

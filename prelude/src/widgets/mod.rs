@@ -1,5 +1,6 @@
 //! Widgets for notebook cells: sliders, dropdowns, checkboxes, buttons, text, progress bars,
-//! boxes, output areas, forms and live views — ipywidgets 8 models driven from Rust.
+//! boxes, output areas, forms and live views — ipywidgets 8 models driven from Rust — and the
+//! model's graph ([`graph_widget`], an anywidget view).
 //!
 //! A widget shows itself when it is a cell's last expression or is passed to
 //! [`crate::display::display`]. Its `value()` is what the user last set in the browser. When
@@ -12,6 +13,7 @@
 //! hbox(&[&scale, &zero_point])
 //! ```
 
+mod graph;
 pub mod hub;
 mod kind;
 pub mod kinds;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::display::{MimeBundle, Rich};
+pub use graph::{graph_widget, GraphView};
 use hub::{hub, Core, LiveView};
 use models::State;
 
@@ -566,6 +569,11 @@ mod tests {
                 "vbox" => vec![vbox(&[&s]).core.model.clone()],
                 "output" => vec![output().core.model.clone()],
                 "live" => vec![live(&[&s], || 1).core.model.clone()],
+                "graph_widget" => {
+                    let m = crate::quant::workbench("resnet8_int8").unwrap();
+                    let g = crate::quant::graph(&m).unwrap();
+                    vec![graph_widget(&g).core.model.clone()]
+                }
                 "form" => {
                     let f = form(&[&s], "apply");
                     vec!["ButtonModel".into(), f.core.model.clone()]

@@ -17,7 +17,7 @@
 
 mod layout;
 mod overlay;
-mod svg;
+pub(crate) mod svg;
 
 use std::collections::BTreeMap;
 
@@ -341,6 +341,34 @@ impl Graph {
             .iter()
             .find(|e| e.from == node)
             .map(|e| e.tensor.as_str())
+    }
+
+    /// Every tensor the picture names — what the edges carry, then the weights and biases —
+    /// each once, in drawing order.
+    pub fn tensors(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let edges = self.edges.iter().map(|e| &e.tensor);
+        let badges = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.badges.iter().map(|b| &b.tensor));
+        for t in edges.chain(badges) {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+
+    /// The same drawing with the quantization parameters of version `v` of the same model in
+    /// its tooltips (an edit moves numbers, not boxes; a version whose QDQ pairs differ, as
+    /// after `keep_float`, needs its own [`graph`]).
+    pub fn for_version(&self, v: &QuantModel) -> Graph {
+        Graph {
+            model: v.name().to_string(),
+            params: v.quant_params().rows,
+            ..self.clone()
+        }
     }
 
     /// The parameter of `tensor` in this version, if it is quantized.

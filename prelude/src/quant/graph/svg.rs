@@ -16,13 +16,52 @@ const LEGEND_H: f64 = 84.0;
 const FONT: &str = "font-family=\"sans-serif\"";
 const PLAIN: &str = "#ffffff";
 const LINE: &str = "#555555";
+/// The narrowest drawing (room for the legend).
+const MIN_W: f64 = 460.0;
 
-/// The SVG source of `g`.
+/// The SVG source of `g`: the legend above the graph.
 pub fn draw(g: &Graph) -> String {
     let l = &g.layout;
-    let width = l.width.max(460.0);
-    let height = l.height + LEGEND_H;
-    let mut s = format!(
+    let width = l.width.max(MIN_W);
+    let mut s = open(width, l.height + LEGEND_H);
+    legend(g, width, &mut s);
+    let _ = write!(s, "<g transform=\"translate(0,{LEGEND_H})\">");
+    parts(g, &mut s, &mut Vec::new());
+    s += "</g></svg>";
+    s
+}
+
+/// The graph alone (no legend), as a live view draws it once, with every tooltip in the order
+/// of the `data-tip` numbers its groups carry.
+pub fn body(g: &Graph) -> (String, Vec<String>) {
+    let mut s = open(g.layout.width, g.layout.height);
+    let mut tips = Vec::new();
+    parts(g, &mut s, &mut tips);
+    s += "</svg>";
+    (s, tips)
+}
+
+/// The legend alone, as its own SVG document.
+pub fn legend_only(g: &Graph) -> String {
+    let width = g.layout.width.max(MIN_W);
+    let mut s = open(width, LEGEND_H);
+    legend(g, width, &mut s);
+    s += "</svg>";
+    s
+}
+
+/// The fill and the text colour of `tensor` under `g`'s overlay; `None` when it is uncoloured.
+pub fn paint(g: &Graph, tensor: &str) -> Option<(String, &'static str)> {
+    let colour = fill(g, tensor);
+    (colour != PLAIN).then(|| {
+        let ink = ink(&colour);
+        (colour, ink)
+    })
+}
+
+/// An SVG document's opening: size, white background, the arrow head.
+fn open(width: f64, height: f64) -> String {
+    format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" \
          viewBox=\"0 0 {w:.0} {h:.0}\" class=\"qplay-graph\" {FONT}>\
          <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\
@@ -31,9 +70,13 @@ pub fn draw(g: &Graph) -> String {
          fill=\"{LINE}\"/></marker></defs>",
         w = width,
         h = height
-    );
-    legend(g, width, &mut s);
-    let _ = write!(s, "<g transform=\"translate(0,{LEGEND_H})\">");
+    )
+}
+
+/// Edges, then boxes with their badges; each group numbered (`data-tip`) in the order its
+/// tooltip is pushed onto `tips`.
+fn parts(g: &Graph, s: &mut String, tips: &mut Vec<String>) {
+    let l = &g.layout;
     for (e, edge) in g.edges.iter().enumerate() {
         let colour = fill(g, &edge.tensor);
         let pts = &l.routes[e];
@@ -49,17 +92,20 @@ pub fn draw(g: &Graph) -> String {
             colour.as_str()
         };
         let width = if colour == PLAIN { 1.4 } else { 3.0 };
+        let title = edge_title(g, e);
         let _ = write!(
             s,
-            "<g class=\"qplay-edge\" data-tensor=\"{t}\"><title>{title}</title>\
-             <path d=\"{d}\" fill=\"none\" stroke=\"{LINE}\" stroke-width=\"{w2:.1}\" \
-             marker-end=\"url(#qplay-arrow)\"/>\
+            "<g class=\"qplay-edge\" data-tensor=\"{t}\" data-tip=\"{tip}\"><title>{title}</title>\
+             <path class=\"qplay-line\" d=\"{d}\" fill=\"none\" stroke=\"{LINE}\" \
+             stroke-width=\"{w2:.1}\" marker-end=\"url(#qplay-arrow)\"/>\
              <path class=\"qplay-paint\" d=\"{d}\" fill=\"none\" stroke=\"{stroke}\" \
              stroke-width=\"{width:.1}\"/>",
             t = escape_html(&edge.tensor),
-            title = escape_html(&edge_title(g, e)),
+            tip = tips.len(),
+            title = escape_html(&title),
             w2 = width + 1.2,
         );
+        tips.push(title);
         if let Some(dtype) = &edge.dtype {
             // The pill sits halfway down the first segment, past where fanned-out edges part.
             let (x0, y0) = pts[0];
@@ -78,19 +124,20 @@ pub fn draw(g: &Graph) -> String {
                 escape_html(dtype)
             );
         }
-        s += "</g>";
+        *s += "</g>";
     }
     for (i, node) in g.nodes.iter().enumerate() {
         let (x, y) = l.pos[i];
         let tensor = g.output_tensor(i).unwrap_or("");
         let colour = fill(g, tensor);
+        let title = node_title(g, i);
         let (w, rx) = match node.kind {
             NodeKind::Op => (BOX_W, 6.0),
             _ => (BOX_W * 0.7, BOX_H / 2.0),
         };
         let _ = write!(
             s,
-            "<g class=\"qplay-node\" data-node=\"{n}\" data-tensor=\"{t}\" \
+            "<g class=\"qplay-node\" data-node=\"{n}\" data-tensor=\"{t}\" data-tip=\"{tip}\" \
              style=\"cursor:pointer\"><title>{title}</title>\
              <rect class=\"qplay-paint-fill\" x=\"{:.1}\" y=\"{:.1}\" width=\"{w:.0}\" \
              height=\"{BOX_H:.0}\" rx=\"{rx:.0}\" fill=\"{colour}\" stroke=\"#333333\"/>\
@@ -104,36 +151,38 @@ pub fn draw(g: &Graph) -> String {
             y + 11.0,
             n = escape_html(&node.name),
             t = escape_html(tensor),
-            title = escape_html(&node_title(g, i)),
+            tip = tips.len(),
+            title = escape_html(&title),
             ink = ink(&colour),
             op = escape_html(&node.op),
         );
+        tips.push(title);
         for (k, b) in node.badges.iter().enumerate() {
             let bx = x + w / 2.0 + 3.0;
             let by = y - BOX_H / 2.0 + k as f64 * 17.0;
             let letter = if b.role == Role::Bias { "B" } else { "W" };
             let colour = fill(g, &b.tensor);
+            let title = badge_title(g, b);
             let _ = write!(
                 s,
-                "<g class=\"qplay-badge\" data-tensor=\"{t}\"><title>{role} {t}: {dtype}</title>\
+                "<g class=\"qplay-badge\" data-tensor=\"{t}\" data-tip=\"{tip}\"><title>{title}</title>\
                  <rect class=\"qplay-paint-fill\" x=\"{bx:.1}\" y=\"{by:.1}\" \
                  width=\"{bw:.0}\" height=\"15\" rx=\"3\" fill=\"{colour}\" stroke=\"#888888\"/>\
                  <text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"9\" text-anchor=\"middle\" \
                  fill=\"{ink}\">{letter} {short}</text></g>",
                 t = escape_html(&b.tensor),
-                role = b.role,
-                dtype = escape_html(&b.dtype),
+                tip = tips.len(),
+                title = escape_html(&title),
                 bw = BADGE_W - 6.0,
                 tx = bx + (BADGE_W - 6.0) / 2.0,
                 ty = by + 11.0,
                 ink = ink(&colour),
                 short = escape_html(&short_dtype(&b.dtype)),
             );
+            tips.push(title);
         }
-        s += "</g>";
+        *s += "</g>";
     }
-    s += "</g></svg>";
-    s
 }
 
 /// `int8` → `i8`, `uint8` → `u8`, `float` → `f32`.
@@ -266,6 +315,15 @@ fn node_title(g: &Graph, i: usize) -> String {
         let _ = write!(out, "\n{} {line}", b.role);
     }
     out
+}
+
+/// A weight's or bias's tooltip: its quantization (or `float`) and the overlay's value.
+fn badge_title(g: &Graph, b: &super::Badge) -> String {
+    if b.dtype == "float" {
+        format!("{} {}: float", b.role, b.tensor)
+    } else {
+        format!("{} {}", b.role, tensor_lines(g, &b.tensor))
+    }
 }
 
 fn edge_title(g: &Graph, e: usize) -> String {
