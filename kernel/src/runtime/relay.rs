@@ -21,7 +21,7 @@ use std::os::fd::FromRawFd;
 use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
 use serde_json::Value;
 
-use crate::trim::{malloc_trim, Trimmer, QUIET};
+use super::trim::{malloc_trim, Trimmer, QUIET};
 
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
 const END: &str = "EVCXR_END_CONTENT";

@@ -14,7 +14,7 @@ use qplay::quant::calibrate::{calibrate_version, equalize, CalibOptions};
 use qplay::quant::QDtype;
 use serde_json::json;
 
-use crate::calib_cmd::stderr_progress;
+use super::stderr_progress;
 
 /// Arguments of `qplay adaround`.
 #[derive(Args)]
@@ -128,5 +128,5 @@ pub fn run(args: AdaRoundArgs) -> Result<()> {
             args.out.display()
         )
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }
