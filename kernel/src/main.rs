@@ -5,7 +5,8 @@
 //! - [`cli`]: one file per subcommand;
 //! - [`session`]: the kernel's `Backend` for the protocol layer (`qplay_kernel::jupyter`), a thin
 //!   adapter over the parts below;
-//! - [`engine`]: the evcxr driver — cells, their outputs, build slots, interrupts;
+//! - [`engine`]: the evcxr driver — cells, build slots, interrupts;
+//! - [`output`]: where a cell's outputs go, and how a cell fails (shared by the parts);
 //! - [`link`]: the kernel's two channels to the runtime (the socket, the interrupt flag);
 //! - [`reactive`]: the dataflow graph, wrapped cells and the rerun scheduler;
 //! - [`widgets`]: the kernel's record of widget models and the comm protocols;
@@ -14,6 +15,7 @@
 mod cli;
 mod engine;
 mod link;
+mod output;
 mod reactive;
 mod runtime;
 mod session;

@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use crate::engine::completeness::{completeness, Completeness};
 use crate::engine::interrupt::Stopper;
-use crate::engine::output::{IopubSink, OutputSink};
 use crate::engine::start::Starting;
 use crate::engine::Engine;
 use crate::link::RuntimeLink;
+use crate::output::{IopubSink, OutputSink};
 use crate::reactive::Scheduler;
 use crate::widgets::{FromBrowser, Widgets};
 use qplay_kernel::jupyter::backend::{

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use clap::Args;
 
-use crate::engine::output::OutputSink;
 use crate::engine::slots;
+use crate::output::OutputSink;
 use crate::session::Session;
 
 /// Arguments of `qplay prewarm`.

@@ -9,7 +9,6 @@
 //! result and become its `execute_result`.
 //!
 //! - [`start`]: the engine starting on a thread of its own;
-//! - [`output`]: where a cell's outputs go, and how a cell fails;
 //! - [`interrupt`]: stopping a running cell;
 //! - [`slots`]: one evcxr build directory per running kernel;
 //! - [`completeness`]: whether a cell is ready to run (`is_complete_request`).
@@ -28,15 +27,14 @@ use serde_json::Value;
 
 pub mod completeness;
 pub mod interrupt;
-pub mod output;
 mod publish;
 pub mod slots;
 pub mod start;
 
 use crate::link::RuntimeLink;
+use crate::output::{is_unit, CellError, Collect, OutputSink};
 use crate::widgets::Widgets;
 use interrupt::Stopper;
-use output::{is_unit, CellError, Collect, OutputSink};
 use publish::{publish_line, publish_loop, Panics, Recipients, Sink};
 
 /// How long a wrapped cell may run before the kernel stops waiting for it.

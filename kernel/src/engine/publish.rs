@@ -10,8 +10,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use qplay::protocol::FromRuntime;
 
-use super::output::OutputSink;
 use crate::link::RuntimeLink;
+use crate::output::OutputSink;
 use crate::widgets::Widgets;
 
 /// Where the runtime's messages go besides the running cell's outputs: widget models to the

@@ -5,7 +5,8 @@
 //!   the cell that ran a definition of it last (whose value the runtime holds).
 //! - [`topology`] keeps the edges (a child uses a name its parent is the definer of) and gives
 //!   ancestors, descendants and a topological order.
-//! - [`graph`] records the cells as they run and answers which cells rerun, and in what order.
+//! - [`graph`] records the cells as they run and answers which cells rerun, and in what order;
+//!   [`picture`] draws it for `:deps`.
 //! - [`check`] finds, before anything runs, what reruns cannot follow (`qplay check`).
 //! - [`wrap`] turns a reactive cell into a function the runtime calls again on every change.
 //! - [`scheduler`] runs the user's cells, records them, and reruns the dependents of a changed
@@ -14,6 +15,7 @@
 pub mod check;
 pub mod definitions;
 pub mod graph;
+pub mod picture;
 pub mod scheduler;
 pub mod syntax;
 pub mod topology;

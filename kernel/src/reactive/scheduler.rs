@@ -16,9 +16,9 @@ use serde_json::json;
 use super::wrap::{registration, Signature, Wrappers};
 use super::{analyze, CellSyntax, Graph};
 use crate::engine::interrupt::Stopper;
-use crate::engine::output::{CellError, Collect, IopubSink, OutputSink};
 use crate::engine::start::Starting;
 use crate::engine::Engine;
+use crate::output::{CellError, Collect, IopubSink, OutputSink};
 use crate::widgets::{FromBrowser, OutputArea, Widgets};
 use qplay::protocol::Outcome;
 use qplay::widgets::models;
@@ -337,18 +337,20 @@ impl Scheduler {
             .is_ok_and(|s| self.wrappers.is_current(key, &s))
     }
 
-    /// `:deps` — the dataflow graph as a table.
+    /// `:deps` — the dataflow graph as a picture, a table and text.
     pub fn show_graph(&self, engine: &Starting, ctx: &ExecuteContext) {
         let compiles = engine.started().map_or(0, Engine::compiles);
         let wrappers = &self.wrappers;
-        let (mut html, mut text) = self
+        let (table, mut text) = self
             .graph
             .render(|key, node| wrappers.describe(key, &node.code));
+        let picture = self.graph.picture();
         let summary = format!("evcxr has compiled {compiles} cell(s) since the kernel started");
-        html.push_str(&format!("<p>{summary}.</p>"));
+        let html = format!("<div class=\"qplay-deps\">{picture}{table}<p>{summary}.</p></div>");
         text.push_str(&format!("{summary}\n"));
         let mut bundle = MimeBundle::new();
         bundle.insert("text/html".into(), html.into());
+        bundle.insert("image/svg+xml".into(), picture.into());
         bundle.insert("text/plain".into(), text.into());
         ctx.iopub
             .execute_result(ctx.execution_count, bundle, MimeBundle::new());

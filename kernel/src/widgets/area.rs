@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{lock, Widgets};
-use crate::engine::output::{is_unit, OutputSink};
+use crate::output::{is_unit, OutputSink};
 use qplay_kernel::jupyter::backend::{Iopub, MimeBundle};
 
 /// The output area of a reactive cell: everything the cell shows goes into a kernel-owned
@@ -98,7 +98,7 @@ impl OutputArea {
     }
 
     /// Drops what is left of the previous run, sends what is not sent yet; returns the area's
-    /// bundle for the notebook (`crate::engine::output::area_bundle`).
+    /// bundle for the notebook (`crate::output::area_bundle`).
     pub fn finish(&self) -> MimeBundle {
         let mut s = lock(&self.state);
         let written = s.written;
@@ -109,7 +109,7 @@ impl OutputArea {
         if s.dirty || s.last_sent.is_none() {
             self.send(&mut s);
         }
-        crate::engine::output::area_bundle(&self.id, &s.outputs)
+        crate::output::area_bundle(&self.id, &s.outputs)
     }
 
     /// The Jupyter display id under which the area is shown in its cell.

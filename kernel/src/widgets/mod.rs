@@ -24,8 +24,8 @@ mod browser;
 pub use area::OutputArea;
 pub use browser::FromBrowser;
 
-use crate::engine::output::OutputSink;
 use crate::link::RuntimeLink;
+use crate::output::OutputSink;
 use qplay_kernel::jupyter::backend::Iopub;
 
 /// How long the kernel waits for the runtime to apply an update (live views included).
