@@ -18,6 +18,8 @@ const WIDGET_ROW: usize = 20;
 const FONT: &str = "font-family=\"monospace\" font-size=\"12\"";
 const WIDGET_COLOUR: &str = "#d9730d";
 const EDGE_COLOUR: &str = "#6b7280";
+/// The width of a letter of the 12 px monospace font, rounded up.
+const LETTER: usize = 8;
 
 /// `text` cut to `chars` characters (an ellipsis marks the cut).
 fn cut(text: &str, chars: usize) -> String {
@@ -53,6 +55,9 @@ impl Graph {
         let right = CELL_X + CELL_WIDTH;
         let mut body = String::new();
         let mut widest = right;
+        // The labels placed so far: their left and right ends and their baseline.
+        let mut labels: Vec<(usize, usize, usize)> = Vec::new();
+        let mut lowest = 0;
         // Arcs first, so that the cells are drawn over their ends.
         for (key, node) in &nodes {
             let reader = row_of[key.as_str()];
@@ -85,12 +90,21 @@ impl Graph {
                 ));
                 let label = cut(&names.join(", "), 40);
                 let x = right + reach + 4;
+                let (x_end, mut label_y) = (x + LETTER * label.chars().count(), (y0 + y1) / 2 + 4);
+                // Below the labels it would overlap (arcs of equal height share a middle).
+                while labels
+                    .iter()
+                    .any(|&(a, b, y)| label_y.abs_diff(y) < 14 && x < b && a < x_end)
+                {
+                    label_y += 14;
+                }
+                labels.push((x, x_end, label_y));
                 body.push_str(&format!(
-                    "<text class=\"names\" x=\"{x}\" y=\"{}\" {FONT} fill=\"{colour}\">{}</text>",
-                    (y0 + y1) / 2 + 4,
+                    "<text class=\"names\" x=\"{x}\" y=\"{label_y}\" {FONT} fill=\"{colour}\">{}</text>",
                     escape_html(&label)
                 ));
-                widest = widest.max(x + 8 * label.chars().count());
+                widest = widest.max(x_end);
+                lowest = lowest.max(label_y + 8);
             }
         }
         for (row, (key, node)) in nodes.iter().enumerate() {
@@ -132,6 +146,7 @@ impl Graph {
                 ));
             }
         }
+        y = y.max(lowest);
         if nodes.is_empty() {
             body.push_str(&format!(
                 "<text x=\"10\" y=\"24\" {FONT}>no cells have run yet</text>"
@@ -198,5 +213,38 @@ mod tests {
         );
         assert!(svg.contains("#1 let model = load(&quot;resnet8_int8&quot;)?;"));
         assert!(Graph::default().picture().contains("no cells have run yet"));
+    }
+
+    /// The labels of arcs whose middles meet (1 → 2 and 0 → 3) do not overlap.
+    #[test]
+    fn labels_that_would_overlap_are_moved_apart() {
+        let mut g = Graph::default();
+        for (key, code) in [
+            ("load", "let model = 1;"),
+            ("knob", "let threshold = slider(\"t\", 0.0, 1.0, 0.5);"),
+            ("n", "let n = threshold.value();"),
+            ("text", "let text = format!(\"{model} {n}\");"),
+        ] {
+            g.record(key, code, analyze(code));
+        }
+        let svg = g.picture();
+        let labels: Vec<(usize, usize, usize)> = svg
+            .split("<text class=\"names\" x=\"")
+            .skip(1)
+            .map(|rest| {
+                let number = |s: &str| s.split('"').next().unwrap().parse::<usize>().unwrap();
+                let x = number(rest);
+                let y = number(rest.split("y=\"").nth(1).unwrap());
+                let name = rest.split('>').nth(1).unwrap().split('<').next().unwrap();
+                (x, x + LETTER * name.chars().count(), y)
+            })
+            .collect();
+        assert_eq!(labels.len(), 3);
+        for (i, a) in labels.iter().enumerate() {
+            for b in &labels[i + 1..] {
+                let apart = a.2.abs_diff(b.2) >= 14 || a.1 <= b.0 || b.1 <= a.0;
+                assert!(apart, "labels {a:?} and {b:?} overlap");
+            }
+        }
     }
 }
