@@ -176,10 +176,18 @@ mod tests {
     use super::*;
     use crate::reactive::analyze;
 
+    /// The graph of `cells` (key, code) run in order.
+    fn graph(cells: &[(&str, &str)]) -> Graph {
+        let mut g = Graph::default();
+        for (key, code) in cells {
+            g.record(key, code, analyze(code));
+        }
+        g
+    }
+
     #[test]
     fn the_picture_has_every_cell_each_edge_with_its_names_and_the_widgets() {
-        let mut g = Graph::default();
-        for (key, code) in [
+        let mut g = graph(&[
             ("load", "let model = load(\"resnet8_int8\")?;"),
             ("knob", "let bits = int_slider(\"bits\", 2, 8, 8);"),
             (
@@ -187,9 +195,7 @@ mod tests {
                 "let v = model.with_bits(bits.value()); let s = v.sqnr();",
             ),
             ("show", "s"),
-        ] {
-            g.record(key, code, analyze(code));
-        }
+        ]);
         g.get_mut("knob").unwrap().widgets = vec![("w1".into(), ["bits".to_string()].into())];
         let svg = g.picture();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
@@ -218,15 +224,12 @@ mod tests {
     /// The labels of arcs whose middles meet (1 → 2 and 0 → 3) do not overlap.
     #[test]
     fn labels_that_would_overlap_are_moved_apart() {
-        let mut g = Graph::default();
-        for (key, code) in [
+        let g = graph(&[
             ("load", "let model = 1;"),
             ("knob", "let threshold = slider(\"t\", 0.0, 1.0, 0.5);"),
             ("n", "let n = threshold.value();"),
             ("text", "let text = format!(\"{model} {n}\");"),
-        ] {
-            g.record(key, code, analyze(code));
-        }
+        ]);
         let svg = g.picture();
         let labels: Vec<(usize, usize, usize)> = svg
             .split("<text class=\"names\" x=\"")
