@@ -225,6 +225,16 @@ impl Graph {
     }
 }
 
+/// For tests: the graph of `cells` (key, code) run in order.
+#[cfg(test)]
+pub(super) fn graph(cells: &[(&str, &str)]) -> Graph {
+    let mut g = Graph::default();
+    for (key, code) in cells {
+        g.record(key, code, super::analyze(code));
+    }
+    g
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,14 +242,6 @@ mod tests {
 
     fn names(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn graph(cells: &[(&str, &str)]) -> Graph {
-        let mut g = Graph::default();
-        for (key, code) in cells {
-            g.record(key, code, analyze(code));
-        }
-        g
     }
 
     #[test]

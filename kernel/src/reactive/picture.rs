@@ -174,16 +174,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactive::analyze;
-
-    /// The graph of `cells` (key, code) run in order.
-    fn graph(cells: &[(&str, &str)]) -> Graph {
-        let mut g = Graph::default();
-        for (key, code) in cells {
-            g.record(key, code, analyze(code));
-        }
-        g
-    }
+    use crate::reactive::graph::graph;
 
     #[test]
     fn the_picture_has_every_cell_each_edge_with_its_names_and_the_widgets() {
