@@ -239,10 +239,7 @@ pub(super) fn graph(cells: &[(&str, &str)]) -> Graph {
 mod tests {
     use super::*;
     use crate::reactive::analyze;
-
-    fn names(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::reactive::names;
 
     #[test]
     fn dependents_are_transitive_ordered_and_exclude_upstream() {

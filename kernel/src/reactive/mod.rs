@@ -24,3 +24,9 @@ pub mod wrap;
 pub use graph::{Graph, Node};
 pub use scheduler::Scheduler;
 pub use syntax::{analyze, CellSyntax};
+
+/// For tests: a set of names.
+#[cfg(test)]
+pub fn names(list: &[&str]) -> std::collections::BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}

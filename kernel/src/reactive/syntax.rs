@@ -442,10 +442,7 @@ fn format_arguments(text: &str, out: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::reactive::names;
 
     #[test]
     fn finds_definitions_and_uses() {
