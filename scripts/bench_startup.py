@@ -35,7 +35,7 @@ from jupyter_client import KernelManager
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PLAYGROUND = ROOT / "notebooks" / "playground.ipynb"
-# Where the kernel keeps cells' compiled libraries and inferred types (kernel/src/slots.rs).
+# Where the kernel keeps cells' compiled libraries and inferred types (kernel/src/engine/slots.rs).
 RESULTS = pathlib.Path(os.environ.get("QPLAY_BUILD_DIR", ROOT / ".evcxr")) / "results"
 TIMEOUT = 900
 

@@ -55,10 +55,10 @@ if [[ -d .evcxr/target && ! -e .evcxr/slot-0 ]]; then
 fi
 # Compile the prelude once into a persistent evcxr build slot (.evcxr/slot-N), which every new
 # kernel starts from, so that its first cell does not pay for the dependency tree (minutes) but
-# only for itself (kernel/src/slots.rs).
-step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs prelude/src/*/*/*.rs kernel/src/slots.rs" qplay prewarm
+# only for itself (kernel/src/engine/slots.rs).
+step evcxr "Cargo.lock prelude/Cargo.toml prelude/build.rs prelude/csrc/*.cpp prelude/src/*.rs prelude/src/*/*.rs prelude/src/*/*/*.rs kernel/src/engine/slots.rs" qplay prewarm
 # Run the playground once, headless: the build root then keeps its cells' compiled libraries and
-# inferred types (evcxr patch 7, kernel/src/slots.rs), so a user's first Run All of it loads them
+# inferred types (evcxr patch 7, kernel/src/engine/slots.rs), so a user's first Run All of it loads them
 # instead of compiling each cell (seconds instead of half a minute). Nothing but time depends on
 # it: a kept result is used only for an equal cell on equal dependencies.
 fill_results() {

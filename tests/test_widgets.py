@@ -298,8 +298,15 @@ def test_deps_shows_the_graph(kernel, notebook):
     _, kc = kernel
     reply, out = execute(kc, ":deps", "deps")
     (result,) = of_type(out, "execute_result")
-    html = result["content"]["data"]["text/html"]
+    data = result["content"]["data"]
+    html = data["text/html"]
     assert "<table" in html and "scale" in html and "model" in html
+    # The picture: the slider beside its cell, the edge to the cell that reads it named `scale`
+    # in the widgets' colour, in the HTML and on its own for renderers without HTML.
+    svg = data["image/svg+xml"]
+    assert svg.startswith("<svg") and svg in html
+    assert '<g class="widget">' in svg and ">scale</text>" in svg
+    assert svg.count('class="edge"') >= 1
 
 
 def test_widgets_of_a_restarted_runtime_show_disabled(kernel):

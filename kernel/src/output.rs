@@ -1,11 +1,12 @@
 //! Where a cell's outputs go, and how a cell fails: shared by the engine (which produces
-//! outputs), the widgets (whose output areas receive them) and the backend.
+//! outputs), the widgets (whose output areas receive them) and the session.
 
 use std::sync::Mutex;
 
 use qplay::display::escape_html;
 use qplay::protocol::MimeBundle;
 use qplay::widgets::models;
+use qplay_kernel::jupyter::backend::Iopub;
 use serde_json::Value;
 
 /// Where a running cell's outputs go (the kernel publishes them on IOPub).
@@ -67,6 +68,27 @@ impl OutputSink for Collect {
     fn display(&self, _data: MimeBundle, _id: Option<String>, _update: bool) {}
     fn clear_output(&self, _wait: bool) {}
     fn comm(&self, _msg_type: &str, _content: Value, _metadata: Value) {}
+}
+
+/// Publishes a running cell's outputs on IOPub, with the execute request as parent.
+pub struct IopubSink(pub Iopub);
+
+impl OutputSink for IopubSink {
+    fn stream(&self, name: &str, text: &str) {
+        self.0.stream(name, text);
+    }
+    fn display(&self, data: MimeBundle, display_id: Option<String>, update: bool) {
+        match (update, display_id) {
+            (true, Some(id)) => self.0.update_display_data(data, MimeBundle::new(), &id),
+            (_, id) => self.0.display_data(data, MimeBundle::new(), id.as_deref()),
+        }
+    }
+    fn clear_output(&self, wait: bool) {
+        self.0.clear_output(wait);
+    }
+    fn comm(&self, msg_type: &str, content: Value, metadata: Value) {
+        self.0.send(msg_type, content, metadata);
+    }
 }
 
 /// What a reactive cell's output area shows, as a MIME bundle of its own: the area's widget view

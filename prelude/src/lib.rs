@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod quant;
 pub mod reactive;
 pub mod registry;
+pub mod store;
 pub mod torch;
 pub mod widgets;
 

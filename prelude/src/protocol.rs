@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Marks a line that carries a [`FromRuntime`] message.
-pub const PREFIX: &str = "QPLAY_DISPLAY ";
+pub const PREFIX: &str = "QPLAY_FROM_RUNTIME ";
 
 /// Output data keyed by MIME type (`text/plain`, `text/html`, `image/svg+xml`, …).
 pub type MimeBundle = Map<String, Value>;

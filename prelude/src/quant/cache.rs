@@ -4,7 +4,7 @@
 //! (sha256 of its bytes: a registry model's file, an ONNX version's protobuf), or for an edited
 //! TorchScript version a hash of its file's and its edits ([`super::QuantModel::cache_key`]).
 //!
-//! Two levels:
+//! Two levels, as every [`crate::store::ContentStore`]:
 //! - **in memory**, for the process: the most recent [`RECENT_ENTRIES`] results, shared by every
 //!   copy of this crate in the process (one per notebook cell, see [`crate::process`]). Every
 //!   lookup starts here; every result ends up here.
@@ -16,18 +16,17 @@
 //!
 //! Evaluating the same model version on the same selection again is a lookup, not a model run.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::data::{to_hex, Dataset};
 use crate::eval::{evaluate_indices, EvalOptions, Evaluation};
 use crate::model::{Framework, Model};
+use crate::store::{ContentStore, Recent, Stored};
 
 /// sha256 (hex) of a file's bytes: the content hash of a model file.
 pub fn file_hash(path: &std::path::Path) -> Result<String> {
@@ -54,12 +53,6 @@ pub fn key(model_hash: &str, data: &Dataset, indices: &[usize]) -> String {
     to_hex(&h.finalize())
 }
 
-fn path_for(key: &str) -> PathBuf {
-    crate::paths::cache_dir()
-        .join("evals")
-        .join(format!("{key}.json"))
-}
-
 /// Results kept in memory at most (the least recently used go first).
 pub const RECENT_ENTRIES: usize = 1024;
 
@@ -75,54 +68,56 @@ pub enum Store {
     Memory,
 }
 
-/// The in-memory level: cache key → predictions, least recently used first out.
-#[derive(Default)]
-struct Recent {
-    entries: HashMap<String, (u64, Arc<[u8]>)>,
-    bytes: usize,
-    clock: u64,
+/// A result as kept: the predictions, with the model and data they are of (in the file, for
+/// whoever reads it; a lookup needs only the predictions).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    model: String,
+    framework: Framework,
+    model_hash: String,
+    dataset: String,
+    images: usize,
+    predictions: Vec<u8>,
 }
 
-impl Recent {
-    fn get(&mut self, key: &str) -> Option<Arc<[u8]>> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.entries.get_mut(key).map(|(used, p)| {
-            *used = clock;
-            Arc::clone(p)
-        })
-    }
-
-    fn insert(&mut self, key: String, predictions: Arc<[u8]>) {
-        self.clock += 1;
-        self.bytes += predictions.len();
-        if let Some((_, old)) = self.entries.insert(key, (self.clock, predictions)) {
-            self.bytes -= old.len();
-        }
-        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((_, p)) = self.entries.remove(&oldest) {
-                self.bytes -= p.len();
-            }
+impl Kept {
+    fn of(model_hash: &str, e: &Evaluation) -> Kept {
+        Kept {
+            model: e.model.clone(),
+            framework: e.framework,
+            model_hash: model_hash.to_string(),
+            dataset: e.dataset.clone(),
+            images: e.predictions.len(),
+            predictions: e.predictions.clone(),
         }
     }
 }
 
-/// The process's in-memory results (see [`crate::process`]).
-fn recent() -> &'static Mutex<Recent> {
+impl Stored for Kept {
+    fn to_record(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn from_record(record: &Value) -> Option<Kept> {
+        serde_json::from_value(record.clone()).ok()
+    }
+    fn weight(&self) -> usize {
+        self.predictions.len()
+    }
+}
+
+/// The process's in-memory results, shared by every copy of this crate (see
+/// [`crate::process`]).
+fn memory() -> &'static Mutex<Recent<Kept>> {
     crate::process::shared(crate::process::Slot::Evaluations, Default::default)
 }
 
+/// The evaluation cache: `paths::cache_dir()/evals/<key>.json`.
+static EVALUATIONS: ContentStore<Kept> =
+    ContentStore::new("evals", RECENT_ENTRIES, RECENT_BYTES, memory);
+
 /// How many results the in-memory level holds now.
 pub fn recent_len() -> usize {
-    recent().lock().map_or(0, |r| r.entries.len())
+    EVALUATIONS.len_in_memory()
 }
 
 /// Evaluates `model` (whose key is `model_hash`) on `indices` of `data`, or returns the
@@ -141,62 +136,26 @@ pub fn evaluate_cached(
     crate::interrupt::check()?;
     let start = Instant::now();
     let key = key(model_hash, data, indices);
-    let hit = |predictions: Vec<u8>| {
-        let seconds = start.elapsed().as_secs_f64();
-        Evaluation::of(model, data, indices, predictions, sampled, seconds)
-    };
-    let path = path_for(&key);
-    let remembered = recent().lock().ok().and_then(|mut r| r.get(&key));
-    if let Some(p) = remembered.filter(|p| p.len() == indices.len()) {
-        let e = hit(p.to_vec());
+    let found = EVALUATIONS
+        .get(&key)
+        .filter(|k| k.predictions.len() == indices.len());
+    if let Some(kept) = found {
         // Made by a quick evaluation, kept in memory only: a sweep or a full run keeps it.
-        if store == Store::Disk && !path.exists() {
-            write(&path, model_hash, &e);
+        if store == Store::Disk && !EVALUATIONS.path(&key).exists() {
+            EVALUATIONS.write(&key, &kept);
         }
+        let seconds = start.elapsed().as_secs_f64();
+        let predictions = kept.predictions.clone();
+        let e = Evaluation::of(model, data, indices, predictions, sampled, seconds);
         return Ok((e, true));
     }
-    if let Some(p) = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| {
-            let predictions: Vec<u8> = serde_json::from_value(v["predictions"].clone()).ok()?;
-            (predictions.len() == indices.len()).then_some(predictions)
-        })
-    {
-        remember(key, &p);
-        return Ok((hit(p), true));
-    }
     let e = evaluate_indices(model, data, indices, sampled, options)?;
-    remember(key, &e.predictions);
-    if store == Store::Disk {
-        write(&path, model_hash, &e);
+    let kept = Arc::new(Kept::of(model_hash, &e));
+    match store {
+        Store::Disk => EVALUATIONS.put(&key, kept),
+        Store::Memory => EVALUATIONS.keep(&key, kept),
     }
     Ok((e, false))
-}
-
-fn remember(key: String, predictions: &[u8]) {
-    if let Ok(mut r) = recent().lock() {
-        r.insert(key, predictions.into());
-    }
-}
-
-/// Writes a result file, under a temporary name and renamed, so a reader never sees half a file.
-fn write(path: &std::path::Path, model_hash: &str, e: &Evaluation) {
-    let record = json!({
-        "model": e.model,
-        "framework": match e.framework { Framework::Onnx => "onnx", Framework::Torch => "torch" },
-        "model_hash": model_hash,
-        "dataset": e.dataset,
-        "images": e.indices.len(),
-        "predictions": e.predictions,
-    });
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, record.to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
-    }
 }
 
 impl super::QuantModel {

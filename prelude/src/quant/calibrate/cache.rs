@@ -1,6 +1,6 @@
 //! Calibration statistics kept by content — the float model's bytes, the images (as the
 //! evaluation cache identifies a selection) and the measured tensors — so that another method or
-//! option on the same model and images costs no inference:
+//! option on the same model and images costs no inference. A [`crate::store::ContentStore`]:
 //! - **in memory**, the most recent [`KEEP_STATS`], for this process;
 //! - **on disk**, under `paths::cache_dir()/calibration/<key>.json`, for later sessions: each
 //!   tensor's range (floats as their bits, so they come back exact) and the counts of every
@@ -9,10 +9,9 @@
 //! A file that cannot be read or does not fit is a miss; one that cannot be written is skipped.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -20,20 +19,19 @@ use super::ranges::{Counted, Histogram, MinMax};
 use super::stats::{self, Histograms, Progress, Source, Stats};
 use crate::data::to_hex;
 use crate::quant::onnx_graph;
+use crate::store::{ContentStore, Recent, Stored};
 
 /// Statistics kept in memory (the most recent ones).
 pub const KEEP_STATS: usize = 4;
 
-type Recent = Mutex<Vec<(String, Arc<Stats>)>>;
-
-fn recent() -> &'static Recent {
-    static RECENT: OnceLock<Recent> = OnceLock::new();
-    RECENT.get_or_init(Default::default)
+fn memory() -> &'static Mutex<Recent<Stats>> {
+    static MEMORY: OnceLock<Mutex<Recent<Stats>>> = OnceLock::new();
+    MEMORY.get_or_init(Default::default)
 }
 
-fn dir() -> PathBuf {
-    crate::paths::cache_dir().join("calibration")
-}
+/// The statistics: `paths::cache_dir()/calibration/<key>.json`.
+static STATISTICS: ContentStore<Stats> =
+    ContentStore::new("calibration", KEEP_STATS, usize::MAX, memory);
 
 /// What the statistics are and how they are measured; changed whenever that changes, so files
 /// from earlier versions are not read.
@@ -52,46 +50,10 @@ pub fn key(src: &Source<'_>) -> String {
     to_hex(&h.finalize())
 }
 
-/// The statistics kept under `key`: from memory, else from disk (then kept in memory too).
-pub fn cached(key: &str) -> Result<Option<Arc<Stats>>> {
-    let found = {
-        let r = recent().lock().map_err(|_| anyhow!("poisoned"))?;
-        r.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone())
-    };
-    if found.is_some() {
-        return Ok(found);
-    }
-    let Some(stats) = read(key) else {
-        return Ok(None);
-    };
-    let stats = Arc::new(stats);
-    keep_in_memory(key, &stats)?;
-    Ok(Some(stats))
-}
-
-/// Keeps `stats` under `key`, in memory and on disk (again after a histogram was added).
-pub fn remember(key: &str, stats: &Arc<Stats>) -> Result<()> {
-    keep_in_memory(key, stats)?;
-    write(key, stats);
-    Ok(())
-}
-
-fn keep_in_memory(key: &str, stats: &Arc<Stats>) -> Result<()> {
-    let mut r = recent().lock().map_err(|_| anyhow!("poisoned"))?;
-    r.retain(|(k, _)| k != key);
-    r.push((key.to_string(), stats.clone()));
-    let excess = r.len().saturating_sub(KEEP_STATS);
-    r.drain(..excess);
-    Ok(())
-}
-
 /// Forgets every statistic kept, in memory and on disk (for timing a calibration from
 /// scratch).
 pub fn forget() {
-    if let Ok(mut r) = recent().lock() {
-        r.clear();
-    }
-    let _ = std::fs::remove_dir_all(dir());
+    STATISTICS.forget();
 }
 
 fn counted_name(c: Counted) -> &'static str {
@@ -101,78 +63,62 @@ fn counted_name(c: Counted) -> &'static str {
     }
 }
 
-fn record(stats: &Stats) -> Value {
-    let ranges: Vec<Value> = stats
-        .seen
-        .iter()
-        .map(|(t, m)| json!([t, m.min.to_bits(), m.max.to_bits()]))
-        .collect();
-    let histograms: Vec<Value> = stats
-        .all_histograms()
-        .iter()
-        .map(|((counted, bins), h)| {
-            let counts: serde_json::Map<String, Value> = h
-                .iter()
-                .map(|(t, h)| (t.clone(), json!(h.counts)))
-                .collect();
-            json!({"counted": counted_name(*counted), "bins": bins, "counts": counts})
-        })
-        .collect();
-    json!({"ranges": ranges, "histograms": histograms})
-}
-
-fn from_record(v: &Value) -> Option<Stats> {
-    let mut seen = BTreeMap::new();
-    for r in v.get("ranges")?.as_array()? {
-        let bits = |i: usize| Some(f32::from_bits(u32::try_from(r.get(i)?.as_u64()?).ok()?));
-        let range = MinMax {
-            min: bits(1)?,
-            max: bits(2)?,
-        };
-        seen.insert(r.get(0)?.as_str()?.to_string(), range);
+impl Stored for Stats {
+    fn to_record(&self) -> Value {
+        let ranges: Vec<Value> = self
+            .seen
+            .iter()
+            .map(|(t, m)| json!([t, m.min.to_bits(), m.max.to_bits()]))
+            .collect();
+        let histograms: Vec<Value> = self
+            .all_histograms()
+            .iter()
+            .map(|((counted, bins), h)| {
+                let counts: serde_json::Map<String, Value> = h
+                    .iter()
+                    .map(|(t, h)| (t.clone(), json!(h.counts)))
+                    .collect();
+                json!({"counted": counted_name(*counted), "bins": bins, "counts": counts})
+            })
+            .collect();
+        json!({"ranges": ranges, "histograms": histograms})
     }
-    let mut histograms = BTreeMap::new();
-    for h in v.get("histograms")?.as_array()? {
-        let counted = match h.get("counted")?.as_str()? {
-            "values" => Counted::Values,
-            "magnitudes" => Counted::Magnitudes,
-            _ => return None,
-        };
-        let bins = usize::try_from(h.get("bins")?.as_u64()?).ok()?;
-        let mut by_tensor = BTreeMap::new();
-        for (t, counts) in h.get("counts")?.as_object()? {
-            let mut hist = Histogram::new(counted, bins, *seen.get(t)?);
-            let counts: Vec<u64> = counts
-                .as_array()?
-                .iter()
-                .map(Value::as_u64)
-                .collect::<Option<_>>()?;
-            if counts.len() != bins {
-                return None;
-            }
-            hist.counts = counts;
-            by_tensor.insert(t.clone(), hist);
+
+    fn from_record(v: &Value) -> Option<Stats> {
+        let mut seen = BTreeMap::new();
+        for r in v.get("ranges")?.as_array()? {
+            let bits = |i: usize| Some(f32::from_bits(u32::try_from(r.get(i)?.as_u64()?).ok()?));
+            let range = MinMax {
+                min: bits(1)?,
+                max: bits(2)?,
+            };
+            seen.insert(r.get(0)?.as_str()?.to_string(), range);
         }
-        histograms.insert((counted, bins), Arc::new(by_tensor));
-    }
-    Some(Stats::new(seen, histograms))
-}
-
-fn read(key: &str) -> Option<Stats> {
-    let text = std::fs::read_to_string(dir().join(format!("{key}.json"))).ok()?;
-    from_record(&serde_json::from_str(&text).ok()?)
-}
-
-/// Writes under a temporary name and renames, so a reader never sees half a file.
-fn write(key: &str, stats: &Stats) {
-    let dir = dir();
-    if std::fs::create_dir_all(&dir).is_err() {
-        return;
-    }
-    let path = dir.join(format!("{key}.json"));
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, record(stats).to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
+        let mut histograms = BTreeMap::new();
+        for h in v.get("histograms")?.as_array()? {
+            let counted = match h.get("counted")?.as_str()? {
+                "values" => Counted::Values,
+                "magnitudes" => Counted::Magnitudes,
+                _ => return None,
+            };
+            let bins = usize::try_from(h.get("bins")?.as_u64()?).ok()?;
+            let mut by_tensor = BTreeMap::new();
+            for (t, counts) in h.get("counts")?.as_object()? {
+                let mut hist = Histogram::new(counted, bins, *seen.get(t)?);
+                let counts: Vec<u64> = counts
+                    .as_array()?
+                    .iter()
+                    .map(Value::as_u64)
+                    .collect::<Option<_>>()?;
+                if counts.len() != bins {
+                    return None;
+                }
+                hist.counts = counts;
+                by_tensor.insert(t.clone(), hist);
+            }
+            histograms.insert((counted, bins), Arc::new(by_tensor));
+        }
+        Some(Stats::new(seen, histograms))
     }
 }
 
@@ -184,14 +130,14 @@ pub fn collect(
     progress: Option<Progress<'_>>,
 ) -> Result<(Arc<Stats>, Option<Histograms>)> {
     let key = key(src);
-    let stats = match cached(&key)? {
+    let stats = match STATISTICS.get(&key) {
         Some(stats) => stats,
         None => {
             let stats = Arc::new(match want {
                 None => Stats::new(super::extremes::measure(src, progress)?.0, BTreeMap::new()),
                 Some(w) => stats::one_pass(src, w, progress)?,
             });
-            remember(&key, &stats)?;
+            STATISTICS.put(&key, stats.clone());
             stats
         }
     };
@@ -200,7 +146,8 @@ pub fn collect(
     };
     let (hists, new) = stats.histograms(src, want, progress)?;
     if new {
-        remember(&key, &stats)?;
+        // Written again with the new histogram.
+        STATISTICS.put(&key, stats.clone());
     }
     Ok((stats, Some(hists)))
 }
@@ -240,8 +187,8 @@ mod tests {
             seen.clone(),
             [((Counted::Magnitudes, 8), Arc::new(hist))].into(),
         );
-        let text = record(&stats).to_string();
-        let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
+        let text = stats.to_record().to_string();
+        let back = Stats::from_record(&serde_json::from_str(&text).unwrap()).unwrap();
         for (t, m) in &seen {
             let b = back.seen[t];
             assert_eq!(
@@ -259,6 +206,6 @@ mod tests {
             }
         }
         // A record that does not fit is a miss.
-        assert!(from_record(&json!({"ranges": [["a", 1]], "histograms": []})).is_none());
+        assert!(Stats::from_record(&json!({"ranges": [["a", 1]], "histograms": []})).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! The edits of a version's parameters: scales, zero points, a weight's integers, a narrower
 //! grid, another stored type. Each checks its input against the tensor (its count, its dtype's range, its role) and
-//! changes nothing when it fails; the backends apply it (see `Backend::edit`).
+//! changes nothing when it fails; the backends apply it (see `Format::edit`).
 
 use anyhow::{bail, Result};
 use ndarray::ArrayD;

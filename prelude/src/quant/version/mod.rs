@@ -16,14 +16,14 @@
 //!
 //! This file holds what is the same for both formats: the version history, the parameter table,
 //! validation of edits, diffs and display. What each format does differently lives behind the
-//! `Backend` trait, in `onnx_body.rs` and `torch_body.rs`. Diffs live in `diff.rs`, keeping a
+//! `Format` trait, in `onnx.rs` and `torch.rs`. Diffs live in `diff.rs`, keeping a
 //! tensor in float in `keep_float.rs`.
 
 mod diff;
 mod edits;
 mod keep_float;
-mod onnx_body;
-mod torch_body;
+mod onnx;
+mod torch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -39,8 +39,8 @@ use crate::data::to_hex;
 use crate::display::{escape_html, MimeBundle, Rich};
 use crate::model::Framework;
 use crate::model::{Model, ModelInfo};
-use onnx_body::OnnxBody;
-use torch_body::TorchBody;
+use onnx::OnnxBody;
+use torch::TorchBody;
 
 pub use diff::{Diff, DiffRow};
 
@@ -62,7 +62,7 @@ enum Body {
 
 impl Body {
     /// The body behind the format-independent interface.
-    fn backend(&self) -> &dyn Backend {
+    fn format(&self) -> &dyn Format {
         match self {
             Body::Onnx(b) => b,
             Body::Torch(b) => b,
@@ -71,7 +71,7 @@ impl Body {
 }
 
 /// What a version asks of its body, in either format.
-trait Backend {
+trait Format {
     /// The integer values of every weight/bias (None for activations), in `params` order.
     fn all_ints(&self, params: &[QuantParam]) -> Vec<Option<Vec<i32>>>;
 
@@ -100,7 +100,7 @@ trait Backend {
     fn run(&self, model: &QuantModel, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>>;
 }
 
-/// One edit, as the backends apply it.
+/// One edit, as each format applies it.
 enum Change {
     Scales(Vec<f32>),
     ZeroPoints(Vec<i32>),
@@ -158,7 +158,7 @@ impl QuantModel {
             name: name.to_string(),
             framework,
             path: path.to_path_buf(),
-            ints: body.backend().all_ints(&params),
+            ints: body.format().all_ints(&params),
             params: params.clone(),
         });
         Ok(QuantModel {
@@ -174,12 +174,12 @@ impl QuantModel {
 
     /// The integer values of every weight/bias (None for activations), in `params` order.
     fn all_ints(&self) -> Vec<Option<Vec<i32>>> {
-        self.body.backend().all_ints(&self.params)
+        self.body.format().all_ints(&self.params)
     }
 
     /// The stored integers of weight/bias `p`.
     fn ints_of(&self, p: &QuantParam) -> Result<Vec<i32>> {
-        self.body.backend().ints_of(self.index_of(p)?, p)
+        self.body.format().ints_of(self.index_of(p)?, p)
     }
 
     fn index_of(&self, p: &QuantParam) -> Result<usize> {
@@ -202,7 +202,7 @@ impl QuantModel {
     /// This version serialized (ONNX protobuf, or a TorchScript archive: the file's bytes for
     /// version 0, else saved from memory on first use and kept).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.body.backend().to_bytes(&self.info.name)
+        self.body.format().to_bytes(&self.info.name)
     }
 
     /// sha256 of the serialized version (hex): equal for equal models (the same edits made in
@@ -214,14 +214,14 @@ impl QuantModel {
     /// The key of this version in the evaluation cache: its content hash for ONNX; for
     /// TorchScript, which would have to serialize the module to hash it, version 0's content hash
     /// and, for an edited version, a hash of its parent's key and the edit (see `torch_key` in
-    /// `version/torch_body.rs`).
+    /// `version/torch.rs`).
     pub fn cache_key(&self) -> Result<String> {
-        self.body.backend().cache_key(&self.info.name)
+        self.body.format().cache_key(&self.info.name)
     }
 
     /// Every quantization parameter, one row per quantized tensor.
     pub fn quant_params(&self) -> QuantParams {
-        let (q, dq) = self.body.backend().qdq_counts(&self.params);
+        let (q, dq) = self.body.format().qdq_counts(&self.params);
         QuantParams {
             model: self.info.name.clone(),
             rows: self.params.as_ref().clone(),
@@ -358,7 +358,7 @@ impl QuantModel {
 
     fn edit(&self, what: String, p: &QuantParam, change: Change) -> Result<QuantModel> {
         let i = self.index_of(p)?;
-        let (body, params) = self.body.backend().edit(&self.params, i, p, change)?;
+        let (body, params) = self.body.format().edit(&self.params, i, p, change)?;
         let mut edits = self.edits.clone();
         edits.push(what);
         Ok(QuantModel {
@@ -433,7 +433,7 @@ impl Model for QuantModel {
         &self.info
     }
     fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
-        self.body.backend().run(self, batch)
+        self.body.format().run(self, batch)
     }
 }
 

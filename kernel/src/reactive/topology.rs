@@ -127,17 +127,14 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set(keys: &[&str]) -> BTreeSet<String> {
-        keys.iter().map(|k| k.to_string()).collect()
-    }
+    use crate::reactive::names;
 
     #[test]
     fn orders_parents_first_then_by_rank_and_breaks_cycles() {
         let mut t = Topology::default();
-        t.set_parents("b", set(&["a"]));
-        t.set_parents("c", set(&["b"]));
-        t.set_parents("d", set(&["a"]));
+        t.set_parents("b", names(&["a"]));
+        t.set_parents("c", names(&["b"]));
+        t.set_parents("d", names(&["a"]));
         // c ran before b: still after it; once ready, before d, which ran later.
         let rank = |k: &str| match k {
             "a" => 1,
@@ -146,16 +143,16 @@ mod tests {
             _ => 4,
         };
         assert_eq!(
-            t.order(&set(&["a", "b", "c", "d"]), rank),
+            t.order(&names(&["a", "b", "c", "d"]), rank),
             ["a", "b", "c", "d"]
         );
-        assert_eq!(t.descendants(["a"], &set(&["b"])), set(&["d"]));
-        assert_eq!(t.ancestors(["c"]), set(&["a", "b"]));
+        assert_eq!(t.descendants(["a"], &names(&["b"])), names(&["d"]));
+        assert_eq!(t.ancestors(["c"]), names(&["a", "b"]));
         // x ↔ y: entered where it ran first.
-        t.set_parents("x", set(&["y"]));
-        t.set_parents("y", set(&["x"]));
+        t.set_parents("x", names(&["y"]));
+        t.set_parents("y", names(&["x"]));
         let rank = |k: &str| if k == "y" { 1 } else { 2 };
-        assert_eq!(t.order(&set(&["x", "y"]), rank), ["y", "x"]);
+        assert_eq!(t.order(&names(&["x", "y"]), rank), ["y", "x"]);
         t.remove("c");
         assert_eq!(t.children("b").count(), 0);
     }

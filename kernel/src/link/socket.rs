@@ -1,11 +1,11 @@
-//! The kernel's end of the runtime link: a Unix socket on which the kernel sends the evcxr
+//! The kernel's end of the runtime socket: a Unix socket on which the kernel sends the evcxr
 //! runtime [`ToRuntime`] messages — what the user did in the browser, and calls of wrapped
 //! cells (the runtime's end is `qplay::widgets::hub`).
 //!
 //! evcxr owns the runtime's stdin and stdout, so this second channel carries kernel → runtime
 //! messages; the runtime answers on stdout or stderr, in order with the rest of its output, and
 //! the engine hands each answer (`Done`) to [`RuntimeLink::finished`]. The socket
-//! lives in the kernel's build slot (`kernel/src/slots.rs`), which no other live kernel uses, so
+//! lives in the kernel's build slot (`crate::engine::slots`), which no other live kernel uses, so
 //! a killed kernel leaves nothing behind that the next one does not replace; its path reaches
 //! the runtime in `QPLAY_CHANNEL`. A restarted runtime connects again and replaces the old
 //! connection.

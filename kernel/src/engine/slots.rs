@@ -90,7 +90,7 @@ pub fn mark_warm(slot: &Slot) -> Result<()> {
 /// semantics with the level). torch-sys's C++ wrappers and the zstd and bzip2 codecs compile
 /// unoptimized, as in the kernel's release profile (the root `Cargo.toml` says why). Written
 /// only when it differs, so cargo sees no change.
-const BUILD_PROFILE: &str = "# Written by qplay (kernel/src/slots.rs).\n\
+const BUILD_PROFILE: &str = "# Written by qplay (kernel/src/engine/slots.rs).\n\
     [profile.dev]\nopt-level = 0\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n\n\
     [profile.dev.package.torch-sys]\nopt-level = 0\n\n\
     [profile.dev.package.zstd-sys]\nopt-level = 0\n\n\

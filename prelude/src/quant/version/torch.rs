@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayView4};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, Body, Change, QuantModel};
+use super::{Body, Change, Format, QuantModel};
 use crate::data::to_hex;
 use crate::quant::torch_script::{self, Location, Operand, Script};
 use crate::quant::{QuantParam, Role};
@@ -55,7 +55,7 @@ impl TorchBody {
     }
 }
 
-impl Backend for TorchBody {
+impl Format for TorchBody {
     fn all_ints(&self, _params: &[QuantParam]) -> Vec<Option<Vec<i32>>> {
         self.locations
             .iter()

@@ -16,7 +16,7 @@ use qplay::quant::calibrate::{calibrate_version, equalize, CalibOptions};
 use qplay::quant::{workbench, QDtype, QuantModel};
 use serde_json::json;
 
-use crate::quant_cmd::open_data;
+use super::quant::open_data;
 
 /// Arguments of `qplay bench adaround`.
 #[derive(Args)]
@@ -205,7 +205,7 @@ pub fn run(args: AdaRoundBench) -> Result<()> {
         }
         t
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 fn granularity(per_channel: bool) -> &'static str {

@@ -88,5 +88,5 @@ pub fn run(args: EvalArgs) -> Result<()> {
         text
     };
     text.push('\n');
-    crate::print_out(&text)
+    super::print_out(&text)
 }

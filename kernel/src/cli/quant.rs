@@ -27,7 +27,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     } else {
         params.to_string()
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 /// Arguments of `qplay sqnr`.
@@ -62,7 +62,7 @@ pub fn sqnr(args: SqnrArgs) -> Result<()> {
     } else {
         errors.to_string()
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 /// The data set `spec` names (bundled name, file, directory, archive or URL).
@@ -154,7 +154,7 @@ pub fn edit(args: EditArgs) -> Result<()> {
         };
     }
     v.save(&args.out)?;
-    crate::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
+    super::print_out(&(serde_json::to_string_pretty(&v.diff().to_json())? + "\n"))
 }
 
 /// Arguments of `qplay repair`.
@@ -206,10 +206,10 @@ pub fn repair(args: RepairArgs) -> Result<()> {
         progress: false,
     };
     let progress = |what: &str, done: usize, total: usize| {
-        crate::calib_cmd::stderr_progress(&format!("repair: {what}"), done, total)
+        super::stderr_progress(&format!("repair: {what}"), done, total)
     };
     let r = repair_with(&m, &float, &data, &options, Some(&progress))?;
-    crate::calib_cmd::save_and_print(
+    super::save_and_print(
         &r.version,
         args.out.as_deref(),
         args.json.then(|| r.to_json()),

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayView4};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, Body, Change, QuantModel};
+use super::{Body, Change, Format, QuantModel};
 use crate::data::to_hex;
 use crate::model::Model;
 use crate::onnx::OnnxModel;
@@ -44,7 +44,7 @@ impl OnnxBody {
     }
 }
 
-impl Backend for OnnxBody {
+impl Format for OnnxBody {
     fn all_ints(&self, params: &[QuantParam]) -> Vec<Option<Vec<i32>>> {
         params
             .iter()

@@ -1,6 +1,6 @@
 //! `qplay calibrate`: the calibration lab for scripts and CI (see `qplay::quant::calibrate`).
 
-use std::io::Write;
+use super::{save_and_print, stderr_progress};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,15 +41,6 @@ pub struct CalibFlags {
     /// Calibration images per class (the first of each class in file order).
     #[arg(long, default_value_t = 100)]
     pub per_class: usize,
-}
-
-/// A progress line on stderr, redrawn in place, ended when done.
-pub fn stderr_progress(what: &str, done: usize, total: usize) {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r{what}: {done}/{total}");
-    if done == total {
-        let _ = writeln!(err);
-    }
 }
 
 impl CalibFlags {
@@ -129,7 +120,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
             args.out.display()
         )
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 /// Arguments of `qplay mixed-precision`.
@@ -175,7 +166,7 @@ pub struct MixedArgs {
 
 /// Runs `qplay mixed-precision`.
 pub fn mixed_precision(args: MixedArgs) -> Result<()> {
-    use crate::quant_cmd::open_data;
+    use super::quant::open_data;
     use qplay::quant::calibrate::{mixed_precision_with, LearnedRounding, MixedOptions};
     let data = open_data(&args.data)?;
     let base = qplay::quant::workbench(&args.model)?;
@@ -205,22 +196,4 @@ pub fn mixed_precision(args: MixedArgs) -> Result<()> {
         args.json.then(|| r.to_json()),
         &r,
     )
-}
-
-/// The end of a search command: writes the chosen `version` to `out` when given, then prints
-/// `json` when given (`--json`), else `result` as text.
-pub fn save_and_print(
-    version: &qplay::quant::QuantModel,
-    out: Option<&std::path::Path>,
-    json: Option<serde_json::Value>,
-    result: &dyn std::fmt::Display,
-) -> Result<()> {
-    if let Some(out) = out {
-        version.save(out)?;
-    }
-    let text = match json {
-        Some(json) => serde_json::to_string_pretty(&json)? + "\n",
-        None => result.to_string(),
-    };
-    crate::print_out(&text)
 }

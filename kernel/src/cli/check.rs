@@ -1,4 +1,4 @@
-//! `qplay check NOTEBOOK…`: the dataflow checks of [`crate::dataflow::check`] on notebook files,
+//! `qplay check NOTEBOOK…`: the dataflow checks of [`crate::reactive::check`] on notebook files,
 //! without a kernel. Prints each finding as `PATH: cells N, M: error|warning: …`, then a count
 //! per notebook; fails when any notebook has an error (a cycle).
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::dataflow::check::{check, Severity};
+use crate::reactive::check::{check, Severity};
 
 /// Arguments of `qplay check`.
 #[derive(Args)]
@@ -74,7 +74,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             failed.push(path.display().to_string());
         }
     }
-    crate::print_out(&out)?;
+    super::print_out(&out)?;
     if !failed.is_empty() {
         bail!("dataflow errors in {}", failed.join(", "));
     }

@@ -13,9 +13,8 @@ use qplay::quant::calibrate::{calibrate_version, equalize, CalibOptions};
 use qplay::quant::QDtype;
 use serde_json::json;
 
-use crate::quant_cmd::open_data;
-
-use crate::calib_cmd::stderr_progress;
+use super::quant::open_data;
+use super::stderr_progress;
 
 /// Arguments of `qplay adaround`.
 #[derive(Args)]
@@ -121,5 +120,5 @@ pub fn run(args: AdaRoundArgs) -> Result<()> {
             args.out.display()
         )
     };
-    crate::print_out(&text)
+    super::print_out(&text)
 }

@@ -3,7 +3,7 @@
 //! The names a cell defines at its top level (`let` patterns and items) and the names it refers
 //! to anywhere (paths, and identifiers inside macro calls and their inline format arguments),
 //! which widget constructors it calls, and what the kernel needs to know to wrap the cell into
-//! a function (`crate::wrap`): whether it declares items, runs evcxr commands or can leave early
+//! a function (`crate::reactive::wrap`): whether it declares items, runs evcxr commands or can leave early
 //! with `?`, and its statements and final expression as code.
 //!
 //! Names used inside items (`fn`, `impl`, `struct`, …) are kept apart: an item cannot capture a
@@ -442,10 +442,7 @@ fn format_arguments(text: &str, out: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::reactive::names;
 
     #[test]
     fn finds_definitions_and_uses() {

@@ -21,7 +21,7 @@ use std::os::fd::FromRawFd;
 use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
 use serde_json::Value;
 
-use crate::trim::{malloc_trim, Trimmer, QUIET};
+use super::trim::{malloc_trim, Trimmer, QUIET};
 
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
 const END: &str = "EVCXR_END_CONTENT";
@@ -244,8 +244,8 @@ mod tests {
                      EVCXR_EXECUTION_COMPLETE\n";
         let out = run(input);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[0].starts_with("QPLAY_DISPLAY ") && lines[0].contains("<svg>1</svg>"));
-        assert!(lines[1].starts_with("QPLAY_DISPLAY ") && lines[1].contains("<svg>2</svg>"));
+        assert!(lines[0].starts_with(PREFIX) && lines[0].contains("<svg>1</svg>"));
+        assert!(lines[1].starts_with(PREFIX) && lines[1].contains("<svg>2</svg>"));
         assert_eq!(lines[2], "between");
         assert_eq!(
             &lines[3..],

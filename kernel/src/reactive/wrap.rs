@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::dataflow::{CellSyntax, Node};
+use super::{CellSyntax, Node};
 
 /// What a wrapper was compiled for; it is used only while all of it still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +254,7 @@ fn function(syntax: &CellSyntax, signature: &Signature) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataflow::analyze;
+    use crate::reactive::analyze;
 
     fn node(code: &str) -> Node {
         Node {

@@ -1,31 +1,19 @@
 //! The dataflow graph of a notebook: which cell defines which names, which cells use them, and
 //! in what order cells rerun when a widget changes.
 //!
-//! - [`syntax`] parses one cell: the names it defines and uses, its widget constructors.
-//! - [`definitions`] indexes names → the cells defining and using them; a name's *definer* is
-//!   the cell that ran a definition of it last (whose value the runtime holds).
-//! - [`topology`] keeps the edges (a child uses a name its parent is the definer of) and gives
-//!   ancestors, descendants and a topological order.
-//! - [`check`] finds, before anything runs, what reruns cannot follow (`qplay check`).
-//!
 //! Recording a cell updates the indexes and recomputes the edges of only the cells whose
 //! parents may have changed: the cell itself and the users of every name it defined before or
 //! defines now. When a widget changes, [`Graph::dependents`] gives the cells to rerun — those
 //! that use the widget's variable and everything downstream of them — in topological order,
 //! run order breaking ties; never the widget's own cell, never a cell it depends on.
 
-pub mod check;
-pub mod definitions;
-pub mod syntax;
-pub mod topology;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use qplay::display::escape_html;
 
-use definitions::Definitions;
-pub use syntax::{analyze, CellSyntax};
-use topology::Topology;
+use super::definitions::Definitions;
+use super::syntax::CellSyntax;
+use super::topology::Topology;
 
 /// One cell as last run.
 #[derive(Debug, Clone, Default)]
@@ -43,9 +31,9 @@ pub struct Node {
 /// The notebook's cells by key (JupyterLab's cell id, or a hash of the code).
 #[derive(Debug, Default)]
 pub struct Graph {
-    cells: BTreeMap<String, Node>,
-    definitions: Definitions,
-    topology: Topology,
+    pub(super) cells: BTreeMap<String, Node>,
+    pub(super) definitions: Definitions,
+    pub(super) topology: Topology,
     clock: u64,
 }
 
@@ -237,21 +225,21 @@ impl Graph {
     }
 }
 
+/// For tests: the graph of `cells` (key, code) run in order.
+#[cfg(test)]
+pub(super) fn graph(cells: &[(&str, &str)]) -> Graph {
+    let mut g = Graph::default();
+    for (key, code) in cells {
+        g.record(key, code, super::analyze(code));
+    }
+    g
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn graph(cells: &[(&str, &str)]) -> Graph {
-        let mut g = Graph::default();
-        for (key, code) in cells {
-            g.record(key, code, analyze(code));
-        }
-        g
-    }
+    use crate::reactive::analyze;
+    use crate::reactive::names;
 
     #[test]
     fn dependents_are_transitive_ordered_and_exclude_upstream() {

@@ -29,10 +29,10 @@ pub enum BenchCommand {
     /// Opening a notebook: first result, Run All of the playground, an edited cell, memory (PSS).
     Startup(StartupBench),
     /// Drawing a model's graph: layout, SVG, recolouring; ResNet-8 and a graph 10× larger.
-    Graph(crate::bench_graph::GraphBench),
+    Graph(super::bench_graph::GraphBench),
     /// Learned rounding: AdaRound beside nearest rounding and CLE + bias correction, accuracy
     /// on the test set and seconds.
-    Adaround(crate::bench_adaround::AdaRoundBench),
+    Adaround(super::bench_adaround::AdaRoundBench),
 }
 
 /// Arguments of `qplay bench startup`.
@@ -139,8 +139,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Reactive(args) => bench_reactive(args),
         BenchCommand::Calibrate(args) => bench_calibrate(args),
         BenchCommand::Startup(args) => bench_startup(args),
-        BenchCommand::Graph(args) => crate::bench_graph::run(args),
-        BenchCommand::Adaround(args) => crate::bench_adaround::run(args),
+        BenchCommand::Graph(args) => super::bench_graph::run(args),
+        BenchCommand::Adaround(args) => super::bench_adaround::run(args),
     }
 }
 
@@ -170,14 +170,14 @@ fn bench_eval(args: EvalBench) -> Result<()> {
     } else {
         args.models
     };
-    crate::print_out(&format!(
+    super::print_out(&format!(
         "Full evaluation on {}, batch {}, {} threads, median of {} interleaved rounds.\n\n",
         data.description(),
         args.batch_size,
         threads,
         args.repeats
     ))?;
-    crate::print_out(
+    super::print_out(
         "| model | reference | qplay s | reference s | ratio | qplay acc. | reference acc. |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
     )?;
@@ -210,7 +210,7 @@ fn bench_eval(args: EvalBench) -> Result<()> {
             theirs.push(reference["seconds"].as_f64().unwrap_or(f64::NAN));
         }
         let (ours, theirs) = (median(ours), median(theirs));
-        crate::print_out(&format!(
+        super::print_out(&format!(
             "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} % | {:.2} % |\n",
             name,
             reference["framework"].as_str().unwrap_or("?"),
@@ -231,7 +231,7 @@ fn bench_calibrate(args: CalibrateBench) -> Result<()> {
     let data_file = root.join("data/cifar10/train_first4000_lossless.bin");
     let float = root.join("models/resnet8_float.onnx");
     let scratch = tempfile::tempdir()?;
-    crate::print_out(&format!(
+    super::print_out(&format!(
         "Calibrating models/resnet8_float.onnx on {} training images (int8, asymmetric \
          activations), from scratch each time (qplay's statistics cache cleared), median of {} \
          interleaved rounds; onnxruntime's `quantize_static` in Python with the same options. \
@@ -240,7 +240,7 @@ fn bench_calibrate(args: CalibrateBench) -> Result<()> {
         10 * args.per_class,
         args.repeats
     ))?;
-    crate::print_out(
+    super::print_out(
         "| method | weights | qplay s | quantize_static s | ratio | same | qplay again s |\n\
          |---|---|---:|---:|---:|---|---:|\n",
     )?;
@@ -295,7 +295,7 @@ fn bench_calibrate(args: CalibrateBench) -> Result<()> {
             let reference = qplay::quant::workbench(out.to_str().unwrap_or_default())?;
             let same = same_params(&ours_model, &reference);
             let (ours, theirs) = (median(ours), median(theirs));
-            crate::print_out(&format!(
+            super::print_out(&format!(
                 "| {method} | {} | {ours:.3} | {theirs:.3} | {:.2} | {same} | {again:.3} |\n",
                 if per_channel {
                     "per channel"
@@ -401,7 +401,7 @@ fn bench_kernel(args: KernelBench) -> Result<()> {
         );
         text += &format!("| {label} | {a:.2} | {b:.2} | {:.2} |\n", a / b);
     }
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 fn bench_startup(args: StartupBench) -> Result<()> {
@@ -463,7 +463,7 @@ fn bench_startup(args: StartupBench) -> Result<()> {
         mib(&pg["after_edits_pss_mib"]),
         mib(&pg["after_edits_rss_mib"])
     );
-    crate::print_out(&text)
+    super::print_out(&text)
 }
 
 /// Runs `script` with the project's Python and parses the JSON it prints.
@@ -564,5 +564,5 @@ fn bench_reactive(args: ReactiveBench) -> Result<()> {
         mib(&pg["wrapped"]["rss_mib"]),
         mib(&pg["compiled"]["rss_mib"])
     );
-    crate::print_out(&text)
+    super::print_out(&text)
 }

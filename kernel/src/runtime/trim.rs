@@ -3,7 +3,7 @@
 //! Cells allocate and free hundreds of MB (captured activations, batches of images, ONNX
 //! Runtime's tensors, which it allocates with malloc: `qplay::onnx` uses no arena). glibc keeps
 //! what was freed in its heaps for the next allocation, so without this the runtime would stay
-//! as large as the most any cell ever needed. The relay ([`crate::blocks::relay`]) reports the
+//! as large as the most any cell ever needed. The relay ([`super::relay::relay`]) reports the
 //! end of every compiled cell and wrapped call; once none has ended for [`QUIET`], the runtime
 //! calls `malloc_trim(0)`. While a slider is being dragged, the freed memory stays for the next
 //! rerun (a trim after every move cost about 30 ms a move in an earlier measurement); a

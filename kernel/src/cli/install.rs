@@ -23,9 +23,9 @@ pub struct InstallArgs {
     prefix: Option<PathBuf>,
 }
 
-const LOGO_SVG: &str = include_str!("../assets/logo-svg.svg");
-const LOGO_32: &[u8] = include_bytes!("../assets/logo-32x32.png");
-const LOGO_64: &[u8] = include_bytes!("../assets/logo-64x64.png");
+const LOGO_SVG: &str = include_str!("../../assets/logo-svg.svg");
+const LOGO_32: &[u8] = include_bytes!("../../assets/logo-32x32.png");
+const LOGO_64: &[u8] = include_bytes!("../../assets/logo-64x64.png");
 
 fn kernels_dir(args: &InstallArgs) -> Result<PathBuf> {
     let data_dir = if let Some(prefix) = &args.prefix {
@@ -52,7 +52,7 @@ fn kernel_env() -> Result<serde_json::Value> {
     let mut env = json!({
         "QPLAY_HOME": root,
         "ORT_DYLIB_PATH": ort,
-        "QPLAY_BUILD_DIR": crate::slots::build_root(),
+        "QPLAY_BUILD_DIR": crate::engine::slots::build_root(),
     });
     for var in [
         "LIBTORCH",
@@ -91,7 +91,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
     std::fs::write(dir.join("logo-svg.svg"), LOGO_SVG)?;
     std::fs::write(dir.join("logo-32x32.png"), LOGO_32)?;
     std::fs::write(dir.join("logo-64x64.png"), LOGO_64)?;
-    crate::print_out(&format!(
+    super::print_out(&format!(
         "installed kernelspec qplay in {}\n",
         dir.display()
     ))

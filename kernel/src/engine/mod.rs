@@ -2,15 +2,16 @@
 //!
 //! evcxr compiles each cell into a shared library and runs it in a child process — the *runtime*,
 //! which is this same `qplay` binary started with evcxr's marker variable (see
-//! `evcxr::runtime_hook` in `main`). Variables, loaded models and the model registry live there.
-//! The runtime's stdout and stderr come back line by line on channels; a publisher thread turns
-//! them into `stream` outputs, except lines starting with [`qplay::display::DISPLAY_PREFIX`],
-//! which become `display_data` / `update_display_data`. evcxr's own `EVCXR_BEGIN_CONTENT` blocks
-//! (a cell's last expression) come back with the cell's result and become its `execute_result`.
+//! [`crate::runtime`]). Variables, loaded models and the model registry live there. The
+//! runtime's stdout and stderr come back line by line on channels; publisher threads
+//! ([`publish`]) turn them into outputs and hand the runtime's messages to where they belong.
+//! evcxr's own `EVCXR_BEGIN_CONTENT` blocks (a cell's last expression) come back with the cell's
+//! result and become its `execute_result`.
 //!
-//! Each cell's library links the `qplay` crate statically (evcxr's dynamic-linking mode fails
-//! with this toolchain), so process-wide state such as the model registry lives in slots that
-//! this executable exports (`qplay::process`), shared by every cell.
+//! - [`start`]: the engine starting on a thread of its own;
+//! - [`interrupt`]: stopping a running cell;
+//! - [`slots`]: one evcxr build directory per running kernel;
+//! - [`completeness`]: whether a cell is ready to run (`is_complete_request`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,28 +20,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use evcxr::{CommandContext, EvalContext, EvalOutputs};
-use qplay::protocol::{FromRuntime, MimeBundle, Outcome, ToRuntime};
+use qplay::protocol::{MimeBundle, Outcome, ToRuntime};
 use serde_json::Value;
 
-use crate::interrupt::Interrupter;
+pub mod completeness;
+pub mod interrupt;
+mod publish;
+pub mod slots;
+pub mod start;
+
 use crate::link::RuntimeLink;
 use crate::output::{is_unit, CellError, Collect, OutputSink};
 use crate::widgets::Widgets;
+use interrupt::Stopper;
+use publish::{publish_line, publish_loop, Panics, Recipients, Sink};
 
 /// How long a wrapped cell may run before the kernel stops waiting for it.
 const CALL_WAIT: Duration = Duration::from_secs(24 * 3600);
-
-/// Where the runtime's messages go besides the running cell's outputs: widget models to the
-/// widgets, answers to requests to the link.
-#[derive(Clone)]
-struct Routes {
-    widgets: Arc<Widgets>,
-    link: Arc<RuntimeLink>,
-}
-
-type Sink = Arc<Mutex<Option<Arc<dyn OutputSink>>>>;
 
 /// The evcxr session behind a kernel.
 pub struct Engine {
@@ -48,11 +46,11 @@ pub struct Engine {
     stdout: Arc<Mutex<Receiver<String>>>,
     stderr: Arc<Mutex<Receiver<String>>>,
     sink: Sink,
-    interrupter: Interrupter,
+    stopper: Stopper,
     panicked: Arc<Panics>,
     /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
     flushing: Arc<AtomicBool>,
-    routes: Routes,
+    recipients: Recipients,
     /// Cells evcxr has compiled since the engine started.
     compiles: u64,
     /// Bumped whenever evcxr replaces the runtime process (whose wrapped cells are then gone).
@@ -104,7 +102,7 @@ impl Engine {
     /// Starts a runtime process and loads the prelude. With a cold build directory this
     /// compiles the prelude's dependency tree (minutes); set-up pre-warms `EVCXR_TMPDIR`.
     pub fn start(
-        interrupter: Interrupter,
+        stopper: Stopper,
         widgets: Arc<Widgets>,
         link: Arc<RuntimeLink>,
         slot: &Path,
@@ -113,22 +111,22 @@ impl Engine {
         let exe = std::env::current_exe().context("cannot find the qplay executable")?;
         let mut runtime = std::process::Command::new(exe);
         runtime.env(qplay::widgets::hub::CHANNEL_ENV, link.path());
-        let (flag_env, flag_file) = Interrupter::file_env(slot);
+        let (flag_env, flag_file) = crate::link::flag::file_env(slot);
         runtime.env(flag_env, flag_file);
         let (mut eval, outputs) = EvalContext::with_subprocess_command_lazily(runtime)
             .map_err(|e| anyhow!("cannot start the evcxr runtime: {e}"))?;
         eval.set_analysis_dependencies("qplay", ANALYZED_DEPENDENCIES);
-        eval.keep_results(crate::slots::results_dir(slot), KEPT_RESULTS_BYTES);
+        eval.keep_results(slots::results_dir(slot), KEPT_RESULTS_BYTES);
         let ctx = CommandContext::with_eval_context(eval);
         let mut engine = Engine {
             ctx,
             stdout: Arc::new(Mutex::new(outputs.stdout)),
             stderr: Arc::new(Mutex::new(outputs.stderr)),
             sink: Arc::new(Mutex::new(None)),
-            interrupter,
+            stopper,
             panicked: Arc::default(),
             flushing: Arc::new(AtomicBool::new(false)),
-            routes: Routes { widgets, link },
+            recipients: Recipients { widgets, link },
             compiles: 0,
             generation: 0,
             // Not for the start-up code: its compile always runs (it reads the dependencies).
@@ -185,15 +183,15 @@ impl Engine {
 
     fn spawn_publishers(&self) {
         let (stdout, sink) = (self.stdout.clone(), self.sink.clone());
-        let (flushing, routes) = (self.flushing.clone(), self.routes.clone());
+        let (flushing, recipients) = (self.flushing.clone(), self.recipients.clone());
         std::thread::spawn(move || {
-            publish_loop(&stdout, &sink, "stdout", &flushing, &routes, &|_| {})
+            publish_loop(&stdout, &sink, "stdout", &flushing, &recipients, &|_| {})
         });
         let (stderr, sink) = (self.stderr.clone(), self.sink.clone());
         let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
-        let routes = self.routes.clone();
+        let recipients = self.recipients.clone();
         std::thread::spawn(move || {
-            publish_loop(&stderr, &sink, "stderr", &flushing, &routes, &|line| {
+            publish_loop(&stderr, &sink, "stderr", &flushing, &recipients, &|line| {
                 panicked.see(line)
             })
         });
@@ -221,9 +219,9 @@ impl Engine {
     /// outputs stream to `sink`, its final value included. `Ok(Outcome::Unknown)`: the runtime
     /// holds no such function (the caller compiles the cell instead).
     pub fn call(&mut self, key: &str, sink: Arc<dyn OutputSink>) -> Result<Outcome, CellError> {
-        self.interrupter.reset();
+        self.stopper.reset();
         self.panicked.reset();
-        let link = self.routes.link.clone();
+        let link = self.recipients.link.clone();
         let cell = key.to_string();
         let answer = self.with_sink(sink, false, |_| {
             link.request(|seq| ToRuntime::Run { seq, cell }, CALL_WAIT)
@@ -248,7 +246,7 @@ impl Engine {
         cell: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
-        self.interrupter.reset();
+        self.stopper.reset();
         self.ctx.eval_context_mut().set_cell(Some(cell));
         let result = self.run(code, sink, true);
         self.ctx.eval_context_mut().set_cell(None);
@@ -262,7 +260,7 @@ impl Engine {
         code: &str,
         sink: Arc<dyn OutputSink>,
     ) -> Result<Option<MimeBundle>, CellError> {
-        self.interrupter.reset();
+        self.stopper.reset();
         self.run(code, sink, false)
     }
 
@@ -333,7 +331,7 @@ impl Engine {
             }
             Err(evcxr::Error::SubprocessTerminated(message)) => {
                 self.generation += 1;
-                let (ename, what) = if self.interrupter.interrupted() {
+                let (ename, what) = if self.stopper.interrupted() {
                     (
                         "Interrupted",
                         "the cell did not stop by itself, so the runtime process was stopped \
@@ -345,7 +343,7 @@ impl Engine {
                         "the runtime process stopped and was restarted",
                     )
                 };
-                let orphans = self.routes.widgets.disable_orphans();
+                let orphans = self.recipients.widgets.disable_orphans();
                 let widget_note = if orphans.is_empty() {
                     String::new()
                 } else {
@@ -374,7 +372,7 @@ impl Engine {
 
     /// How a cell that panicked (or stopped at an interrupt) fails.
     pub fn panic_error(&self, lost_note: &str) -> CellError {
-        if self.interrupter.interrupted() {
+        if self.stopper.interrupted() {
             return CellError {
                 ename: "Interrupted".into(),
                 evalue: format!(
@@ -417,7 +415,7 @@ impl Engine {
                 if name == "stderr" {
                     self.panicked.see(&line);
                 }
-                publish_line(sink.as_deref(), name, line, &self.routes);
+                publish_line(sink.as_deref(), name, line, &self.recipients);
             }
         }
         self.flushing.store(false, Ordering::Release);
@@ -434,9 +432,9 @@ impl Engine {
     ) -> R {
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
         let pid = self.ctx.process_handle().lock().ok().map(|c| c.id());
-        self.interrupter.begin(pid);
+        self.stopper.begin(pid);
         let result = f(&mut self.ctx);
-        self.interrupter.end();
+        self.stopper.end();
         self.flush(grace);
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
         result
@@ -472,123 +470,6 @@ impl Engine {
             .hover_at(code, cursor)
             .ok()
             .filter(|(plain, _)| !plain.trim().is_empty())
-    }
-}
-
-/// libtorch prints this deprecation notice (through its own logger, which ignores
-/// TORCH_CPP_LOG_LEVEL when not started from Python) the first time a quantized model runs;
-/// users can do nothing about it, so it is not shown.
-fn is_noise(line: &str) -> bool {
-    line.contains("Quantizer.cpp") && line.contains("are deprecated")
-}
-
-/// Panics the runtime reported on stderr since the last reset, with the first one's message.
-#[derive(Default)]
-struct Panics {
-    happened: AtomicBool,
-    /// The first panic's message; `collecting` while its lines are still coming.
-    message: Mutex<(String, bool)>,
-}
-
-impl Panics {
-    fn reset(&self) {
-        self.happened.store(false, Ordering::SeqCst);
-        *self.message.lock().unwrap_or_else(|e| e.into_inner()) = (String::new(), false);
-    }
-
-    /// Looks at one stderr line: Rust prints `thread '…' panicked at FILE:LINE:COL:`, then the
-    /// message (one or more lines), then a `note:` about backtraces.
-    fn see(&self, line: &str) {
-        let mut m = self.message.lock().unwrap_or_else(|e| e.into_inner());
-        if is_panic_line(line) {
-            if !self.happened.swap(true, Ordering::SeqCst) {
-                *m = (String::new(), true);
-            }
-        } else if m.1 {
-            if line.starts_with("note:") || line.starts_with("stack backtrace") {
-                m.1 = false;
-            } else {
-                if !m.0.is_empty() {
-                    m.0.push(' ');
-                }
-                m.0.push_str(line.trim());
-            }
-        }
-    }
-
-    fn happened(&self) -> bool {
-        self.happened.load(Ordering::SeqCst)
-    }
-
-    fn message(&self) -> String {
-        self.message
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
-    }
-}
-
-/// The first line of Rust's panic message on stderr: `thread 'main' (…) panicked at …`.
-fn is_panic_line(line: &str) -> bool {
-    line.starts_with("thread '") && line.contains("panicked at")
-}
-
-/// Publishes one line of the runtime's `name` stream: a message goes where it belongs, other
-/// text to the running cell's outputs (or the kernel's log between requests).
-fn publish_line(sink: Option<&dyn OutputSink>, name: &str, line: String, routes: &Routes) {
-    let Some(message) = FromRuntime::parse(&line) else {
-        match sink {
-            _ if is_noise(&line) => {}
-            Some(sink) => sink.stream(name, &(line + "\n")),
-            None => eprintln!("[runtime {name}] {line}"),
-        }
-        return;
-    };
-    match (message, sink) {
-        (FromRuntime::Done { seq, outcome }, _) => routes.link.finished(seq, outcome),
-        (m @ (FromRuntime::CommOpen { .. } | FromRuntime::CommMsg { .. }), sink) => {
-            routes.widgets.runtime_message(m, sink)
-        }
-        (FromRuntime::Display { data, display_id }, Some(sink)) => {
-            sink.display(data, Some(display_id), false)
-        }
-        (FromRuntime::Update { data, display_id }, Some(sink)) => {
-            sink.display(data, Some(display_id), true)
-        }
-        (FromRuntime::Clear { wait }, Some(sink)) => sink.clear_output(wait),
-        (FromRuntime::Stream { name, text }, Some(sink)) => sink.stream(&name, &text),
-        (FromRuntime::Result { data }, Some(sink)) => sink.result(data),
-        (FromRuntime::Begin { .. }, _) => {}
-        (other, None) => eprintln!("[runtime {name}] output outside any cell: {other:?}"),
-    }
-}
-
-/// Publishes lines as they come. The receiver's lock is held only while waiting a few
-/// milliseconds for a line and while publishing it, and not taken again while `flushing` is
-/// set, so that [`Engine::flush`] gets it at once.
-fn publish_loop(
-    rx: &Mutex<Receiver<String>>,
-    sink: &Sink,
-    name: &str,
-    flushing: &AtomicBool,
-    routes: &Routes,
-    watch: &dyn Fn(&str),
-) {
-    loop {
-        while flushing.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-        match rx.recv_timeout(Duration::from_millis(5)) {
-            Ok(line) => {
-                watch(&line);
-                let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                publish_line(sink.as_deref(), name, line, routes);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
     }
 }
 

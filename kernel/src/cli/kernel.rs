@@ -1,5 +1,5 @@
 //! `qplay kernel -f <connection_file>`: runs the Jupyter kernel — the protocol layer
-//! (`qplay_kernel::jupyter`) serving the evcxr-backed [`QplayBackend`].
+//! (`qplay_kernel::jupyter`) serving a [`Session`].
 
 use std::path::PathBuf;
 
@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use qplay_kernel::jupyter;
 
-use crate::backend::QplayBackend;
-use crate::interrupt::Interrupter;
+use crate::engine::slots;
+use crate::session::Session;
 
 /// Arguments of `qplay kernel`.
 #[derive(Args)]
@@ -20,10 +20,8 @@ pub struct KernelArgs {
 
 /// Serves the kernel until a shutdown request.
 pub fn run(args: KernelArgs) -> Result<()> {
-    let slot = crate::slots::acquire()?;
-    let interrupter = Interrupter::new(&slot.dir)?;
-    let backend = QplayBackend::start(interrupter.clone(), &slot.dir)?;
-    jupyter::serve(&args.connection_file, backend, move || {
-        interrupter.interrupt()
-    })
+    let slot = slots::acquire()?;
+    let session = Session::start(&slot.dir)?;
+    let stopper = session.stopper();
+    jupyter::serve(&args.connection_file, session, move || stopper.interrupt())
 }
