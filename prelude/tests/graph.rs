@@ -9,7 +9,7 @@ mod common;
 use qplay::data::Bundled;
 use qplay::quant::graph::NodeKind;
 use qplay::quant::sqnr::layer_errors;
-use qplay::quant::{graph, workbench, Figure, Overlay, Role};
+use qplay::quant::{graph, sensitivity, workbench, Figure, Knob, Overlay, QDtype, Role};
 
 use common::{dataset, keep};
 
@@ -205,11 +205,29 @@ fn overlays_carry_the_numbers() {
     assert!(sat_m.remarks["activation_3"].contains("folded ReLU"));
     keep("graph_saturation", &graph(&m).unwrap().with(sat_m).svg());
 
+    // Sensitivity: each weight's accuracy drop stored as int4 alone, on its W badge.
+    let test = dataset(Bundled::Test);
+    let s = sensitivity(&m, &test, 2, Knob::Type(QDtype::Int4), false).unwrap();
+    let so = Overlay::sensitivity(&s);
+    assert_eq!(so.figure, Figure::SensitivityDrop);
+    assert_eq!(so.values.len(), 10);
+    for r in &s.rows {
+        assert_eq!(so.value(&r.tensor), Some(r.drop_pp), "{}", r.tensor);
+        assert!(so.remarks[&r.tensor].starts_with("int4: "));
+    }
+    let sg = graph(&m).unwrap().with(so.clone());
+    let worst = &s.rows[0];
+    let badge = format!("data-tensor=\"{}\" data-tip=", worst.tensor);
+    let svg = sg.svg().0;
+    let at = svg.find(&badge).expect("the weight's badge");
+    assert!(svg[at..].contains(&so.colour(worst.drop_pp)));
+    keep("graph_sensitivity", &sg.svg());
+
     // Names of overlays; TorchScript refused by name.
     assert_eq!(Figure::parse("xmodel_err").unwrap(), Figure::XmodelErr);
     let err = Figure::parse("sqnr").unwrap_err().to_string();
     assert!(
-        err.contains("none, xmodel_err, qdq_err, scale change, saturation"),
+        err.contains("none, xmodel_err, qdq_err, scale change, saturation, sensitivity"),
         "{err}"
     );
     let torch = workbench("resnet8_int8_torch").unwrap();

@@ -1,6 +1,7 @@
 //! What a graph is coloured by: one figure per tensor — the SQNR of the per-layer error table
 //! (`qdq_err` or `xmodel_err`, the same numbers), the scale's change against the original
-//! model, the share of values clipped by the quantization grid — and the colour of each value.
+//! model, the share of values clipped by the quantization grid, the accuracy a sensitivity sweep
+//! lost with each weight lowered — and the colour of each value.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use crate::data::Dataset;
 use crate::model::Model;
 use crate::quant::capture::Memo;
-use crate::quant::{LayerErrors, QuantModel, Role};
+use crate::quant::{LayerErrors, QuantModel, Role, Sensitivity};
 
 /// The figure an overlay shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +25,20 @@ pub enum Figure {
     ScaleChange,
     /// Values outside the quantization grid, % (lower is better).
     Saturation,
+    /// Accuracy lost when that weight alone is lowered (a sensitivity sweep), percentage points
+    /// (lower is better).
+    SensitivityDrop,
 }
 
 impl Figure {
     /// Every figure, in the order a dropdown lists them.
-    pub const ALL: [Figure; 5] = [
+    pub const ALL: [Figure; 6] = [
         Figure::None,
         Figure::XmodelErr,
         Figure::QdqErr,
         Figure::ScaleChange,
         Figure::Saturation,
+        Figure::SensitivityDrop,
     ];
 
     /// The name a dropdown shows and [`Figure::parse`] reads.
@@ -44,6 +49,7 @@ impl Figure {
             Figure::XmodelErr => "xmodel_err",
             Figure::ScaleChange => "scale change",
             Figure::Saturation => "saturation",
+            Figure::SensitivityDrop => "sensitivity",
         }
     }
 
@@ -68,6 +74,7 @@ impl Figure {
             Figure::QdqErr | Figure::XmodelErr => format!("{v:.2} dB"),
             Figure::ScaleChange => format!("scale × {}", crate::quant::fmt_num(v)),
             Figure::Saturation => format!("{v:.2} % clipped"),
+            Figure::SensitivityDrop => format!("{v:+.2} pp accuracy lost"),
         }
     }
 
@@ -79,6 +86,9 @@ impl Figure {
             Figure::XmodelErr => "xmodel_err: SQNR against the float model (dB, higher is better)",
             Figure::ScaleChange => "scale against the original model (blue smaller, red larger)",
             Figure::Saturation => "saturation: % of values outside the grid (lower is better)",
+            Figure::SensitivityDrop => {
+                "sensitivity: accuracy lost with the weight alone lowered (pp, lower is better)"
+            }
         }
     }
 }
@@ -237,6 +247,35 @@ impl Overlay {
         Ok(o)
     }
 
+    /// Each weight's accuracy drop in a sensitivity sweep (`sensitivity(&m, &data, n,
+    /// Knob::Type(QDtype::Int4), ..)`: the accuracy lost when that weight alone goes to 4 bits),
+    /// in percentage points; the weights' badges take the colours. A sweep of scales colours
+    /// every tensor it changed.
+    pub fn sensitivity(s: &Sensitivity) -> Overlay {
+        let mut o = Overlay::none();
+        o.figure = Figure::SensitivityDrop;
+        o.note = format!(
+            "{}: {}, one tensor at a time, on {} images (base {:.2} %)",
+            s.model,
+            s.knob,
+            s.images,
+            100.0 * s.base_accuracy
+        );
+        for r in &s.rows {
+            o.values.insert(r.tensor.clone(), r.drop_pp);
+            o.remarks.insert(
+                r.tensor.clone(),
+                format!(
+                    "{}: {:.2} % (base {:.2} %)",
+                    s.knob,
+                    100.0 * r.accuracy,
+                    100.0 * s.base_accuracy
+                ),
+            );
+        }
+        o
+    }
+
     /// The value of `tensor`, if it has one.
     pub fn value(&self, tensor: &str) -> Option<f64> {
         self.values.get(tensor).copied()
@@ -260,7 +299,7 @@ impl Overlay {
                 let m = lo.log2().abs().max(hi.log2().abs()).max(1.0);
                 (2f64.powf(-m), 2f64.powf(m))
             }
-            Figure::Saturation => (0.0, hi.max(1.0)),
+            Figure::Saturation | Figure::SensitivityDrop => (0.0, hi.max(1.0)),
         }
     }
 
@@ -272,7 +311,8 @@ impl Overlay {
             // Worse to the right: low SQNR.
             Figure::QdqErr | Figure::XmodelErr => (hi - v) / (hi - lo),
             Figure::ScaleChange => (v.log2() - lo.log2()) / (hi.log2() - lo.log2()),
-            Figure::Saturation => v / hi,
+            // A weight that gained accuracy when lowered is at the good end.
+            Figure::Saturation | Figure::SensitivityDrop => v / hi,
         };
         if t.is_finite() {
             t.clamp(0.0, 1.0)
