@@ -49,3 +49,28 @@ def test_repair_finds_the_damaged_layer_and_writes_a_model_python_runs(qplay, tm
     assert abs(before - r["steps"][0]["holdout_accuracy"]) <= 1 / 500 + 1e-9
     assert abs(after - r["steps"][-1]["holdout_accuracy"]) <= 1 / 500 + 1e-9
     assert after > before, (before, after)
+
+
+def test_repair_can_widen_a_damaged_weight_to_int16(qplay, tmp_path):
+    # A weight cut to 2 bits: with --wider int16 repair stores the float weight as int16 (still a
+    # quantized model) instead of keeping it in float, and Python onnxruntime runs the result.
+    import onnx
+    from conftest import assert_predicts_as_python
+
+    damaged = tmp_path / "damaged.onnx"
+    qplay("edit", "--model", "resnet8_int8", "--out", damaged, "--bits", "conv2d.weight=2")
+    fixed = tmp_path / "widened.onnx"
+    r = json.loads(
+        qplay("repair", "--model", damaged, "--budget", "1", "--calib-per-class", "20", "--holdout-per-class",
+              "20", "--wider", "int16", "--json", "--out", fixed).stdout
+    )
+    assert r["ranking"][0]["tensor"] == "conv2d.weight", r["ranking"][:3]
+    assert r["steps"][1]["tensor"] == "conv2d.weight" and r["steps"][1]["form"] == "int16", r["steps"][:2]
+    assert r["widened"][0] == "conv2d.weight" and "conv2d.weight" not in r["kept"]
+    m = onnx.load(str(fixed))
+    w = next(t for t in m.graph.initializer if t.name.startswith("conv2d.weight_quantized"))
+    assert w.data_type == onnx.TensorProto.INT16, w.data_type
+    assert_predicts_as_python(qplay, fixed, tmp_path)
+    proc = qplay("repair", "--model", damaged, "--wider", "int4", "--out", tmp_path / "no.onnx", check=False)
+    assert proc.returncode != 0 and "not wider than 8 bits" in proc.stderr, proc.stderr
+    assert not (tmp_path / "no.onnx").exists()

@@ -86,3 +86,47 @@ fn repair_finds_the_damaged_layer_first_and_recovers_on_unseen_images() {
     assert!(r.to_string().contains("the ranking did not see"));
     assert_eq!(r.version.name(), format!("{}@v2", m.name()));
 }
+
+/// With a wider type allowed, a damaged weight is stored as int16 instead of kept in float: still
+/// quantized, and the accuracy back; a type that is not wider is a named error.
+#[test]
+fn repair_can_store_a_damaged_weight_at_a_wider_type() {
+    use qplay::quant::QDtype;
+    let test = dataset(Bundled::Test);
+    let m = workbench("resnet8_int8").unwrap();
+    let float = workbench("resnet8_float").unwrap();
+    let damaged = m.with_bits("conv2d.weight", 2).unwrap();
+    let options = RepairOptions {
+        budget_pp: 1.0,
+        calib_per_class: 20,
+        holdout_per_class: 20,
+        wider: Some(QDtype::Int16),
+        ..Default::default()
+    };
+    let r = repair(&damaged, &float, &test, &options).unwrap();
+    eprintln!("{r}");
+    assert_eq!(r.ranking[0].tensor, "conv2d.weight", "{r}");
+    assert_eq!(r.steps[1].tensor, "conv2d.weight");
+    assert_eq!(r.steps[1].form, "int16");
+    assert_eq!(r.widened[0], "conv2d.weight");
+    assert!(!r.kept.contains(&"conv2d.weight".to_string()));
+    let p = r.version.param("conv2d.weight").unwrap();
+    assert_eq!(p.dtype, QDtype::Int16);
+    assert!(r.steps[1].accuracy > r.steps[0].accuracy + 0.05, "{r}");
+    assert!(r
+        .version
+        .history()
+        .last()
+        .unwrap()
+        .contains("stored as int16"));
+    let e = message(repair(
+        &damaged,
+        &float,
+        &test,
+        &RepairOptions {
+            wider: Some(QDtype::Int4),
+            ..options
+        },
+    ));
+    assert!(e.contains("int4 is not wider than 8 bits"), "{e}");
+}

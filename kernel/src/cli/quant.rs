@@ -183,6 +183,10 @@ pub struct RepairArgs {
     /// At most this many tensors kept in float.
     #[arg(long)]
     max_float: Option<usize>,
+    /// Store a weight's step in this wider type (int16 or uint16) instead of float, where the
+    /// model allows it.
+    #[arg(long)]
+    wider: Option<String>,
     /// Also write the repaired model here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -203,6 +207,7 @@ pub fn repair(args: RepairArgs) -> Result<()> {
         calib_per_class: args.calib_per_class,
         holdout_per_class: args.holdout_per_class,
         max_float: args.max_float,
+        wider: args.wider.as_deref().map(str::parse).transpose()?,
         progress: false,
     };
     let progress = |what: &str, done: usize, total: usize| {

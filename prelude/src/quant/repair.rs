@@ -10,6 +10,12 @@
 //! model's on the calibration split (or no tensor is left). The result is one version of the
 //! model (one edit in its history, so `undo` goes back to the start).
 //!
+//! With [`RepairOptions::wider`] (say `QDtype::Int16`), a weight's step stores the float
+//! model's weight in that wider type ([`QuantModel::with_type_from`]) instead of keeping it in
+//! float — still quantized, as a deployment wants it — where the model allows it (an ONNX model
+//! whose other types onnxruntime's CPU provider runs beside it); activations, and weights it
+//! cannot widen, are kept in float.
+//!
 //! ```ignore
 //! let r = repair(&m, &workbench("resnet8_float")?, &test, &RepairOptions::default())?;
 //! r.kept          // the tensors kept in float, worst first
@@ -24,7 +30,7 @@ use serde::Serialize;
 
 use super::cache::{evaluate_cached, Store};
 use super::calibrate::{NotebookProgress, Progress};
-use super::{QuantModel, Role};
+use super::{QDtype, QuantModel, Role};
 use crate::charts::{draw_legend, err, render, span, FONT, H, PALETTE, W};
 use crate::data::Dataset;
 use crate::display::{escape_html, MimeBundle, Rich, Svg};
@@ -41,8 +47,11 @@ pub struct RepairOptions {
     pub calib_per_class: usize,
     /// Images per class held out to check the result (the next ones of each class).
     pub holdout_per_class: usize,
-    /// At most this many tensors kept in float (None: as many as it takes).
+    /// At most this many tensors kept in float or widened (None: as many as it takes).
     pub max_float: Option<usize>,
+    /// A weight's step stores it in this type (wider than 8 bits: int16 or uint16) instead of
+    /// keeping it in float, where the model allows it; None: every step keeps it in float.
+    pub wider: Option<QDtype>,
     /// Show progress bars in the notebook.
     pub progress: bool,
 }
@@ -54,6 +63,7 @@ impl Default for RepairOptions {
             calib_per_class: 100,
             holdout_per_class: 100,
             max_float: None,
+            wider: None,
             progress: false,
         }
     }
@@ -77,8 +87,10 @@ pub struct RankRow {
 pub struct RepairStep {
     /// Tensors in float after this step (0: the model as given).
     pub floats: usize,
-    /// The tensor this step kept in float (empty for step 0).
+    /// The tensor this step kept in float or widened (empty for step 0).
     pub tensor: String,
+    /// What the step did to it: "float", or the wider type's name (empty for step 0).
+    pub form: String,
     /// Accuracy on the calibration split (0..1).
     pub accuracy: f64,
     /// Accuracy on the held-out images (0..1), which chose nothing.
@@ -106,6 +118,8 @@ pub struct Repair {
     pub ranking: Vec<RankRow>,
     /// The tensors kept in float, in the order kept.
     pub kept: Vec<String>,
+    /// The weights stored in the wider type instead ([`RepairOptions::wider`]), in order.
+    pub widened: Vec<String>,
     /// Step 0 (the model as given), then one per tensor kept.
     pub steps: Vec<RepairStep>,
     /// Whether the result is within the budget on the calibration split.
@@ -144,6 +158,12 @@ pub fn repair_with(
             "budget {} is out of range: 0 to 100 percentage points below the float model",
             options.budget_pp
         );
+    }
+    if let Some(t) = options.wider {
+        t.check_storage("wider")?;
+        if t.bits() <= 8 {
+            bail!("wider = {t} is not wider than 8 bits: int16 or uint16");
+        }
     }
     if options.calib_per_class == 0 || options.holdout_per_class == 0 {
         bail!(
@@ -210,6 +230,7 @@ pub fn repair_with(
     let mut steps = vec![RepairStep {
         floats: 0,
         tensor: String::new(),
+        form: String::new(),
         accuracy: base,
         holdout_accuracy: accuracy(m, &holdout)?,
     }];
@@ -219,31 +240,59 @@ pub fn repair_with(
         .min(ranking.len());
     let mut current = m.clone();
     let mut kept = Vec::new();
+    let mut widened = Vec::new();
     for r in ranking.iter().take(most) {
         if steps.last().is_some_and(|s| s.accuracy >= floor) {
             break;
         }
         crate::interrupt::check()?;
-        current = current.keep_float_from(&r.tensor, float)?;
-        kept.push(r.tensor.clone());
+        // Wider where the model allows it (a weight of an ONNX model whose other types the
+        // CPU provider runs beside it: `with_type` refuses the rest by name), else float.
+        let wide = match options.wider {
+            Some(t) if r.role == Role::Weight => current
+                .with_type_from(&r.tensor, t, float)
+                .ok()
+                .map(|v| (v, t)),
+            _ => None,
+        };
+        let form = match wide {
+            Some((v, t)) => {
+                current = v;
+                widened.push(r.tensor.clone());
+                t.name().to_string()
+            }
+            None => {
+                current = current.keep_float_from(&r.tensor, float)?;
+                kept.push(r.tensor.clone());
+                "float".to_string()
+            }
+        };
         steps.push(RepairStep {
-            floats: kept.len(),
+            floats: kept.len() + widened.len(),
             tensor: r.tensor.clone(),
+            form,
             accuracy: accuracy(&current, &calib)?,
             holdout_accuracy: accuracy(&current, &holdout)?,
         });
-        report("keeping in float", kept.len(), most);
+        report("keeping in float", steps.len() - 1, most);
     }
     report("keeping in float", most, most);
     let last = steps.last().cloned().expect("step 0 is there");
-    let version = if kept.is_empty() {
+    let version = if kept.is_empty() && widened.is_empty() {
         current
     } else {
+        let mut what = Vec::new();
+        if !kept.is_empty() {
+            what.push(format!("{} kept in float", kept.join(", ")));
+        }
+        if let (false, Some(t)) = (widened.is_empty(), options.wider) {
+            what.push(format!("{} stored as {t}", widened.join(", ")));
+        }
         current.squashed_onto(
             m,
             format!(
-                "repair: {} kept in float (budget {} pp)",
-                kept.join(", "),
+                "repair: {} (budget {} pp)",
+                what.join("; "),
                 options.budget_pp
             ),
         )?
@@ -258,6 +307,7 @@ pub fn repair_with(
         float_holdout_accuracy,
         ranking,
         kept,
+        widened,
         within_budget: last.accuracy >= floor,
         holdout_within_budget: last.holdout_accuracy
             >= float_holdout_accuracy - options.budget_pp / 100.0,
@@ -282,11 +332,16 @@ impl Repair {
     fn headline(&self) -> String {
         let (first, last) = (&self.steps[0], self.steps.last().unwrap_or(&self.steps[0]));
         format!(
-            "{}: {} tensor(s) kept in float; calibration split ({} images): {:.2} % → {:.2} % \
+            "{}: {} tensor(s) kept in float{}; calibration split ({} images): {:.2} % → {:.2} % \
              (float {:.2} %, budget {} pp: {}); held-out images the ranking did not see ({}): \
              {:.2} % → {:.2} % (float {:.2} %: {})",
             self.model,
             self.kept.len(),
+            if self.widened.is_empty() {
+                String::new()
+            } else {
+                format!(", {} weight(s) widened", self.widened.len())
+            },
             self.calib_images,
             100.0 * first.accuracy,
             100.0 * last.accuracy,
@@ -331,8 +386,9 @@ impl fmt::Display for Repair {
         for s in &self.steps {
             writeln!(
                 f,
-                "  {:>2} in float {:<28} {:6.2} % / {:6.2} %",
+                "  {:>2} {:<5} {:<28} {:6.2} % / {:6.2} %",
                 s.floats,
+                s.form,
                 s.tensor,
                 100.0 * s.accuracy,
                 100.0 * s.holdout_accuracy
@@ -346,15 +402,16 @@ impl Rich for Repair {
     fn mime_bundle(&self) -> MimeBundle {
         let mut html = format!(
             "<div class=\"qplay-repair\"><p>{}</p><table><thead><tr><th>step</th>\
-             <th>kept in float</th><th>calibration split</th><th>held-out (unseen)</th></tr>\
+             <th>tensor</th><th>to</th><th>calibration split</th><th>held-out (unseen)</th></tr>\
              </thead><tbody>",
             escape_html(&self.headline())
         );
         for s in &self.steps {
             html += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{:.2} %</td><td>{:.2} %</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{:.2} %</td></tr>",
                 s.floats,
                 escape_html(&s.tensor),
+                escape_html(&s.form),
                 100.0 * s.accuracy,
                 100.0 * s.holdout_accuracy
             );
@@ -411,11 +468,16 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
     );
     let ypad = ((y1 - y0) * 0.08).max(0.5);
     let x1 = (r.steps.len() - 1).max(1) as f64;
+    let changed = if r.widened.is_empty() {
+        "tensors kept in float"
+    } else {
+        "tensors kept in float or widened"
+    };
     render(W, H, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
                 format!(
-                    "{}: accuracy against tensors kept in float (budget {} pp)",
+                    "{}: accuracy against {changed} (budget {} pp)",
                     r.model, r.budget_pp
                 ),
                 (FONT, 20),
@@ -427,7 +489,7 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("tensors kept in float")
+            .x_desc(changed)
             .y_desc("accuracy (%)")
             .x_labels(r.steps.len().min(12))
             .x_label_formatter(&|x| {

@@ -121,7 +121,7 @@ impl QuantModel {
         p.dtype
             .check_bits(&format!("bits for `{}`", p.tensor), bits)?;
         let what = format!("{} re-quantized to {bits} bits", p.tensor);
-        self.requantize(&p, p.dtype, bits, what)
+        self.requantize(&p, p.dtype, bits, self.dequantized(&p)?, what)
     }
 
     /// A new version with a weight re-quantized into another stored type, on the type's full
@@ -132,6 +132,28 @@ impl QuantModel {
     /// onnxruntime's CPU provider cannot run beside the model's activations is refused with
     /// [`NoCpuKernel`](crate::quant::NoCpuKernel).
     pub fn with_type(&self, tensor: &str, dtype: QDtype) -> Result<QuantModel> {
+        self.with_type_impl(tensor, dtype, None)
+    }
+
+    /// [`with_type`](Self::with_type), re-quantizing the weight of the same name in `float` (the
+    /// float ONNX model this one was quantized from) when it has one of the same shape — what a
+    /// repair wants, as the values here may already have lost precision — else the dequantized
+    /// values. The edit's entry in the history says which.
+    pub fn with_type_from(
+        &self,
+        tensor: &str,
+        dtype: QDtype,
+        float: &QuantModel,
+    ) -> Result<QuantModel> {
+        self.with_type_impl(tensor, dtype, Some(float))
+    }
+
+    fn with_type_impl(
+        &self,
+        tensor: &str,
+        dtype: QDtype,
+        float: Option<&QuantModel>,
+    ) -> Result<QuantModel> {
         let p = self.weight_param(tensor, "with_type")?;
         dtype.check_storage(&format!("the type for `{}`", p.tensor))?;
         if self.framework() == Framework::Torch {
@@ -149,8 +171,9 @@ impl QuantModel {
         {
             cpu_kernel(dtype, a.dtype)?;
         }
-        let what = format!("{} stored as {dtype}", p.tensor);
-        self.requantize(&p, dtype, dtype.bits(), what)
+        let (values, source) = self.float_values(&p, float)?;
+        let what = format!("{} stored as {dtype} ({source})", p.tensor);
+        self.requantize(&p, dtype, dtype.bits(), values, what)
     }
 
     /// `tensor`'s parameter if it is a weight; else an error naming the weights `op` takes.
@@ -168,17 +191,26 @@ impl QuantModel {
         Ok(p)
     }
 
-    /// Weight `p`'s dequantized values re-quantized on a `bits`-bit grid of `dtype` (see
+    /// Weight `p`'s dequantized values.
+    fn dequantized(&self, p: &QuantParam) -> Result<Vec<f32>> {
+        Ok(self
+            .weights(&p.tensor)?
+            .dequantized
+            .iter()
+            .copied()
+            .collect())
+    }
+
+    /// Weight `p` as `values` re-quantized on a `bits`-bit grid of `dtype` (see
     /// [`with_bits`](Self::with_bits)).
     fn requantize(
         &self,
         p: &QuantParam,
         dtype: QDtype,
         bits: u32,
+        values: Vec<f32>,
         what: String,
     ) -> Result<QuantModel> {
-        let w = self.weights(&p.tensor)?;
-        let values: Vec<f32> = w.dequantized.iter().copied().collect();
         let channels = p.scales.len();
         let symmetric = dtype.signed() && p.dtype.signed() && p.zero_points.iter().all(|&z| z == 0);
         let (dmin, _) = dtype.range();

@@ -78,7 +78,7 @@ impl QuantModel {
     }
 
     /// The float values a weight or bias gets, and where they came from.
-    fn float_values(
+    pub(super) fn float_values(
         &self,
         p: &QuantParam,
         float: Option<&QuantModel>,
