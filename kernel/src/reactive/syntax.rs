@@ -7,9 +7,12 @@
 //! with `?`, and its statements and final expression as code.
 //!
 //! Names used inside items (`fn`, `impl`, `struct`, …) are kept apart: an item cannot capture a
-//! variable (Rust refuses it), so they can only refer to other items. Elsewhere the analysis is
-//! syntactic and errs on the side of rerunning: a local variable inside a closure that shadows
-//! a notebook variable still counts as a use.
+//! variable (Rust refuses it), so they can only refer to other items. Elsewhere the analysis
+//! follows Rust's scopes where they are plain: a name bound inside a nested block (`let`), by a
+//! closure's parameters, a `for` pattern, a `match` arm or an `if let`/`while let` is local from
+//! there to the end of its scope, so its uses there are not uses of a notebook variable; where
+//! the form is not one of these (a let-chain, a macro that is not a list of expressions) the
+//! analysis errs on the side of rerunning and counts the name.
 
 use std::collections::BTreeSet;
 
@@ -300,10 +303,19 @@ struct Uses {
     depth: usize,
     widgets: usize,
     assigns: BTreeSet<String>,
+    /// Names bound in the nested scopes entered and not yet left, innermost last.
+    locals: Vec<BTreeSet<String>>,
 }
 
 impl Uses {
+    fn local(&self, name: &str) -> bool {
+        self.locals.iter().any(|scope| scope.contains(name))
+    }
+
     fn insert(&mut self, name: String) {
+        if self.local(&name) {
+            return;
+        }
         if self.depth > 0 {
             self.in_items.insert(name);
         } else {
@@ -321,23 +333,96 @@ impl<'ast> Visit<'ast> for Uses {
 
     fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
         if self.depth == 0 {
-            self.assigns.extend(root_name(&e.left));
+            self.assign(&e.left);
         }
         syn::visit::visit_expr_assign(self, e);
     }
 
     fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
         if self.depth == 0 && is_compound_assignment(&e.op) {
-            self.assigns.extend(root_name(&e.left));
+            self.assign(&e.left);
         }
         syn::visit::visit_expr_binary(self, e);
     }
 
     fn visit_expr_reference(&mut self, e: &'ast syn::ExprReference) {
         if self.depth == 0 && e.mutability.is_some() {
-            self.assigns.extend(root_name(&e.expr));
+            self.assign(&e.expr);
         }
         syn::visit::visit_expr_reference(self, e);
+    }
+
+    // Scopes: what a nested block, closure, loop, arm or `if let` binds is local to it.
+    fn visit_block(&mut self, block: &'ast syn::Block) {
+        self.locals.push(BTreeSet::new());
+        for stmt in &block.stmts {
+            match stmt {
+                syn::Stmt::Local(local) => {
+                    // The initializer is evaluated before the pattern binds.
+                    if let Some(init) = &local.init {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, diverge)) = &init.diverge {
+                            self.visit_expr(diverge);
+                        }
+                    }
+                    // Paths and types in the pattern are uses (an enum, a const, a struct).
+                    self.visit_pat(&local.pat);
+                    let mut bound = BTreeSet::new();
+                    pattern_names(&local.pat, &mut bound);
+                    self.locals.last_mut().expect("pushed").extend(bound);
+                }
+                other => self.visit_stmt(other),
+            }
+        }
+        self.locals.pop();
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        let mut bound = BTreeSet::new();
+        for input in &c.inputs {
+            self.visit_pat(input);
+            pattern_names(input, &mut bound);
+        }
+        self.scoped(bound, |v| v.visit_expr(&c.body));
+    }
+
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        self.visit_pat(&f.pat);
+        let mut bound = BTreeSet::new();
+        pattern_names(&f.pat, &mut bound);
+        self.scoped(bound, |v| v.visit_block(&f.body));
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        self.visit_pat(&arm.pat);
+        let mut bound = BTreeSet::new();
+        pattern_names(&arm.pat, &mut bound);
+        self.scoped(bound, |v| {
+            if let Some((_, guard)) = &arm.guard {
+                v.visit_expr(guard);
+            }
+            v.visit_expr(&arm.body);
+        });
+    }
+
+    fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
+        match &*e.cond {
+            syn::Expr::Let(l) => {
+                self.let_scoped(l, &e.then_branch);
+                if let Some((_, other)) = &e.else_branch {
+                    self.visit_expr(other);
+                }
+            }
+            _ => syn::visit::visit_expr_if(self, e),
+        }
+    }
+
+    fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
+        match &*e.cond {
+            syn::Expr::Let(l) => self.let_scoped(l, &e.body),
+            _ => syn::visit::visit_expr_while(self, e),
+        }
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
@@ -393,6 +478,31 @@ impl<'ast> Visit<'ast> for Uses {
                 token_names(mac.tokens.clone(), &mut found);
                 found.into_iter().for_each(|n| self.insert(n));
             }
+        }
+    }
+}
+
+impl Uses {
+    /// Visits what `f` visits with the names `bound` local to it.
+    fn scoped(&mut self, bound: BTreeSet<String>, f: impl FnOnce(&mut Uses)) {
+        self.locals.push(bound);
+        f(self);
+        self.locals.pop();
+    }
+
+    /// `if let` / `while let`: the scrutinee, then `body` with the pattern's names local.
+    fn let_scoped<'ast>(&mut self, l: &'ast syn::ExprLet, body: &'ast syn::Block) {
+        self.visit_expr(&l.expr);
+        self.visit_pat(&l.pat);
+        let mut bound = BTreeSet::new();
+        pattern_names(&l.pat, &mut bound);
+        self.scoped(bound, |v| v.visit_block(body));
+    }
+
+    /// An assignment's target, unless it is a local of a nested scope.
+    fn assign(&mut self, target: &syn::Expr) {
+        if let Some(name) = root_name(target).filter(|n| !self.local(n)) {
+            self.assigns.insert(name);
         }
     }
 }
@@ -467,6 +577,32 @@ mod tests {
         // A macro that is not a list of expressions counts every identifier.
         let s = analyze("let x = vec![seed; count];");
         assert!(s.references.contains("seed") && s.references.contains("count"));
+    }
+
+    #[test]
+    fn names_bound_in_nested_scopes_are_local_there() {
+        let free = |code: &str| analyze(code).free_references;
+        // A nested block's `let`, a `for` pattern, a closure's parameter, a `match` arm and an
+        // `if let` bind names that are not notebook variables inside their scope …
+        let f = free("for x in xs {\n    let [p, q] = [x, x].map(|v| v + k);\n    println!(\"{} {q}\", 1.0 * p);\n}");
+        assert_eq!(f, names(&["k", "println", "xs"]));
+        let f = free("let r = match opt { Some(q) => q + a, None => b };");
+        assert_eq!(f, names(&["Some", "a", "b", "opt"]));
+        let f = free("if let Some(q) = opt { q } else { q }");
+        assert!(
+            f.contains("opt") && f.contains("q"),
+            "the else branch reads the notebook's q"
+        );
+        let f = free("while let Some(q) = it.next() { total += q; }");
+        assert_eq!(f, names(&["Some", "it", "total"]));
+        // … but a use before the local binding, or in its own initializer, is the notebook's.
+        let f = free("{\n    println!(\"{}\", q);\n    let q = 1;\n}");
+        assert!(f.contains("q"));
+        let f = free("{\n    let q = q + 1;\n    q\n}");
+        assert!(f.contains("q"));
+        // Assigning to a local of a nested scope changes no notebook variable.
+        let s = analyze("for i in 0..3 {\n    let mut n = 0;\n    n += i;\n    total += n;\n}");
+        assert_eq!(s.assigns, names(&["total"]));
     }
 
     #[test]
