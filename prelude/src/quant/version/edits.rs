@@ -1,6 +1,7 @@
 //! The edits of a version's parameters: scales, zero points, a weight's integers, a narrower
-//! grid, another stored type. Each checks its input against the tensor (its count, its dtype's range, its role) and
-//! changes nothing when it fails; the backends apply it (see `Format::edit`).
+//! grid, another stored type. Each checks its input against the tensor (its count, its dtype's
+//! range, its role) and changes nothing when it fails; the backends apply it (see
+//! `Format::edit`).
 
 use anyhow::{bail, Result};
 use ndarray::ArrayD;
@@ -121,7 +122,8 @@ impl QuantModel {
         p.dtype
             .check_bits(&format!("bits for `{}`", p.tensor), bits)?;
         let what = format!("{} re-quantized to {bits} bits", p.tensor);
-        self.requantize(&p, p.dtype, bits, self.dequantized(&p)?, what)
+        let (values, _) = self.float_values(&p, None)?; // the dequantized values
+        self.requantize(&p, p.dtype, bits, values, what)
     }
 
     /// A new version with a weight re-quantized into another stored type, on the type's full
@@ -189,16 +191,6 @@ impl QuantModel {
             );
         }
         Ok(p)
-    }
-
-    /// Weight `p`'s dequantized values.
-    fn dequantized(&self, p: &QuantParam) -> Result<Vec<f32>> {
-        Ok(self
-            .weights(&p.tensor)?
-            .dequantized
-            .iter()
-            .copied()
-            .collect())
     }
 
     /// Weight `p` as `values` re-quantized on a `bits`-bit grid of `dtype` (see
