@@ -136,6 +136,33 @@ def test_editing_a_wrapped_cell_wraps_it_anew(kernel, wbc):
     assert reruns['println!("c now sees {}", z);'].startswith("wrapped"), reruns
 
 
+def test_a_wrapped_call_answers_on_the_link_with_its_stderr_and_panic(kernel, wbc):
+    """A wrapped rerun's whole answer comes back before the rerun ends: what it printed on
+    stdout and on stderr (captured in the runtime while it answers; the two streams keep their
+    own order, not each other's, as in a compiled cell), and a panic's message."""
+    _, kc = kernel
+    code = ('let told = w.value();\nprintln!("out {told}");\neprintln!("err {told}");\n'
+            'if told > 9.0 { panic!("over nine: {told}") }\ntold')
+    out = run_ok(kc, code, "loud")
+    area = area_of(out)
+    update(kc, wbc["w"], {"value": 2.0})  # wraps it
+    compiles, reruns = deps(kc)
+    assert reruns[code.splitlines()[0]].startswith("wrapped"), reruns
+    for value in (3.0, 4.0):
+        out = update(kc, wbc["w"], {"value": value})
+        text = area_texts(out, area)[-1]
+        assert sorted(text.splitlines()) == sorted([f"out {value:g}", f"err {value:g}",
+                                                    f"{value:.1f}"]), text
+        assert text.endswith(f"{value:.1f}"), text
+    out = update(kc, wbc["w"], {"value": 9.5})
+    text = area_texts(out, area)[-1]
+    assert "out 9.5\n" in text and "err 9.5\n" in text, text
+    assert "panicked at" in text and text.count("over nine: 9.5") == 2, text
+    assert text.endswith("Panic: the cell panicked: over nine: 9.5; the kernel lives on."), text
+    assert deps(kc)[0] == compiles, "a wrapped rerun compiled"
+    execute(kc, "1", "other", deleted=["loud"])
+
+
 def test_a_newer_value_supersedes_a_running_chain(kernel, wbc):
     """Updates sent while slow cells rerun: the final state reflects the last value sent."""
     _, kc = kernel

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use qplay::display::escape_html;
-use qplay::protocol::MimeBundle;
+use qplay::runtime::protocol::MimeBundle;
 use qplay::widgets::models;
 use qplay_kernel::jupyter::backend::Iopub;
 use serde_json::Value;

@@ -38,10 +38,10 @@ impl Session {
     /// flag — and starts its engine in the background.
     pub fn start(slot: &Path) -> anyhow::Result<Session> {
         let link = Arc::new(RuntimeLink::listen(slot)?);
-        let widgets = Arc::new(Widgets::new(link.clone()));
+        let widgets = Widgets::new(link.clone());
         let stopper = Stopper::new(slot)?;
-        let (for_engine, slot, for_start) = (widgets.clone(), slot.to_path_buf(), stopper.clone());
-        let engine = Starting::spawn(move || Engine::start(for_start, for_engine, link, &slot));
+        let (slot, for_start) = (slot.to_path_buf(), stopper.clone());
+        let engine = Starting::spawn(move || Engine::start(for_start, link, &slot));
         Ok(Session {
             engine,
             language_version: qplay_kernel::jupyter::rustc_version(),
@@ -176,9 +176,9 @@ impl Backend for Session {
             return;
         }
         let sink: Arc<dyn OutputSink> = Arc::new(IopubSink(ctx.iopub.clone()));
-        let widgets = self.widgets.clone();
+        let widgets = &self.widgets;
         let applied = match self.engine.get(true) {
-            Ok(engine) => engine.with_sink(sink, false, |_| widgets.forward(&changes)),
+            Ok(engine) => engine.interruptible(|| widgets.forward(&changes, sink)),
             Err(_) => false,
         };
         if applied && !ctx.superseded.check() {

@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::Result;
 use qplay::display::Rich;
 use qplay::prelude::*;
-use qplay::protocol::FromRuntime;
+use qplay::runtime::protocol::FromRuntime;
 
 const WARM_UP: usize = 3;
 

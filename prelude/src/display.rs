@@ -3,7 +3,7 @@
 //! Two ways out of a cell, both through the runtime process's stdout:
 //! - [`display`] shows a value *now*, as its own output, and returns a [`DisplayHandle`] whose
 //!   [`DisplayHandle::update`] replaces that output in place later. Each call prints one line,
-//!   a [`crate::protocol::FromRuntime`] message, which the kernel turns into a Jupyter
+//!   a [`crate::runtime::protocol::FromRuntime`] message, which the kernel turns into a Jupyter
 //!   `display_data` or `update_display_data` message.
 //! - A cell's last expression is shown by evcxr's convention: if its type has an
 //!   `evcxr_display` method, evcxr calls it and collects the `EVCXR_BEGIN_CONTENT <mime>` …
@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use crate::protocol::FromRuntime;
-pub use crate::protocol::MimeBundle;
+use crate::runtime::protocol::FromRuntime;
+pub use crate::runtime::protocol::MimeBundle;
 
 /// A value that can show itself in a notebook. `text/plain` should always be present, as the
 /// fallback for front ends (and nbconvert formats) that cannot render the richer types.
@@ -77,24 +77,13 @@ pub fn clear_output(wait: bool) {
     emit(&FromRuntime::Clear { wait });
 }
 
-/// Writes one message line for the kernel on stdout, in order with the cell's other output.
+/// Writes one message line for the kernel on stdout, in order with the cell's other output:
+/// evcxr's engine reads it during a compiled cell, the link during an answer to a request
+/// (see [`crate::runtime::link`]).
 pub(crate) fn emit(message: &FromRuntime) {
-    emit_on(message, false);
-}
-
-/// [`emit`] on stdout, or on stderr for threads that run outside any cell: evcxr reads the
-/// runtime's stdout only while a cell runs, its stderr always.
-pub(crate) fn emit_on(message: &FromRuntime, stderr: bool) {
-    let line = message.line();
-    if stderr {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
-        let _ = err.flush();
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", message.line());
+    let _ = out.flush();
 }
 
 /// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.

@@ -3,8 +3,8 @@
 //!
 //! Batches go through the model one after another; each backend spreads a batch over all cores.
 //! A progress callback hears after every batch how many images are done. Before each batch an
-//! evaluation checks for a user interrupt ([`crate::interrupt`]) and stops with
-//! [`crate::interrupt::Interrupted`].
+//! evaluation checks for a user interrupt ([`crate::runtime::interrupt`]) and stops with
+//! [`crate::runtime::interrupt::Interrupted`].
 
 use std::fmt;
 use std::time::Instant;
@@ -231,7 +231,7 @@ pub fn evaluate_indices(
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(options.batch_size) {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
         let scores = model.run(batch.view())?;
         if scores.nrows() != chunk.len() || scores.ncols() < CLASSES {

@@ -9,15 +9,12 @@ pub mod charts;
 pub mod data;
 pub mod display;
 pub mod eval;
-pub mod interrupt;
 pub mod model;
 pub mod onnx;
 pub mod paths;
-pub mod process;
-pub mod protocol;
 pub mod quant;
-pub mod reactive;
 pub mod registry;
+pub mod runtime;
 pub mod store;
 pub mod torch;
 pub mod widgets;
@@ -38,7 +35,6 @@ pub mod prelude {
         clear_output, display, DisplayHandle, Html, Json, ProgressBar, Rich, Svg,
     };
     pub use crate::eval::{evaluate, quick, EvalOptions, Evaluation};
-    pub use crate::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::model::{Framework, Model, ModelHandle, ModelInfo};
     pub use crate::quant::calibrate::{
         calibrate_version, equalize, mixed_precision, mixed_precision_chart, LearnedRounding,
@@ -52,6 +48,7 @@ pub mod prelude {
         QuantModel, QuantParam, QuantParams, Repair, RepairOptions, Role, Sensitivity, Weights,
     };
     pub use crate::registry::{available, load, load_count};
+    pub use crate::runtime::interrupt::{check as check_interrupt, Interrupted};
     pub use crate::widgets::{
         button, checkbox, dropdown, form, graph_widget, hbox, int_slider, live, output, progress,
         slider, text, vbox, Button, Checkbox, Dropdown, FloatSlider, Form, GraphView, IntSlider,

@@ -27,9 +27,9 @@ struct Registry {
     loads: BTreeMap<PathBuf, usize>,
 }
 
-/// The one registry of the process, shared by every notebook cell (see [`crate::process`]).
+/// The one registry of the process, shared by every notebook cell (see [`crate::runtime::process`]).
 fn registry() -> &'static Mutex<Registry> {
-    crate::process::shared(crate::process::Slot::Registry, Default::default)
+    crate::runtime::process::shared(crate::runtime::process::Slot::Registry, Default::default)
 }
 
 /// The names of the bundled models, sorted.

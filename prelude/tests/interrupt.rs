@@ -1,5 +1,5 @@
 //! Cooperative interrupts: with the flag raised, every long operation of the prelude returns an
-//! error that `qplay::interrupt::is_interrupted` recognizes, before doing its work; after
+//! error that `qplay::runtime::interrupt::is_interrupted` recognizes, before doing its work; after
 //! `clear()` they work again; and a raise from another thread stops a full evaluation between
 //! two batches. The flag is process-wide, so this binary has one test that runs the cases in
 //! order (its own process: other test binaries never see the flag).
@@ -12,13 +12,13 @@ use ndarray::ArrayView4;
 use qplay::charts::tensor_histogram;
 use qplay::data::{Bundled, Dataset};
 use qplay::eval::{evaluate, evaluate_indices, quick, EvalOptions};
-use qplay::interrupt::{clear, is_interrupted, request};
 use qplay::quant::adaround::{adaround, adaround_with, AdaRoundOptions};
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{
     agreement, compare_models, repair, sensitivity, sweep, workbench, Knob, QuantModel,
     RepairOptions,
 };
+use qplay::runtime::interrupt::{clear, is_interrupted, request};
 
 /// The models the operations use.
 struct Models {

@@ -2,11 +2,12 @@
 //!
 //! evcxr compiles each cell into a shared library and runs it in a child process — the *runtime*,
 //! which is this same `qplay` binary started with evcxr's marker variable (see
-//! [`crate::runtime`]). Variables, loaded models and the model registry live there. The
-//! runtime's stdout and stderr come back line by line on channels; publisher threads
-//! ([`publish`]) turn them into outputs and hand the runtime's messages to where they belong.
-//! evcxr's own `EVCXR_BEGIN_CONTENT` blocks (a cell's last expression) come back with the cell's
-//! result and become its `execute_result`.
+//! [`crate::runtime`]). Variables, loaded models and the model registry live there. While a
+//! compiled cell runs, the runtime's stdout and stderr come back line by line on channels;
+//! publisher threads ([`publish`]) turn them into outputs and hand the runtime's messages to
+//! the link, which routes them. evcxr's own `EVCXR_BEGIN_CONTENT` blocks (a cell's last
+//! expression) come back with the cell's result and become its `execute_result`. A wrapped
+//! cell's call ([`Engine::call`]) is a request on the link, answered there.
 //!
 //! - [`start`]: the engine starting on a thread of its own;
 //! - [`interrupt`]: stopping a running cell;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::Receiver;
 use evcxr::{CommandContext, EvalContext, EvalOutputs};
-use qplay::protocol::{MimeBundle, Outcome, ToRuntime};
+use qplay::runtime::protocol::{MimeBundle, Outcome, ToRuntime};
 use serde_json::Value;
 
 pub mod completeness;
@@ -33,9 +34,8 @@ pub mod start;
 
 use crate::link::RuntimeLink;
 use crate::output::{is_unit, CellError, Collect, OutputSink};
-use crate::widgets::Widgets;
 use interrupt::Stopper;
-use publish::{publish_line, publish_loop, Panics, Recipients, Sink};
+use publish::{publish_line, publish_loop, Panics, Sink};
 
 /// How long a wrapped cell may run before the kernel stops waiting for it.
 const CALL_WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -50,7 +50,7 @@ pub struct Engine {
     panicked: Arc<Panics>,
     /// Set while [`Engine::flush`] drains the channels (the publishers stand aside).
     flushing: Arc<AtomicBool>,
-    recipients: Recipients,
+    link: Arc<RuntimeLink>,
     /// Cells evcxr has compiled since the engine started.
     compiles: u64,
     /// Bumped whenever evcxr replaces the runtime process (whose wrapped cells are then gone).
@@ -101,16 +101,11 @@ fn startup_code(prelude: &Path) -> String {
 impl Engine {
     /// Starts a runtime process and loads the prelude. With a cold build directory this
     /// compiles the prelude's dependency tree (minutes); set-up pre-warms `EVCXR_TMPDIR`.
-    pub fn start(
-        stopper: Stopper,
-        widgets: Arc<Widgets>,
-        link: Arc<RuntimeLink>,
-        slot: &Path,
-    ) -> Result<Engine> {
+    pub fn start(stopper: Stopper, link: Arc<RuntimeLink>, slot: &Path) -> Result<Engine> {
         let t0 = std::time::Instant::now();
         let exe = std::env::current_exe().context("cannot find the qplay executable")?;
         let mut runtime = std::process::Command::new(exe);
-        runtime.env(qplay::widgets::hub::CHANNEL_ENV, link.path());
+        runtime.env(qplay::runtime::link::LINK_ENV, link.path());
         let (flag_env, flag_file) = crate::link::flag::file_env(slot);
         runtime.env(flag_env, flag_file);
         let (mut eval, outputs) = EvalContext::with_subprocess_command_lazily(runtime)
@@ -126,7 +121,7 @@ impl Engine {
             stopper,
             panicked: Arc::default(),
             flushing: Arc::new(AtomicBool::new(false)),
-            recipients: Recipients { widgets, link },
+            link,
             compiles: 0,
             generation: 0,
             // Not for the start-up code: its compile always runs (it reads the dependencies).
@@ -183,15 +178,15 @@ impl Engine {
 
     fn spawn_publishers(&self) {
         let (stdout, sink) = (self.stdout.clone(), self.sink.clone());
-        let (flushing, recipients) = (self.flushing.clone(), self.recipients.clone());
+        let (flushing, link) = (self.flushing.clone(), self.link.clone());
         std::thread::spawn(move || {
-            publish_loop(&stdout, &sink, "stdout", &flushing, &recipients, &|_| {})
+            publish_loop(&stdout, &sink, "stdout", &flushing, &link, &|_| {})
         });
         let (stderr, sink) = (self.stderr.clone(), self.sink.clone());
         let (panicked, flushing) = (self.panicked.clone(), self.flushing.clone());
-        let recipients = self.recipients.clone();
+        let link = self.link.clone();
         std::thread::spawn(move || {
-            publish_loop(&stderr, &sink, "stderr", &flushing, &recipients, &|line| {
+            publish_loop(&stderr, &sink, "stderr", &flushing, &link, &|line| {
                 panicked.see(line)
             })
         });
@@ -215,16 +210,16 @@ impl Engine {
         self.generation
     }
 
-    /// Calls wrapped cell `key` in the runtime (see `crate::wrap`); nothing is compiled. Its
-    /// outputs stream to `sink`, its final value included. `Ok(Outcome::Unknown)`: the runtime
-    /// holds no such function (the caller compiles the cell instead).
+    /// Calls wrapped cell `key` in the runtime (see `crate::reactive::wrap`): one request on
+    /// the link, nothing compiled. Its outputs stream to `sink`, its final value included.
+    /// `Ok(Outcome::Unknown)`: the runtime holds no such function (the caller compiles the cell
+    /// instead).
     pub fn call(&mut self, key: &str, sink: Arc<dyn OutputSink>) -> Result<Outcome, CellError> {
         self.stopper.reset();
-        self.panicked.reset();
-        let link = self.recipients.link.clone();
+        let link = self.link.clone();
         let cell = key.to_string();
-        let answer = self.with_sink(sink, false, |_| {
-            link.request(|seq| ToRuntime::Run { seq, cell }, CALL_WAIT)
+        let answer = self.interruptible(|| {
+            link.request(|seq| ToRuntime::Run { seq, cell }, Some(sink), CALL_WAIT)
         });
         match answer {
             Some(outcome) => Ok(outcome),
@@ -275,7 +270,7 @@ impl Engine {
         self.panicked.reset();
         let before: BTreeSet<String> = self.variables().into_keys().collect();
         self.compiles += 1;
-        let result = self.with_sink(sink, true, |ctx| ctx.execute(code));
+        let result = self.with_sink(sink, |ctx| ctx.execute(code));
         if user_code && !self.analysis_started && compiled_new_code(&result) {
             self.analysis_started = true;
             self.analyze_in_background();
@@ -301,7 +296,7 @@ impl Engine {
         match result {
             Ok(outputs) => {
                 if self.panicked.happened() {
-                    return Err(self.panic_error(&lost_note));
+                    return Err(self.panic_error(&self.panicked.message(), &lost_note));
                 }
                 let mut bundle = MimeBundle::new();
                 for (mime, content) in outputs.content_by_mime_type {
@@ -343,21 +338,11 @@ impl Engine {
                         "the runtime process stopped and was restarted",
                     )
                 };
-                let orphans = self.recipients.widgets.disable_orphans();
-                let widget_note = if orphans.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " Its widgets no longer respond and are shown disabled ({}): run their \
-                         cells again.",
-                        orphans.join(", ")
-                    )
-                };
                 Err(CellError {
                     ename: ename.into(),
-                    evalue: format!("{what}.{lost_note}{widget_note}"),
+                    evalue: format!("{what}.{lost_note}"),
                     traceback: vec![
-                        format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}{widget_note}"),
+                        format!("\x1b[31m{ename}\x1b[0m: {what}.{lost_note}"),
                         message,
                     ],
                 })
@@ -370,8 +355,8 @@ impl Engine {
         }
     }
 
-    /// How a cell that panicked (or stopped at an interrupt) fails.
-    pub fn panic_error(&self, lost_note: &str) -> CellError {
+    /// How a cell that panicked with `message` (or stopped at an interrupt) fails.
+    pub fn panic_error(&self, message: &str, lost_note: &str) -> CellError {
         if self.stopper.interrupted() {
             return CellError {
                 ename: "Interrupted".into(),
@@ -385,7 +370,6 @@ impl Engine {
                 )],
             };
         }
-        let message = self.panicked.message();
         let what = if message.is_empty() {
             "the cell panicked (see its stderr above)".to_string()
         } else {
@@ -402,32 +386,29 @@ impl Engine {
 
     /// Waits until every line the runtime printed for this cell has been published. evcxr
     /// returns only once its stdout channel is empty; holding the receiver's lock guarantees the
-    /// publisher is not halfway through a line. stderr has no such end marker, so with `grace`
-    /// lines that arrive within a short grace period still count; a wrapped call's `Done`
-    /// answer comes on stderr after everything it printed, so it needs none.
-    fn flush(&self, grace: bool) {
+    /// publisher is not halfway through a line. stderr has no such end marker, so lines that
+    /// arrive within a short grace period still count.
+    fn flush(&self) {
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.flushing.store(true, Ordering::Release);
         for (rx, name) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            let wait = if name == "stderr" && grace { 10 } else { 0 };
+            let wait = if name == "stderr" { 10 } else { 0 };
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(wait)) {
                 if name == "stderr" {
                     self.panicked.see(&line);
                 }
-                publish_line(sink.as_deref(), name, line, &self.recipients);
+                publish_line(sink.as_deref(), name, line, &self.link);
             }
         }
         self.flushing.store(false, Ordering::Release);
     }
 
-    /// Runs `f` (a cell, a wrapped cell's call, or a widget update that makes the runtime redraw
-    /// live views) with the runtime's output going to `sink` until all of it is published
-    /// (`grace`: see [`Engine::flush`]); an interrupt meanwhile stops it.
-    pub fn with_sink<R>(
+    /// Runs a compiled cell (`f`) with the runtime's output going to `sink` until all of it is
+    /// published; an interrupt meanwhile stops it.
+    fn with_sink<R>(
         &mut self,
         sink: Arc<dyn OutputSink>,
-        grace: bool,
         f: impl FnOnce(&mut CommandContext) -> R,
     ) -> R {
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
@@ -435,8 +416,18 @@ impl Engine {
         self.stopper.begin(pid);
         let result = f(&mut self.ctx);
         self.stopper.end();
-        self.flush(grace);
+        self.flush();
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        result
+    }
+
+    /// Runs `f` (a request on the link: a wrapped cell's call, a widget update whose live views
+    /// redraw) so that an interrupt meanwhile stops what the runtime does for it.
+    pub fn interruptible<R>(&self, f: impl FnOnce() -> R) -> R {
+        let pid = self.ctx.process_handle().lock().ok().map(|c| c.id());
+        self.stopper.begin(pid);
+        let result = f();
+        self.stopper.end();
         result
     }
 

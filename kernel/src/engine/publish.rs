@@ -1,26 +1,17 @@
-//! The publishers: threads that read the runtime's stdout and stderr line by line and turn each
-//! line into an output of the running cell, or hand a runtime message
-//! ([`qplay::protocol::FromRuntime`]) to where it belongs — widget messages to the widgets,
-//! answers to requests to the link — and notice panics on stderr.
+//! The publishers: threads that read the runtime's stdout and stderr (as evcxr passes them on)
+//! line by line while a compiled cell runs, and turn each line into an output of the cell, or
+//! hand a runtime message ([`qplay::runtime::protocol::FromRuntime`]: a display, a widget
+//! message) to the link, which routes it; and notice panics on stderr.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use qplay::protocol::FromRuntime;
+use qplay::runtime::protocol::FromRuntime;
 
 use crate::link::RuntimeLink;
 use crate::output::OutputSink;
-use crate::widgets::Widgets;
-
-/// Where the runtime's messages go besides the running cell's outputs: widget models to the
-/// widgets, answers to requests to the link.
-#[derive(Clone)]
-pub struct Recipients {
-    pub widgets: Arc<Widgets>,
-    pub link: Arc<RuntimeLink>,
-}
 
 /// The running cell's outputs, while one runs.
 pub type Sink = Arc<Mutex<Option<Arc<dyn OutputSink>>>>;
@@ -84,38 +75,16 @@ fn is_panic_line(line: &str) -> bool {
     line.starts_with("thread '") && line.contains("panicked at")
 }
 
-/// Publishes one line of the runtime's `name` stream: a message goes where it belongs, other
-/// text to the running cell's outputs (or the kernel's log between requests).
-pub fn publish_line(
-    sink: Option<&dyn OutputSink>,
-    name: &str,
-    line: String,
-    recipients: &Recipients,
-) {
-    let Some(message) = FromRuntime::parse(&line) else {
-        match sink {
-            _ if is_noise(&line) => {}
+/// Publishes one line of the runtime's `name` stream: a message goes to the link, which
+/// routes it, other text to the running cell's outputs (or the kernel's log between cells).
+pub fn publish_line(sink: Option<&dyn OutputSink>, name: &str, line: String, link: &RuntimeLink) {
+    match FromRuntime::parse(&line) {
+        Some(message) => link.deliver(message, sink),
+        None if is_noise(&line) => {}
+        None => match sink {
             Some(sink) => sink.stream(name, &(line + "\n")),
             None => eprintln!("[runtime {name}] {line}"),
-        }
-        return;
-    };
-    match (message, sink) {
-        (FromRuntime::Done { seq, outcome }, _) => recipients.link.finished(seq, outcome),
-        (m @ (FromRuntime::CommOpen { .. } | FromRuntime::CommMsg { .. }), sink) => {
-            recipients.widgets.runtime_message(m, sink)
-        }
-        (FromRuntime::Display { data, display_id }, Some(sink)) => {
-            sink.display(data, Some(display_id), false)
-        }
-        (FromRuntime::Update { data, display_id }, Some(sink)) => {
-            sink.display(data, Some(display_id), true)
-        }
-        (FromRuntime::Clear { wait }, Some(sink)) => sink.clear_output(wait),
-        (FromRuntime::Stream { name, text }, Some(sink)) => sink.stream(&name, &text),
-        (FromRuntime::Result { data }, Some(sink)) => sink.result(data),
-        (FromRuntime::Begin { .. }, _) => {}
-        (other, None) => eprintln!("[runtime {name}] output outside any cell: {other:?}"),
+        },
     }
 }
 
@@ -127,7 +96,7 @@ pub fn publish_loop(
     sink: &Sink,
     name: &str,
     flushing: &AtomicBool,
-    recipients: &Recipients,
+    link: &RuntimeLink,
     watch: &dyn Fn(&str),
 ) {
     loop {
@@ -139,7 +108,7 @@ pub fn publish_loop(
             Ok(line) => {
                 watch(&line);
                 let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                publish_line(sink.as_deref(), name, line, recipients);
+                publish_line(sink.as_deref(), name, line, link);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -1,6 +1,6 @@
 //! The interrupt flag: one word of memory shared by the kernel and the runtime, a file of the
 //! kernel's build slot mapped by both. The kernel raises it to stop a cell
-//! ([`crate::engine::interrupt`]); the prelude reads it in the runtime (`qplay::interrupt`,
+//! ([`crate::engine::interrupt`]); the prelude reads it in the runtime (`qplay::runtime::interrupt`,
 //! through [`crate::runtime::QPLAY_INTERRUPT`]). Because both sides read and write the same
 //! memory, there is no message to lose or to reorder.
 
@@ -15,7 +15,7 @@ const FILE: &str = "interrupt.flag";
 
 /// The flag's file in build slot `slot`, and the variable that tells the runtime where it is.
 pub fn file_env(slot: &Path) -> (&'static str, PathBuf) {
-    (qplay::interrupt::FLAG_FILE_ENV, slot.join(FILE))
+    (qplay::runtime::interrupt::FLAG_FILE_ENV, slot.join(FILE))
 }
 
 /// The kernel's end: the shared word, mapped from the slot's file (created if needed).

@@ -1,8 +1,8 @@
 //! The kernel's two channels to the evcxr runtime, besides the stdout and stderr evcxr reads:
 //!
-//! - [`socket`]: a Unix socket that carries [`qplay::protocol::ToRuntime`] requests (widget
-//!   changes from the browser, calls of wrapped cells); the runtime answers on its stdout and
-//!   stderr, in order with the rest of its output;
+//! - [`socket`]: a Unix socket that carries [`qplay::runtime::protocol::ToRuntime`] requests
+//!   (widget changes from the browser, closed widgets, calls of wrapped cells) out and each
+//!   request's answers back, in order, ending with its `Done`;
 //! - [`flag`]: one word of shared memory, raised to stop the running cell.
 //!
 //! Both live in the kernel's build slot, which no other live kernel uses.
@@ -10,4 +10,4 @@
 pub mod flag;
 pub mod socket;
 
-pub use socket::RuntimeLink;
+pub use socket::{RuntimeLink, WidgetMessages};

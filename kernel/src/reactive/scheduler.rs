@@ -20,7 +20,7 @@ use crate::engine::start::Starting;
 use crate::engine::Engine;
 use crate::output::{CellError, Collect, IopubSink, OutputSink};
 use crate::widgets::{FromBrowser, OutputArea, Widgets};
-use qplay::protocol::Outcome;
+use qplay::runtime::protocol::Outcome;
 use qplay::widgets::models;
 use qplay_kernel::jupyter::backend::{CommContext, ExecuteContext, Iopub, MimeBundle, Superseded};
 
@@ -87,7 +87,15 @@ impl Scheduler {
     ) -> Result<Option<MimeBundle>, CellError> {
         self.widgets.begin_cell(key, code);
         let result = match engine.get(true) {
-            Ok(engine) => engine.execute(code, key, sink),
+            Ok(engine) => {
+                let generation = engine.generation();
+                let result = engine.execute(code, key, sink);
+                if engine.generation() != generation {
+                    result.map_err(|e| self.runtime_replaced(e))
+                } else {
+                    result
+                }
+            }
             Err(e) => Err(CellError {
                 ename: "KernelStartError".into(),
                 evalue: e.clone(),
@@ -96,6 +104,24 @@ impl Scheduler {
         };
         self.ran(key, code, syntax, result.is_ok(), output, iopub);
         result
+    }
+
+    /// `e` ended a cell in a runtime that evcxr then replaced: the old runtime's widgets no
+    /// longer respond; they are shown disabled, and the error says so.
+    fn runtime_replaced(&self, mut e: CellError) -> CellError {
+        let orphans = self.widgets.disable_orphans();
+        if !orphans.is_empty() {
+            let note = format!(
+                " Its widgets no longer respond and are shown disabled ({}): run their cells \
+                 again.",
+                orphans.join(", ")
+            );
+            e.evalue.push_str(&note);
+            if let Some(first) = e.traceback.first_mut() {
+                first.push_str(&note);
+            }
+        }
+        e
     }
 
     /// A run of `key` ended (`ok`: successfully): records it in the graph with the widgets it
@@ -148,15 +174,11 @@ impl Scheduler {
         self.prepare_wrappers(engine, &reactive);
     }
 
-    /// Wraps those of `keys` that are reactive, wrappable and not wrapped for their current
-    /// signature: one evcxr compile registers them all; if it fails, each is tried alone, and
-    /// those that fail are recorded with the compiler's reason (they rerun compiled).
-    fn prepare_wrappers(&mut self, engine: &mut Starting, keys: &[String]) {
-        let Ok(engine) = engine.get(true) else {
-            return;
-        };
+    /// The signatures `keys` need with the notebook's variables as they are now, for those
+    /// that can be wrapped; each is current or not (the runtime holds that wrapper or not).
+    fn plans(&mut self, engine: &Engine, keys: &[String]) -> Vec<(String, Signature, bool)> {
         let (variables, generation) = (engine.variables(), engine.generation());
-        let mut todo: Vec<(String, Signature)> = Vec::new();
+        let mut plans = Vec::new();
         for key in keys {
             let Some(node) = self.graph.get(key).filter(|n| n.output.is_some()) else {
                 continue;
@@ -165,9 +187,41 @@ impl Scheduler {
                 continue;
             }
             match self.wrappers.plan(node, &variables, generation) {
-                Ok(signature) if self.wrappers.is_current(key, &signature) => {}
-                Ok(signature) => todo.push((key.clone(), signature)),
+                Ok(signature) => {
+                    let current = self.wrappers.is_current(key, &signature);
+                    plans.push((key.clone(), signature, current));
+                }
                 Err(reason) => self.wrappers.unwrappable(key, &node.code, reason),
+            }
+        }
+        plans
+    }
+
+    /// Those of `keys` whose wrappers the runtime holds for the variables as they are now.
+    fn wrapped_now(&mut self, engine: &Starting, keys: &[String]) -> BTreeSet<String> {
+        let Some(engine) = engine.started() else {
+            return BTreeSet::new();
+        };
+        let plans = self.plans(engine, keys);
+        plans.into_iter().filter(|p| p.2).map(|p| p.0).collect()
+    }
+
+    /// Wraps those of `keys` that are reactive, wrappable and not wrapped for their current
+    /// signature: one evcxr compile registers them all; if it fails, each is tried alone, and
+    /// those that fail are recorded with the compiler's reason (they rerun compiled). Returns
+    /// those of `keys` that the runtime then holds wrapped for their current signature.
+    fn prepare_wrappers(&mut self, engine: &mut Starting, keys: &[String]) -> BTreeSet<String> {
+        let Ok(engine) = engine.get(true) else {
+            return BTreeSet::new();
+        };
+        let plans = self.plans(engine, keys);
+        let mut ready: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<(String, Signature)> = Vec::new();
+        for (key, signature, current) in plans {
+            if current {
+                ready.insert(key);
+            } else {
+                todo.push((key, signature));
             }
         }
         let mut batches: Vec<Vec<(String, Signature)>> = vec![todo];
@@ -184,6 +238,7 @@ impl Scheduler {
                 Ok(_) => {
                     for (key, signature) in batch {
                         self.wrappers.wrapped(&key, signature);
+                        ready.insert(key);
                     }
                 }
                 Err(e) if batch.len() == 1 => {
@@ -198,6 +253,7 @@ impl Scheduler {
                 Err(_) => batches.extend(batch.into_iter().map(|one| vec![one])),
             }
         }
+        ready
     }
 
     /// A user's execute of a cell that depends on widgets: its outputs go into an output widget.
@@ -256,10 +312,11 @@ impl Scheduler {
             .map(|(cell, names)| (cell.to_string(), names.clone()))
             .collect();
         let chain = self.graph.dependents(&changed);
-        self.prepare_wrappers(engine, &chain);
+        let mut wrapped = self.prepare_wrappers(engine, &chain);
         let _watch = StaleWatch::start(ctx.superseded.clone(), self.stopper.clone());
         let widgets = self.widgets.clone();
-        for key in chain {
+        for (i, key) in chain.iter().enumerate() {
+            let key = key.clone();
             if ctx.superseded.check() {
                 return;
             }
@@ -273,7 +330,13 @@ impl Scheduler {
                 continue;
             };
             let area = Arc::new(OutputArea::new(widgets.clone(), area_id, ctx.iopub.clone()));
-            let result = self.rerun_cell(engine, &key, area.clone(), &ctx.iopub);
+            let call = wrapped.contains(&key);
+            let result = self.rerun_cell(engine, &key, call, area.clone(), &ctx.iopub);
+            if !call {
+                // A compiled cell may have given variables other types: the wrappers after it
+                // are checked again.
+                wrapped = self.wrapped_now(engine, &chain[i + 1..]);
+            }
             match result {
                 Ok(Some(bundle)) => area.result(bundle),
                 Ok(None) => {}
@@ -290,12 +353,13 @@ impl Scheduler {
         }
     }
 
-    /// Reruns one cell into `area`: a call of its wrapper when the runtime holds one for its
-    /// current signature, else compiled.
+    /// Reruns one cell into `area`: a call of its wrapper when `call` (the runtime holds one
+    /// for its current signature), else compiled.
     fn rerun_cell(
         &mut self,
         engine: &mut Starting,
         key: &str,
+        call: bool,
         area: Arc<OutputArea>,
         iopub: &Iopub,
     ) -> Result<Option<MimeBundle>, CellError> {
@@ -303,13 +367,13 @@ impl Scheduler {
             return Ok(None);
         };
         let (code, syntax) = (node.code.clone(), node.syntax.clone());
-        if engine.get(true).is_ok() && self.runs_wrapped(engine, key) {
+        if call && engine.get(true).is_ok() {
             self.widgets.begin_cell(key, &code);
             let running = engine.get(true).expect("started above");
             let outcome = running.call(key, area.clone());
             let result = match outcome {
                 Ok(Outcome::Ok) => Ok(None),
-                Ok(Outcome::Panicked) => Err(running.panic_error("")),
+                Ok(Outcome::Panicked { message }) => Err(running.panic_error(&message, "")),
                 Ok(Outcome::Unknown) => {
                     self.widgets.end_cell(false);
                     self.wrappers.invalidate(key);
@@ -324,17 +388,6 @@ impl Scheduler {
             return result;
         }
         self.run_cell(engine, key, &code, syntax, area, None, iopub)
-    }
-
-    /// Whether the runtime holds a wrapper of `key` for its current signature (the types of
-    /// the variables it reads and writes may have changed since it was wrapped).
-    fn runs_wrapped(&self, engine: &Starting, key: &str) -> bool {
-        let (Some(engine), Some(node)) = (engine.started(), self.graph.get(key)) else {
-            return false;
-        };
-        self.wrappers
-            .plan(node, &engine.variables(), engine.generation())
-            .is_ok_and(|s| self.wrappers.is_current(key, &s))
     }
 
     /// `:deps` — the dataflow graph as a picture, a table and text.

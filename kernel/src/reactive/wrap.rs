@@ -14,7 +14,8 @@
 //! - puts the inputs back, also after a panic, so that assignments to them persist and nothing
 //!   is lost,
 //!
-//! and has evcxr compile one cell that registers it in the runtime (`qplay::reactive::define`).
+//! and has evcxr compile one cell that registers it in the runtime
+//! (`qplay::runtime::wrapped::define`).
 //! Several cells are registered by one compile. A widget change then calls the functions in
 //! dataflow order; a cell whose signature no longer holds (its code, a variable's type, the
 //! runtime or the items changed) is wrapped again, and a cell that cannot be wrapped reruns
@@ -208,7 +209,7 @@ pub fn registration(cells: &[(&str, &CellSyntax, &Signature)]) -> String {
     );
     for (key, syntax, signature) in cells {
         out.push_str(&format!(
-            "::qplay::reactive::define({key:?}, __qplay_store, {{\n{}\n__qplay_cell\n}});\n",
+            "::qplay::runtime::wrapped::define({key:?}, __qplay_store, {{\n{}\n__qplay_cell\n}});\n",
             function(syntax, signature)
         ));
     }
@@ -231,7 +232,7 @@ fn function(syntax: &CellSyntax, signature: &Signature) -> String {
             "let mut {name} = __qplay_store.take_variable::<{ty}>(stringify!({name}));\n"
         ));
     }
-    f.push_str("let __qplay_ok = ::qplay::reactive::guard(|| {\n");
+    f.push_str("let __qplay_ok = ::qplay::runtime::wrapped::guard(|| {\n");
     f.push_str(&syntax.body);
     if let Some(tail) = &syntax.tail {
         f.push_str(&format!("({tail}).evcxr_display();\n"));
@@ -247,7 +248,7 @@ fn function(syntax: &CellSyntax, signature: &Signature) -> String {
             "__qplay_store.put_variable::<{ty}>(stringify!({name}), {name});\n"
         ));
     }
-    f.push_str("::qplay::reactive::flush();\n__qplay_ok\n}\n");
+    f.push_str("::qplay::runtime::wrapped::flush();\n__qplay_ok\n}\n");
     f
 }
 
@@ -293,7 +294,7 @@ mod tests {
             "put_variable::<f64>(stringify!(z), z)",
             "put_variable::<u64>(stringify!(seen), seen)",
             "(z).evcxr_display();",
-            "::qplay::reactive::define(\"cell-1\"",
+            "::qplay::runtime::wrapped::define(\"cell-1\"",
         ] {
             assert!(source.contains(part), "{part} missing in\n{source}");
         }

@@ -17,13 +17,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// The process-wide state slots that every copy of the qplay crate in the evcxr runtime finds
-/// by name (see `qplay::process`); exported dynamically by build.rs.
+/// by name (see `qplay::runtime::process`); exported dynamically by build.rs.
 #[no_mangle]
-pub static QPLAY_PROCESS_SLOTS: [AtomicPtr<std::ffi::c_void>; qplay::process::SLOT_COUNT] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; qplay::process::SLOT_COUNT];
+pub static QPLAY_PROCESS_SLOTS: [AtomicPtr<std::ffi::c_void>; qplay::runtime::process::SLOT_COUNT] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; qplay::runtime::process::SLOT_COUNT];
 
 /// The address of the shared interrupt word, which every cell's copy of the prelude finds by
-/// name (`qplay::interrupt::FLAG_SYMBOL`); exported dynamically by build.rs.
+/// name (`qplay::runtime::interrupt::FLAG_SYMBOL`); exported dynamically by build.rs.
 #[no_mangle]
 pub static QPLAY_INTERRUPT: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -38,7 +38,7 @@ pub fn enter() {
 /// Maps the kernel's flag file named in the environment (a runtime started by the kernel has
 /// one).
 fn map_interrupt_flag() {
-    let Some(path) = std::env::var_os(qplay::interrupt::FLAG_FILE_ENV) else {
+    let Some(path) = std::env::var_os(qplay::runtime::interrupt::FLAG_FILE_ENV) else {
         return;
     };
     match crate::link::flag::map_existing(Path::new(&path)) {

@@ -9,16 +9,17 @@
 //! `display_data` of its own), and only the value printed last, just before evcxr's
 //! end-of-cell marker, is passed on as blocks, to become the cell's `execute_result`.
 //!
-//! The relay also carries the output of *wrapped* cells, which the runtime calls without evcxr
-//! (`qplay::reactive`), and whose output evcxr would not read: between the runtime's `Begin` and
-//! `Done` messages everything goes to stderr as [`FromRuntime`] messages instead — text as
-//! `Stream`, the last value before `Done` as `Result`.
+//! The relay also sends the answers to the kernel's requests on the link
+//! (`qplay::runtime::link`): what the runtime prints while it answers one — a wrapped cell's
+//! text, displays and widget messages, a live view's redraw — which evcxr would not read.
+//! Between the runtime's `Begin` and `Done` everything goes to the link as [`FromRuntime`]
+//! messages instead — text as `Stream`, the last value before `Done` as `Result`, then `Done`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 
-use qplay::protocol::{FromRuntime, MimeBundle, PREFIX};
+use qplay::runtime::protocol::{FromRuntime, MimeBundle, PREFIX};
 use serde_json::Value;
 
 use super::trim::{malloc_trim, Trimmer, QUIET};
@@ -51,9 +52,13 @@ pub fn install_in_runtime() {
         let output = File::from_raw_fd(original);
         let trimmer = Trimmer::start(QUIET, malloc_trim);
         std::thread::spawn(move || {
-            relay(BufReader::new(input), output, std::io::stderr(), || {
-                trimmer.ended()
-            })
+            let link = qplay::runtime::link::link();
+            relay(
+                BufReader::new(input),
+                output,
+                |line| link.send_line(line),
+                || trimmer.ended(),
+            )
         });
     }
 }
@@ -64,7 +69,7 @@ struct Shown {
     blocks: Vec<(String, String)>,
 }
 
-/// Whether `line` is the runtime's `Begin` or `Done` of a wrapped call (short lines only: a
+/// Whether `line` is the runtime's `Begin` or `Done` of an answer (short lines only: a
 /// display's JSON can be large, and is never one of these).
 fn marker(line: &str) -> Option<FromRuntime> {
     if line.len() > 256 || !line.starts_with(PREFIX) {
@@ -74,13 +79,31 @@ fn marker(line: &str) -> Option<FromRuntime> {
         .filter(|m| matches!(m, FromRuntime::Begin { .. } | FromRuntime::Done { .. }))
 }
 
-/// Copies `input` to `output` line by line, rewriting content blocks as described above; a
-/// wrapped call's output goes to `wrapped` instead. `ended` is told when a cell or a wrapped
-/// call ends.
+/// Where a line goes: to evcxr (stdout), or to the kernel on the link (while answering).
+enum To<'a, W: Write, A: FnMut(&str)> {
+    Evcxr(&'a mut W),
+    Link(&'a mut A),
+}
+
+impl<W: Write, A: FnMut(&str)> To<'_, W, A> {
+    fn write(&mut self, line: &str) {
+        match self {
+            To::Evcxr(out) => {
+                let _ = out.write_all(format!("{line}\n").as_bytes());
+                let _ = out.flush();
+            }
+            To::Link(answer) => answer(line),
+        }
+    }
+}
+
+/// Copies `input` to `output` line by line, rewriting content blocks as described above; while
+/// the runtime answers a request, lines go to `answer` (the link) instead. `ended` is told when
+/// a cell or an answer ends.
 pub fn relay(
     input: impl BufRead,
     mut output: impl Write,
-    mut wrapped: impl Write,
+    mut answer: impl FnMut(&str),
     mut ended: impl FnMut(),
 ) {
     let mut value = Shown::default();
@@ -99,12 +122,16 @@ pub fn relay(
             }
             continue;
         }
-        let out: &mut dyn Write = if in_call { &mut wrapped } else { &mut output };
+        let mut out = if in_call {
+            To::Link(&mut answer)
+        } else {
+            To::Evcxr(&mut output)
+        };
         if let Some(mime) = line.strip_prefix(BEGIN) {
             let mime = mime.trim().to_string();
             if value.blocks.iter().any(|(m, _)| *m == mime) {
                 shown += 1;
-                write(out, &display_line(&std::mem::take(&mut value), shown));
+                out.write(&display_line(&std::mem::take(&mut value), shown));
             }
             block = Some((mime, Vec::new()));
             continue;
@@ -114,13 +141,13 @@ pub fn relay(
             let v = std::mem::take(&mut value);
             if !in_call && line == COMPLETE {
                 for (mime, content) in v.blocks {
-                    write(out, &format!("{BEGIN}{mime}\n{content}\n{END}"));
+                    out.write(&format!("{BEGIN}{mime}\n{content}\n{END}"));
                 }
             } else if in_call && matches!(marker, Some(FromRuntime::Done { .. })) {
-                write(out, &FromRuntime::Result { data: bundle(&v) }.line());
+                out.write(&FromRuntime::Result { data: bundle(&v) }.line());
             } else {
                 shown += 1;
-                write(out, &display_line(&v, shown));
+                out.write(&display_line(&v, shown));
             }
         }
         if line == COMPLETE {
@@ -129,7 +156,7 @@ pub fn relay(
         match marker {
             Some(FromRuntime::Begin { .. }) => in_call = true,
             Some(FromRuntime::Done { .. }) if in_call => {
-                write(&mut wrapped, &line);
+                out.write(&line);
                 in_call = false;
                 ended();
             }
@@ -138,16 +165,11 @@ pub fn relay(
                     name: "stdout".into(),
                     text: line + "\n",
                 };
-                write(&mut wrapped, &text.line());
+                out.write(&text.line());
             }
-            _ => write(out, &line),
+            _ => out.write(&line),
         }
     }
-}
-
-fn write(out: &mut dyn Write, line: &str) {
-    let _ = out.write_all(format!("{line}\n").as_bytes());
-    let _ = out.flush();
 }
 
 /// A value's blocks as a MIME bundle.
@@ -179,12 +201,12 @@ mod tests {
 
     fn run(input: &str) -> String {
         let mut out = Vec::new();
-        relay(input.as_bytes(), &mut out, std::io::sink(), || {});
+        relay(input.as_bytes(), &mut out, |_| {}, || {});
         String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn a_wrapped_call_goes_to_stderr_as_messages() {
+    fn an_answer_goes_to_the_link_as_messages() {
         let begin = FromRuntime::Begin { seq: 7 }.line();
         let done = FromRuntime::Done {
             seq: 7,
@@ -197,18 +219,23 @@ mod tests {
              EVCXR_BEGIN_CONTENT text/plain\n42\nEVCXR_END_CONTENT\n{done}\nafter\n\
              EVCXR_EXECUTION_COMPLETE\n"
         );
-        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut out, mut link) = (Vec::new(), Vec::<String>::new());
         let mut ends = 0;
-        relay(input.as_bytes(), &mut out, &mut err, || ends += 1);
-        // The wrapped call's end and the compiled cell's.
+        relay(
+            input.as_bytes(),
+            &mut out,
+            |line| link.push(line.to_string()),
+            || ends += 1,
+        );
+        // The answer's end and the compiled cell's.
         assert_eq!(ends, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "before\nafter\nEVCXR_EXECUTION_COMPLETE\n"
         );
-        let err = String::from_utf8(err).unwrap();
-        let messages: Vec<FromRuntime> = err.lines().filter_map(FromRuntime::parse).collect();
-        assert_eq!(messages.len(), err.lines().count(), "{err}");
+        let messages: Vec<FromRuntime> =
+            link.iter().filter_map(|l| FromRuntime::parse(l)).collect();
+        assert_eq!(messages.len(), link.len(), "{link:?}");
         assert_eq!(
             messages[0],
             FromRuntime::Stream {

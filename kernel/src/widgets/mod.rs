@@ -2,18 +2,19 @@
 //! states back after a page reload, and so updates can be checked), the `jupyter.widget` and
 //! `jupyter.widget.control` comm protocols, and the output areas of reactive cells.
 //!
-//! Models are created in the runtime (`qplay::widgets`), which announces them on stdout; the
-//! engine hands those lines to [`Widgets::runtime_message`], which publishes the `comm_open`
-//! with the running request as parent (so nbclient stores the state in the notebook) and
-//! answers on the [`RuntimeLink`] with the state the widget starts from: when a cell runs again
-//! with unchanged code, its widgets keep the values the user gave them. Updates from the
-//! browser are checked against the model (type, range) before they reach the runtime.
+//! Models are created in the runtime (`qplay::widgets`), which announces them (on stdout in a
+//! compiled cell, on the link while it answers a request); the link hands those messages to
+//! [`Widgets::runtime_message`], which publishes the `comm_open` with the running request as
+//! parent (so nbclient stores the state in the notebook) and answers on the [`RuntimeLink`]
+//! with the state the widget starts from: when a cell runs again with unchanged code, its
+//! widgets keep the values the user gave them. Updates from the browser are checked against
+//! the model (type, range) before they reach the runtime.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qplay::protocol::{Change, Form, FromRuntime, ToRuntime};
+use qplay::runtime::protocol::{Change, Form, FromRuntime, ToRuntime};
 use qplay::widgets::kinds;
 use qplay::widgets::models::{self, State};
 use serde_json::{json, Value};
@@ -24,7 +25,7 @@ mod browser;
 pub use area::OutputArea;
 pub use browser::FromBrowser;
 
-use crate::link::RuntimeLink;
+use crate::link::{RuntimeLink, WidgetMessages};
 use crate::output::OutputSink;
 use qplay_kernel::jupyter::backend::Iopub;
 
@@ -129,12 +130,16 @@ fn protocol_metadata() -> Value {
 }
 
 impl Widgets {
-    pub fn new(link: Arc<RuntimeLink>) -> Widgets {
-        Widgets {
+    /// The widgets, receiving the widget messages that reach `link`.
+    pub fn new(link: Arc<RuntimeLink>) -> Arc<Widgets> {
+        let widgets = Arc::new(Widgets {
             records: Mutex::default(),
-            link,
+            link: link.clone(),
             detached: Mutex::default(),
-        }
+        });
+        let weak = Arc::downgrade(&widgets);
+        link.deliver_widgets_to(weak);
+        widgets
     }
 
     /// Keeps a publisher for runtime messages that arrive between requests.
@@ -186,53 +191,6 @@ impl Widgets {
             .remove(key)
             .map(|c| c.all)
             .unwrap_or_default()
-    }
-
-    /// A widget message the runtime printed (`comm_open`, `comm_msg`), published with `sink`'s
-    /// parent, or with none between requests.
-    pub fn runtime_message(&self, message: FromRuntime, sink: Option<&dyn OutputSink>) {
-        let detached = lock(&self.detached).clone();
-        let publish = |msg_type: &str, content: Value, metadata: Value| match sink {
-            Some(sink) => sink.comm(msg_type, content, metadata),
-            None => {
-                if let Some(iopub) = &detached {
-                    iopub.send(msg_type, content, metadata);
-                }
-            }
-        };
-        match message {
-            FromRuntime::CommOpen {
-                comm_id,
-                mut state,
-                wait,
-                form,
-            } => {
-                let overrides = self.record_open(&comm_id, &mut state, form);
-                publish(
-                    "comm_open",
-                    comm_open_content(&comm_id, &state),
-                    protocol_metadata(),
-                );
-                if wait {
-                    self.link.send(&ToRuntime::Opened {
-                        comm_id,
-                        state: overrides,
-                    });
-                }
-            }
-            FromRuntime::CommMsg { comm_id, state } => {
-                if let Some(model) = lock(&self.records).models.get_mut(&comm_id) {
-                    model.state.extend(state.clone());
-                }
-                publish(
-                    "comm_msg",
-                    json!({"comm_id": comm_id, "data": {"method": "update", "state": state,
-                                                   "buffer_paths": []}}),
-                    protocol_metadata(),
-                );
-            }
-            other => log(format_args!("not a widget message: {other:?}")),
-        }
     }
 
     /// Records a new model; returns the state entries it takes from the cell's earlier run.
@@ -300,8 +258,8 @@ impl Widgets {
     }
 
     /// Hands changes to the runtime and waits until it has applied them (and redrawn its live
-    /// views). Returns false if no runtime took them.
-    pub fn forward(&self, apply: &FromBrowser) -> bool {
+    /// views, whose outputs go to `sink`). Returns false if no runtime took them.
+    pub fn forward(&self, apply: &FromBrowser, sink: Arc<dyn OutputSink>) -> bool {
         let changes: Vec<Change> = apply
             .changes
             .iter()
@@ -317,6 +275,7 @@ impl Widgets {
                 changes,
                 clicks,
             },
+            Some(sink),
             APPLY_WAIT,
         );
         if answer.is_none() {
@@ -345,7 +304,7 @@ impl Widgets {
         }
         let comm_ids = ids.to_vec();
         self.link
-            .request(|seq| ToRuntime::Close { seq, comm_ids }, APPLY_WAIT);
+            .request(|seq| ToRuntime::Close { seq, comm_ids }, None, APPLY_WAIT);
     }
 
     /// Opens an output widget owned by the kernel (the output area of a reactive cell).
@@ -400,6 +359,55 @@ impl Widgets {
     /// Whether the model exists (not closed).
     pub fn exists(&self, id: &str) -> bool {
         lock(&self.records).models.contains_key(id)
+    }
+}
+
+impl WidgetMessages for Widgets {
+    /// A widget message from the runtime (`comm_open`, `comm_msg`), published with `sink`'s
+    /// parent, or with none between requests.
+    fn runtime_message(&self, message: FromRuntime, sink: Option<&dyn OutputSink>) {
+        let detached = lock(&self.detached).clone();
+        let publish = |msg_type: &str, content: Value, metadata: Value| match sink {
+            Some(sink) => sink.comm(msg_type, content, metadata),
+            None => {
+                if let Some(iopub) = &detached {
+                    iopub.send(msg_type, content, metadata);
+                }
+            }
+        };
+        match message {
+            FromRuntime::CommOpen {
+                comm_id,
+                mut state,
+                wait,
+                form,
+            } => {
+                let overrides = self.record_open(&comm_id, &mut state, form);
+                publish(
+                    "comm_open",
+                    comm_open_content(&comm_id, &state),
+                    protocol_metadata(),
+                );
+                if wait {
+                    self.link.send(&ToRuntime::Opened {
+                        comm_id,
+                        state: overrides,
+                    });
+                }
+            }
+            FromRuntime::CommMsg { comm_id, state } => {
+                if let Some(model) = lock(&self.records).models.get_mut(&comm_id) {
+                    model.state.extend(state.clone());
+                }
+                publish(
+                    "comm_msg",
+                    json!({"comm_id": comm_id, "data": {"method": "update", "state": state,
+                                                   "buffer_paths": []}}),
+                    protocol_metadata(),
+                );
+            }
+            other => log(format_args!("not a widget message: {other:?}")),
+        }
     }
 }
 

@@ -87,7 +87,7 @@ fn good_and_bad(kind: &Kind, s: &State, name: &str) -> (Value, Value) {
 }
 
 struct Bench {
-    widgets: Widgets,
+    widgets: Arc<Widgets>,
     iopub: Iopub,
     published: CapturedIopub,
     _dir: tempfile::TempDir,

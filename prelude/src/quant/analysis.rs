@@ -120,7 +120,7 @@ pub fn sensitivity(
     let bar = progress.then(|| ProgressBar::new(&format!("sensitivity: {knob}"), targets.len()));
     let mut rows = Vec::new();
     for (i, p) in targets.iter().enumerate() {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let v = m.with_knob(&p.tensor, knob)?;
         let (e, cached) = quick_cached(&v, data, &indices)?;
         rows.push(SensitivityRow {
@@ -225,7 +225,7 @@ pub fn sweep(
     let indices = data.stratified(per_class)?;
     let mut points = Vec::new();
     for &k in knobs {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let v = m.with_knob(tensor, k)?;
         points.push((k, quick_cached(&v, data, &indices)?.0.accuracy()));
     }
@@ -268,7 +268,7 @@ pub fn agreement(
     if indices.is_empty() {
         bail!("agreement needs at least one image");
     }
-    crate::interrupt::check()?;
+    crate::runtime::interrupt::check()?;
     let ea = crate::eval::evaluate_indices(a, data, indices, true, &EvalOptions::default())?;
     let eb = crate::eval::evaluate_indices(b, data, indices, true, &EvalOptions::default())?;
     let mut out = Agreement {
@@ -384,7 +384,7 @@ pub fn compare_models(
     let mut rows = Vec::new();
     let mut evaluations = Vec::new();
     for name in std::iter::once(&float).chain(others) {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let model = crate::registry::load(name)?;
         let hash = file_hash(model.path())?;
         let (e, _) = evaluate_cached(

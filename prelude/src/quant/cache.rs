@@ -6,7 +6,7 @@
 //!
 //! Two levels, as every [`crate::store::ContentStore`]:
 //! - **in memory**, for the process: the most recent [`RECENT_ENTRIES`] results, shared by every
-//!   copy of this crate in the process (one per notebook cell, see [`crate::process`]). Every
+//!   copy of this crate in the process (one per notebook cell, see [`crate::runtime::process`]). Every
 //!   lookup starts here; every result ends up here.
 //! - **on disk**, under `paths::cache_dir()/evals/`, for later sessions: full evaluations,
 //!   sweeps, sensitivity runs and model comparisons ([`Store::Disk`]) are written there. Quick
@@ -106,9 +106,9 @@ impl Stored for Kept {
 }
 
 /// The process's in-memory results, shared by every copy of this crate (see
-/// [`crate::process`]).
+/// [`crate::runtime::process`]).
 fn memory() -> &'static Mutex<Recent<Kept>> {
-    crate::process::shared(crate::process::Slot::Evaluations, Default::default)
+    crate::runtime::process::shared(crate::runtime::process::Slot::Evaluations, Default::default)
 }
 
 /// The evaluation cache: `paths::cache_dir()/evals/<key>.json`.
@@ -133,7 +133,7 @@ pub fn evaluate_cached(
     options: &EvalOptions<'_>,
     store: Store,
 ) -> Result<(Evaluation, bool)> {
-    crate::interrupt::check()?;
+    crate::runtime::interrupt::check()?;
     let start = Instant::now();
     let key = key(model_hash, data, indices);
     let found = EVALUATIONS

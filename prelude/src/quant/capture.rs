@@ -232,7 +232,7 @@ impl QuantModel {
         tensors: &[&str],
         memo: Memo,
     ) -> Result<Tensors> {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let torch = self.framework() == crate::model::Framework::Torch;
         if !torch {
             self.proto()?;

@@ -214,7 +214,7 @@ pub fn repair_with(
 
     let mut ranking = Vec::with_capacity(rows.len());
     for (i, p) in rows.iter().enumerate() {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let a = accuracy(&m.keep_float_from(&p.tensor, float)?, &calib)?;
         ranking.push(RankRow {
             tensor: p.tensor.clone(),
@@ -245,7 +245,7 @@ pub fn repair_with(
         if steps.last().is_some_and(|s| s.accuracy >= floor) {
             break;
         }
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         // Wider where the model allows it (a weight of an ONNX model whose other types the
         // CPU provider runs beside it: `with_type` refuses the rest by name), else float.
         let wide = match options.wider {

@@ -104,7 +104,7 @@ pub fn layer_errors(
     // Sums per pair: Σpre², Σ(pre−post)², Σfloat², Σ(float−post)².
     let mut sums = vec![[0f64; 4]; pairs.len()];
     for chunk in indices.chunks(crate::eval::DEFAULT_BATCH) {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let batch = data.nhwc_batch(chunk);
         let q = quant.captured(batch.view(), &quant_wanted, Memo::Take)?;
         let f = float.captured(batch.view(), &float_wanted, Memo::Keep)?;

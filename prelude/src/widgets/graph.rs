@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 
-use super::hub::Core;
+use super::registry::WidgetModel;
 use super::{kinds, models, open_control, Dropdown, Widget};
 use crate::display::{MimeBundle, Rich};
 use crate::model::Model;
@@ -37,7 +37,7 @@ struct Shown {
 /// [`graph_widget`].
 #[derive(Clone)]
 pub struct GraphView {
-    pub(super) core: Arc<Core>,
+    pub(super) core: Arc<WidgetModel>,
     shown: Arc<Mutex<Shown>>,
 }
 
@@ -247,8 +247,8 @@ mod tests {
         // Shown without a widget manager: the picture of the chosen overlay.
         let mut changes = models::State::new();
         changes.insert("overlay".into(), "scale change".into());
-        super::super::hub::hub().apply(
-            &[crate::protocol::Change {
+        crate::widgets::registry::registry().apply(
+            &[crate::runtime::protocol::Change {
                 comm_id: view.model_id().into(),
                 state: changes,
             }],

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::protocol::State;
+use crate::runtime::protocol::State;
 
 /// What a property holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 use super::kind::prop;
 pub use super::kind::{Initial, Kind, Prop, Rule, Type};
 use super::models::reference;
-use crate::protocol::State;
+use crate::runtime::protocol::State;
 
 const CONTROLS: &str = "@jupyter-widgets/controls";
 const BASE: &str = "@jupyter-widgets/base";

@@ -14,10 +14,10 @@
 //! ```
 
 mod graph;
-pub mod hub;
 mod kind;
 pub mod kinds;
 pub mod models;
+pub mod registry;
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use serde_json::{json, Value};
 
 use crate::display::{MimeBundle, Rich};
 pub use graph::{graph_widget, GraphView};
-use hub::{hub, Core, LiveView};
 use models::State;
+use registry::{registry, LiveView, WidgetModel};
 
 /// Anything shown as a widget model in the browser.
 pub trait Widget {
@@ -53,22 +53,22 @@ fn check_range(kind: &str, description: &str, min: f64, max: f64) {
 }
 
 /// Opens a control of `kind` with `values` (its layout and style models first).
-fn open_control(kind: &kinds::Kind, values: Value) -> Arc<Core> {
-    let hub = hub();
+fn open_control(kind: &kinds::Kind, values: Value) -> Arc<WidgetModel> {
+    let registry = registry();
     let mut layout = kinds::layout();
     if let Some(width) = kind.width {
         layout.insert("width".into(), width.into());
     }
-    let layout = hub.open(layout, false, None);
+    let layout = registry.open(layout, false, None);
     let Value::Object(mut values) = values else {
         unreachable!("control values are an object")
     };
     values.insert("layout".into(), models::reference(&layout.id));
     if let Some(style) = kind.style.and_then(kinds::of) {
-        let style = hub.open(style.state(json!({})), false, None);
+        let style = registry.open(style.state(json!({})), false, None);
         values.insert("style".into(), models::reference(&style.id));
     }
-    hub.open(kind.state(Value::Object(values)), true, None)
+    registry.open(kind.state(Value::Object(values)), true, None)
 }
 
 fn state1(key: &str, value: Value) -> State {
@@ -92,7 +92,7 @@ macro_rules! widget_type {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $name {
-            core: Arc<Core>,
+            core: Arc<WidgetModel>,
         }
 
         impl Widget for $name {
@@ -367,10 +367,10 @@ impl Progress {
 fn open_box(
     children: &[&dyn Widget],
     horizontal: bool,
-    form: Option<crate::protocol::Form>,
-) -> Arc<Core> {
-    let hub = hub();
-    let layout = hub.open(kinds::layout(), false, None);
+    form: Option<crate::runtime::protocol::Form>,
+) -> Arc<WidgetModel> {
+    let registry = registry();
+    let layout = registry.open(kinds::layout(), false, None);
     let kind = if horizontal {
         &kinds::HBOX
     } else {
@@ -381,7 +381,7 @@ fn open_box(
         .map(|c| models::reference(c.model_id()))
         .collect();
     let state = kind.state(json!({"layout": models::reference(&layout.id), "children": children}));
-    hub.open(state, true, form)
+    registry.open(state, true, form)
 }
 
 /// Widgets side by side.
@@ -400,10 +400,10 @@ pub fn vbox(children: &[&dyn Widget]) -> WidgetBox {
 
 /// An empty output area.
 pub fn output() -> Output {
-    let hub = hub();
-    let layout = hub.open(kinds::layout(), false, None);
+    let registry = registry();
+    let layout = registry.open(kinds::layout(), false, None);
     Output {
-        core: hub.open(kinds::output(&layout.id, Vec::new()), false, None),
+        core: registry.open(kinds::output(&layout.id, Vec::new()), false, None),
     }
 }
 
@@ -448,7 +448,7 @@ pub fn form(fields: &[&dyn Widget], submit_label: &str) -> Form {
     let mut children: Vec<&dyn Widget> = fields.to_vec();
     children.push(&submit);
     let members = fields.iter().map(|f| f.model_id().to_string()).collect();
-    let form = crate::protocol::Form {
+    let form = crate::runtime::protocol::Form {
         members,
         submit: submit.core.id.clone(),
     };
@@ -491,7 +491,7 @@ where
         render: Box::new(render),
     });
     view.redraw();
-    hub().add_live(view);
+    registry().add_live(view);
     let live = Live { core: area.core };
     crate::display::display(&live);
     live
@@ -499,11 +499,11 @@ where
 
 /// How many live views this runtime redraws.
 pub fn live_view_count() -> usize {
-    hub().live_count()
+    registry().live_count()
 }
 
 /// `FloatSlider(description="scale", value=1.0, …)`: the properties its kind shows.
-fn describe(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn describe(core: &WidgetModel, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let kind = kinds::of(&core.model);
     let mut parts = Vec::new();
     for p in kind.into_iter().flat_map(|k| k.props()).filter(|p| p.shown) {
@@ -607,8 +607,8 @@ mod tests {
         assert_eq!(view_text(&view), "k = 1");
         let mut change = State::new();
         change.insert("value".into(), 4.0.into());
-        hub().apply(
-            &[crate::protocol::Change {
+        registry().apply(
+            &[crate::runtime::protocol::Change {
                 comm_id: k.model_id().to_string(),
                 state: change,
             }],
@@ -616,7 +616,7 @@ mod tests {
         );
         assert_eq!(view_text(&view), "k = 4");
         let other = slider("other", 0.0, 1.0, 0.0);
-        hub().apply(&[], &[other.model_id().to_string()]);
+        registry().apply(&[], &[other.model_id().to_string()]);
         assert_eq!(view_text(&view), "k = 4");
     }
 

@@ -14,7 +14,7 @@ pub const CONTROL_TARGET: &str = "jupyter.widget.control";
 pub const VIEW_MIME: &str = "application/vnd.jupyter.widget-view+json";
 
 /// A model's state.
-pub use crate::protocol::State;
+pub use crate::runtime::protocol::State;
 
 /// A reference to another model inside a state (`"IPY_MODEL_<id>"`).
 pub fn reference(model_id: &str) -> Value {

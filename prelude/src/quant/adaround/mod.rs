@@ -371,7 +371,7 @@ impl Layer {
             .then(|| ProgressBar::new(&what, options.iterations));
         let total = options.iterations;
         let mut tick = |it: usize| -> Result<()> {
-            crate::interrupt::check()?;
+            crate::runtime::interrupt::check()?;
             if it.is_multiple_of(50) {
                 if let Some(bar) = &bar {
                     bar.set(it);

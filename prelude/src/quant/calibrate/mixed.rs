@@ -238,7 +238,7 @@ pub fn mixed_precision_with(
     };
     let mut chosen = (base.clone(), start);
     for round in 1..=steps_in_all {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let mut best: Option<(usize, QuantModel, crate::eval::Evaluation)> = None;
         for w in &weights {
             let now = bits[w];

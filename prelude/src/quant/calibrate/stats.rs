@@ -220,7 +220,7 @@ pub(super) fn each_batch(
         )
     };
     let run = |session: &OnnxModel, (start, chunk): (usize, &[usize])| -> Result<Batch> {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let batch = src.data.nhwc_batch(chunk);
         let mut out = Vec::new();
         if feed_input {

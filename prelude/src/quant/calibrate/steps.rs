@@ -244,7 +244,7 @@ impl QuantModel {
         };
         let mut v = self.clone();
         for (bias, ours, theirs) in &layers {
-            crate::interrupt::check()?;
+            crate::runtime::interrupt::check()?;
             let target = means(float, theirs)
                 .with_context(|| format!("capturing `{theirs}` of `{}`", float.name()))?;
             let now = means(&v, ours)?;

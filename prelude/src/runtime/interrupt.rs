@@ -24,7 +24,7 @@
 //! Where the flag lives: the kernel maps a small file of its build slot into memory and writes
 //! the flag there; the runtime executable maps the same file and exports the address under
 //! [`FLAG_SYMBOL`] (`AtomicPtr<AtomicU32>`), which every cell's copy of this crate finds with
-//! `dlsym`, as [`crate::process`] does. Without it (qplay used as a plain library) a flag of
+//! `dlsym`, as [`crate::runtime::process`] does. Without it (qplay used as a plain library) a flag of
 //! this process serves, set by [`request`].
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};

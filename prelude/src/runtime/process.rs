@@ -26,12 +26,14 @@ pub const SLOT_COUNT: usize = 8;
 pub enum Slot {
     /// The model registry.
     Registry = 0,
-    /// The widgets of the runtime and its link to the kernel.
+    /// The widgets of the runtime (`crate::widgets::registry`).
     Widgets = 1,
-    /// Wrapped cells (`crate::reactive`).
-    Reactive = 2,
+    /// Wrapped cells (`crate::runtime::wrapped`).
+    Wrapped = 2,
     /// Recent evaluation results in memory (`crate::quant::cache`).
     Evaluations = 3,
+    /// The runtime's end of the link to the kernel (`crate::runtime::link`).
+    Link = 4,
 }
 
 type Slots = [AtomicPtr<c_void>; SLOT_COUNT];

@@ -5,8 +5,8 @@
 //! as a cell that only registers it here with [`define`]. The function takes the cell's inputs
 //! out of evcxr's variable store, runs the cell's code, shows its final value as evcxr would,
 //! stores what the cell defines, and puts the inputs back (also after a panic, so nothing is
-//! lost). The kernel asks for a call on the widget link ([`crate::protocol::ToRuntime::Run`]);
-//! the hub's executor thread makes it, between evcxr's cells, so the store is not in use.
+//! lost). The kernel asks for a call on the link ([`super::protocol::ToRuntime::Run`]); the
+//! link's executor thread makes it, between evcxr's cells, so the store is not in use.
 //!
 //! The table of wrapped cells and the store's address live in a process slot, so every cell's
 //! copy of this crate sees them. A function stays valid as long as the runtime process: evcxr
@@ -18,7 +18,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
-use crate::protocol::Outcome;
+use super::protocol::Outcome;
 
 /// A wrapped cell: given evcxr's variable store, runs the cell; false if it panicked.
 pub type CellFn = fn(*mut c_void) -> bool;
@@ -27,10 +27,12 @@ pub type CellFn = fn(*mut c_void) -> bool;
 struct Wrapped {
     store: AtomicPtr<c_void>,
     cells: Mutex<HashMap<String, CellFn>>,
+    /// The message of the last panic [`guard`] caught.
+    panic: Mutex<String>,
 }
 
 fn wrapped() -> &'static Wrapped {
-    crate::process::shared(crate::process::Slot::Reactive, Wrapped::default)
+    super::process::shared(super::process::Slot::Wrapped, Wrapped::default)
 }
 
 /// Registers `cell` as the wrapped form of the cell the kernel calls `key`, and the address of
@@ -49,7 +51,16 @@ pub fn define(key: &str, store: *mut c_void, cell: CellFn) {
 /// the end (generated code calls this).
 #[doc(hidden)]
 pub fn guard(body: impl FnOnce()) -> bool {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_ok()
+    let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+        return true;
+    };
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    *wrapped().panic.lock().unwrap_or_else(|e| e.into_inner()) = message;
+    false
 }
 
 /// Flushes what the cell printed without a newline. Generated code calls it last, so that it
@@ -72,8 +83,11 @@ pub(crate) fn call(key: &str) -> Outcome {
     let Some(cell) = cell.filter(|_| !store.is_null()) else {
         return Outcome::Unknown;
     };
+    std::mem::take(&mut *w.panic.lock().unwrap_or_else(|e| e.into_inner()));
     match std::panic::catch_unwind(|| cell(store)) {
         Ok(true) => Outcome::Ok,
-        Ok(false) | Err(_) => Outcome::Panicked,
+        Ok(false) | Err(_) => Outcome::Panicked {
+            message: std::mem::take(&mut *w.panic.lock().unwrap_or_else(|e| e.into_inner())),
+        },
     }
 }

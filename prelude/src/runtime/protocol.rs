@@ -1,13 +1,11 @@
-//! The messages between the kernel and its evcxr runtime, defined once for both sides.
+//! The messages between the kernel and its evcxr runtime, defined once for both sides: one
+//! line each, [`PREFIX`] and the JSON for runtime → kernel, the JSON alone for kernel → runtime.
 //!
-//! - Runtime → kernel ([`FromRuntime`]): one line each, [`PREFIX`] followed by the JSON, on the
-//!   runtime's stdout while evcxr runs a cell (so they stay in order with the cell's other
-//!   output), otherwise on its stderr — evcxr reads the runtime's stdout only while it runs a
-//!   cell, its stderr always. While the runtime calls a *wrapped* cell, which evcxr knows
-//!   nothing of, the runtime's stdout relay (in the `qplay` executable) turns everything the
-//!   cell prints into these messages on stderr, between [`FromRuntime::Begin`] and
-//!   [`FromRuntime::Done`].
-//! - Kernel → runtime ([`ToRuntime`]): one JSON line each on the widget link, a Unix socket.
+//! - Kernel → runtime ([`ToRuntime`]): requests on the link, a Unix socket (see
+//!   [`super::link`]).
+//! - Runtime → kernel ([`FromRuntime`]): the answers to those requests on the link, each
+//!   request's ending with its `Done`; and, while evcxr runs a compiled cell, the cell's
+//!   displays and widget messages on the runtime's stdout, in order with its text.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -47,9 +45,11 @@ pub enum FromRuntime {
     },
     /// A widget's state changed in the runtime (`set`, a live view redrawn).
     CommMsg { comm_id: String, state: State },
-    /// A wrapped cell's call starts; what the runtime prints until `Done` belongs to it.
+    /// The runtime starts answering request `seq`: what it prints until `Done` belongs to it
+    /// (printed on stdout for the runtime's relay, which sends the rest of the answer on the
+    /// link; never sent to the kernel).
     Begin { seq: u64 },
-    /// Text that a wrapped cell printed on stdout.
+    /// Text printed on stdout or stderr while answering a request.
     Stream { name: String, text: String },
     /// A wrapped cell's final value.
     Result { data: MimeBundle },
@@ -74,8 +74,12 @@ pub struct Form {
 pub enum Outcome {
     #[default]
     Ok,
-    /// The wrapped cell panicked (its message went to stderr); its inputs were put back.
-    Panicked,
+    /// The wrapped cell panicked (the panic also printed on its stderr); its inputs were put
+    /// back.
+    Panicked {
+        #[serde(default)]
+        message: String,
+    },
     /// The runtime holds no wrapped function for the cell (the kernel then compiles it).
     Unknown,
 }
@@ -124,6 +128,16 @@ impl FromRuntime {
 }
 
 impl ToRuntime {
+    /// The request's number (`opened` has none: nothing answers it).
+    pub fn seq(&self) -> u64 {
+        match self {
+            ToRuntime::Opened { .. } => 0,
+            ToRuntime::Update { seq, .. }
+            | ToRuntime::Close { seq, .. }
+            | ToRuntime::Run { seq, .. } => *seq,
+        }
+    }
+
     /// The message as one line (without the newline).
     pub fn line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
