@@ -125,9 +125,9 @@ def stats(xs):
             "n": len(xs)}
 
 
-def small_cell(wrap, reruns):
+def small_cell(wrap, reruns, name="qplay"):
     """A slider and `let y = s.value() * 2.0; y`: seconds per rerun."""
-    km, kc = kernel("qplay", wrap)
+    km, kc = kernel(name, wrap)
     try:
         (s,) = model_ids(run(kc, 'let s = slider("s", 0, 100000, 0);\ns', "s"), "FloatSliderModel")
         (area,) = views(run(kc, "let y = s.value() * 2.0;\ny", "y"))
@@ -210,11 +210,12 @@ def playground_move(kc, slider, value, area, previous):
     return first, quick if quick is not None else done, done, last
 
 
-def playground(wrap, moves, warmup=3, notebook=ROOT / "notebooks" / "playground.ipynb"):
-    """Runs the playground notebook (or another version of it) and moves its "scale × k"
-    slider `moves` times."""
+def playground(wrap, moves, warmup=3, notebook=ROOT / "notebooks" / "playground.ipynb",
+               name="qplay"):
+    """Runs the playground notebook (or another version of it) in kernel `name` and moves its
+    "scale × k" slider `moves` times."""
     nb = json.loads(pathlib.Path(notebook).read_text())
-    km, kc = kernel("qplay", wrap)
+    km, kc = kernel(name, wrap)
     try:
         outs = {}
         for cell in nb["cells"]:
@@ -261,6 +262,10 @@ def main():
     p.add_argument("--reference-notebook", type=pathlib.Path,
                    help="another version of the playground, moved as many times (wrapped) in the "
                         "same run, e.g. the one before a change; its figures go to stderr")
+    p.add_argument("--reference-kernel",
+                   help="another kernel spec (e.g. a build of the commit before a change): the "
+                        "small cell's wrapped reruns and the playground's wrapped moves again, "
+                        "with it, in the same run")
     a = p.parse_args()
     summary = {
         "small": {"wrapped": stats(small_cell(True, a.reruns)),
@@ -288,6 +293,15 @@ def main():
             k: stats(r[k]) for k in ("first_s", "quick_s", "done_s", "fresh_quick_s", "fresh_done_s")}
         summary["playground"]["reference"]["notebook"] = str(a.reference_notebook)
         print("reference (wrapped)", json.dumps(summary["playground"]["reference"]), file=sys.stderr,
+              flush=True)
+    if a.reference_kernel:
+        r = playground(True, a.playground_moves, name=a.reference_kernel)
+        summary["reference_kernel"] = {
+            "name": a.reference_kernel,
+            "small": stats(small_cell(True, a.reruns, name=a.reference_kernel)),
+            "playground": {k: stats(r[k]) for k in ("first_s", "quick_s", "done_s",
+                                                    "fresh_quick_s", "fresh_done_s")}}
+        print("reference kernel", json.dumps(summary["reference_kernel"]), file=sys.stderr,
               flush=True)
     json.dump(summary, sys.stdout)
     print()

@@ -95,6 +95,10 @@ pub struct ReactiveBench {
     /// The same with wrapping off.
     #[arg(long, default_value_t = 10)]
     compiled_moves: usize,
+    /// Another kernel spec to measure beside this build in the same run (e.g. a build of the
+    /// commit before a change): its wrapped reruns of the small cell and playground moves.
+    #[arg(long, value_name = "KERNEL_SPEC")]
+    reference_kernel: Option<String>,
     /// Python interpreter with jupyter_client and ipykernel (default: the project's .venv).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -487,18 +491,18 @@ fn python_json(
 }
 
 fn bench_reactive(args: ReactiveBench) -> Result<()> {
-    let r = python_json(
-        args.python,
-        "scripts/bench_reactive.py",
-        &[
-            format!("--reruns={}", args.reruns),
-            format!("--compiled-reruns={}", args.compiled_reruns),
-            format!("--lives={}", args.lives),
-            format!("--memory-updates={}", args.memory_updates),
-            format!("--playground-moves={}", args.playground_moves),
-            format!("--compiled-moves={}", args.compiled_moves),
-        ],
-    )?;
+    let mut script_args = vec![
+        format!("--reruns={}", args.reruns),
+        format!("--compiled-reruns={}", args.compiled_reruns),
+        format!("--lives={}", args.lives),
+        format!("--memory-updates={}", args.memory_updates),
+        format!("--playground-moves={}", args.playground_moves),
+        format!("--compiled-moves={}", args.compiled_moves),
+    ];
+    if let Some(name) = &args.reference_kernel {
+        script_args.push(format!("--reference-kernel={name}"));
+    }
+    let r = python_json(args.python, "scripts/bench_reactive.py", &script_args)?;
     let ms = |v: &serde_json::Value| {
         v.as_f64()
             .map_or("–".to_string(), |s| format!("{:.0}", s * 1e3))
@@ -564,5 +568,28 @@ fn bench_reactive(args: ReactiveBench) -> Result<()> {
         mib(&pg["wrapped"]["rss_mib"]),
         mib(&pg["compiled"]["rss_mib"])
     );
+    let reference = &r["reference_kernel"];
+    if let Some(name) = reference["name"].as_str() {
+        text += &format!(
+            "| small dependent cell rerun, wrapped: this build / kernel `{name}` | {} | {} |\n",
+            p50_95(&small["wrapped"]),
+            p50_95(&reference["small"])
+        );
+        for (row, key) in [
+            ("first output of the edit cell", "first_s"),
+            ("every dependent cell redrawn", "done_s"),
+            (
+                "every dependent cell redrawn, a value not seen before",
+                "fresh_done_s",
+            ),
+        ] {
+            text += &format!(
+                "| playground scale slider → {row}, wrapped: this build / kernel `{name}` | {} \
+                 | {} |\n",
+                p50_95(&pg["wrapped"][key]),
+                p50_95(&reference["playground"][key])
+            );
+        }
+    }
     super::print_out(&text)
 }
