@@ -455,7 +455,7 @@ fn layers(m: &QuantModel, float: &ModelProto, proto: &ModelProto) -> Result<Vec<
             .flat_map(|g| g.node.iter())
             .find(|n| n.name() == name)
             .ok_or_else(|| unsupported("the float model has no node of that name"))?;
-        let (values, dims) = super::calibrate::steps::read_floats(
+        let (values, dims) = super::calibrate::refine::read_floats(
             float,
             float_node.input.get(1).map_or("", |s| s.as_str()),
         )

@@ -24,7 +24,7 @@ pub mod params;
 pub mod qdq;
 pub mod ranges;
 pub mod stats;
-pub mod steps;
+pub mod refine;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,7 +43,7 @@ pub use mixed::{
 use params::Grid;
 use ranges::Counted;
 pub use stats::Progress;
-pub use steps::equalize;
+pub use refine::equalize;
 
 /// How activation ranges are found.
 #[derive(Debug, Clone, Copy, PartialEq)]

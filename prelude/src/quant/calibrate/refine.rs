@@ -1,4 +1,4 @@
-//! Steps on existing models, each returning a new version to compare with the old one:
+//! Refinements of existing models, each returning a new version to compare with the old one:
 //! re-calibration of a quantized model's activations (ONNX or TorchScript), cross-layer
 //! equalization of a float model (Nagel et al. 2019) and empirical bias correction of a
 //! quantized one.
