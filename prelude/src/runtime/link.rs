@@ -5,7 +5,9 @@
 //!   starts from) goes straight to the widget that waits for it; `update` (the browser's
 //!   changes: live views redraw), `close` and `run` (call a wrapped cell, see
 //!   [`super::wrapped`]) go to the executor thread, one at a time, between evcxr's cells.
-//! - The executor answers each of those: it prints `Begin`, does it, and prints `Done` — on
+//! - The executor answers each of those with the function given at connection (the widgets'
+//!   `answer`, which knows what each request means): it prints `Begin`, does it, and prints
+//!   `Done` — on
 //!   stdout, like everything the work itself prints. The runtime's stdout relay (in the `qplay`
 //!   executable) sends what is printed between the two to the kernel on this link, as
 //!   [`FromRuntime`] messages, in order; meanwhile the executor captures stderr (a pipe in
@@ -61,19 +63,22 @@ pub fn link() -> &'static Link {
     super::process::shared(super::process::Slot::Link, Link::default)
 }
 
+/// What the executor does for a request (`update`, `close`, `run`), and how it ended.
+pub type Answer = fn(ToRuntime) -> Outcome;
+
 impl Link {
-    /// Whether a kernel listens; connects on first use.
-    pub fn connected(&self) -> bool {
+    /// Whether a kernel listens; connects on first use, with `answer` for its requests.
+    pub fn connected(&self, answer: Answer) -> bool {
         let mut connection = lock(&self.connection);
         if !connection.0 {
             connection.0 = true;
-            connection.1 = self.connect();
+            connection.1 = self.connect(answer);
         }
         connection.1.is_some()
     }
 
     /// Connects to the kernel's socket and starts the reader and the executor.
-    fn connect(&self) -> Option<UnixStream> {
+    fn connect(&self, answer: Answer) -> Option<UnixStream> {
         let path = std::env::var_os(LINK_ENV)?;
         let stream = match UnixStream::connect(&path) {
             Ok(stream) => stream,
@@ -95,7 +100,7 @@ impl Link {
             .ok()?;
         std::thread::Builder::new()
             .name("qplay-cells".into())
-            .spawn(move || execute(rx))
+            .spawn(move || execute(rx, answer))
             .ok()?;
         Some(stream)
     }
@@ -168,7 +173,7 @@ fn read_requests(stream: UnixStream) {
 }
 
 /// Answers requests one at a time: `Begin`, the work with stderr captured, `Done`.
-fn execute(requests: mpsc::Receiver<ToRuntime>) {
+fn execute(requests: mpsc::Receiver<ToRuntime>, answer: Answer) {
     let link = link();
     for (n, request) in (1u64..).zip(requests) {
         let seq = request.seq();
@@ -186,30 +191,6 @@ fn execute(requests: mpsc::Receiver<ToRuntime>) {
             let _ = cv.wait_timeout_while(lock(sent), STDERR_WAIT, |s| *s < n);
         }
         emit(&FromRuntime::Done { seq, outcome });
-    }
-}
-
-/// Does what the kernel asked.
-fn answer(request: ToRuntime) -> Outcome {
-    let registry = crate::widgets::registry::registry();
-    match request {
-        ToRuntime::Update {
-            changes, clicks, ..
-        } => {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                registry.apply(&changes, &clicks)
-            }));
-            if run.is_err() {
-                eprintln!("qplay: a live view panicked");
-            }
-            Outcome::Ok
-        }
-        ToRuntime::Close { comm_ids, .. } => {
-            registry.close(&comm_ids);
-            Outcome::Ok
-        }
-        ToRuntime::Run { cell, .. } => super::wrapped::call(&cell),
-        ToRuntime::Opened { .. } => Outcome::Ok,
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::display::emit;
 use crate::runtime::link::link;
-use crate::runtime::protocol::{Change, Form, FromRuntime, State};
+use crate::runtime::protocol::{Change, Form, FromRuntime, Outcome, State, ToRuntime};
 
 /// How long a new widget waits for the kernel's `opened` answer.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
@@ -38,7 +38,7 @@ impl WidgetModel {
     /// Changes state entries here and in the browser.
     pub(crate) fn set(&self, changes: State) {
         lock(&self.state).extend(changes.clone());
-        if link().connected() {
+        if link().connected(answer) {
             emit(&FromRuntime::CommMsg {
                 comm_id: self.id.clone(),
                 state: changes,
@@ -103,7 +103,7 @@ impl Registry {
         });
         lock(&self.widgets).insert(id.clone(), core.clone());
         let link = link();
-        if link.connected() {
+        if link.connected(answer) {
             let message = FromRuntime::CommOpen {
                 comm_id: id.clone(),
                 state,
@@ -151,7 +151,7 @@ impl Registry {
     }
 
     /// Forgets closed models and the live views drawing into them.
-    pub(crate) fn close(&self, ids: &[String]) {
+    fn close(&self, ids: &[String]) {
         let mut widgets = lock(&self.widgets);
         for id in ids {
             widgets.remove(id);
@@ -162,5 +162,30 @@ impl Registry {
     /// How many live views are registered.
     pub(crate) fn live_count(&self) -> usize {
         lock(&self.lives).len()
+    }
+}
+
+/// What the runtime does for the kernel's requests on the link: the browser's changes applied
+/// (live views redrawn), closed widgets forgotten, a wrapped cell called.
+fn answer(request: ToRuntime) -> Outcome {
+    let registry = registry();
+    match request {
+        ToRuntime::Update {
+            changes, clicks, ..
+        } => {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                registry.apply(&changes, &clicks)
+            }));
+            if run.is_err() {
+                eprintln!("qplay: a live view panicked");
+            }
+            Outcome::Ok
+        }
+        ToRuntime::Close { comm_ids, .. } => {
+            registry.close(&comm_ids);
+            Outcome::Ok
+        }
+        ToRuntime::Run { cell, .. } => crate::runtime::wrapped::call(&cell),
+        ToRuntime::Opened { .. } => Outcome::Ok,
     }
 }

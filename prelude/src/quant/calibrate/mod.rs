@@ -23,8 +23,8 @@ pub mod mixed;
 pub mod params;
 pub mod qdq;
 pub mod ranges;
-pub mod stats;
 pub mod refine;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,8 +42,8 @@ pub use mixed::{
 };
 use params::Grid;
 use ranges::Counted;
-pub use stats::Progress;
 pub use refine::equalize;
+pub use stats::Progress;
 
 /// How activation ranges are found.
 #[derive(Debug, Clone, Copy, PartialEq)]
