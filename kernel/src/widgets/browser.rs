@@ -162,7 +162,7 @@ impl Widgets {
 /// Checks a browser update against the model's kind ([`kinds::Kind::check_update`]). Every
 /// model qplay makes is of a declared kind (the prelude's tests walk every constructor).
 fn validate(model: &Model, changes: &State) -> Result<(), String> {
-    let Some(kind) = kinds::of(model.name()) else {
+    let Some(kind) = kinds::of_state(&model.state) else {
         return Err(format!(
             "{} is not a widget kind qplay declares",
             model.name()

@@ -133,6 +133,14 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// The `_anywidget_id` it declares (anywidget kinds only).
+    pub fn anywidget_id(&self) -> Option<&'static str> {
+        match self.own.iter().find(|p| p.name == "_anywidget_id")?.initial {
+            Initial::Text(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// All its properties: those every control has, its style, then its own.
     pub fn props(&self) -> impl Iterator<Item = &'static Prop> + '_ {
         let control: &'static [Prop] = if self.control { &CONTROL } else { &[] };

@@ -407,14 +407,21 @@ pub const ALL: [&Kind; 18] = [
     &DESCRIPTION_STYLE,
 ];
 
-/// The kind with model name `model`.
+/// The kind with model name `model` (for anywidget models, which share `AnyModel`, the first;
+/// [`of_state`] tells them apart).
 pub fn of(model: &str) -> Option<&'static Kind> {
     ALL.into_iter().find(|k| k.model == model)
 }
 
-/// The kind of a model's state (by its `_model_name`).
+/// The kind of a model's state: by its `_model_name`, and for anywidget models (all
+/// `AnyModel`) by their `_anywidget_id` too.
 pub fn of_state(state: &State) -> Option<&'static Kind> {
-    of(state.get("_model_name")?.as_str()?)
+    let model = state.get("_model_name")?.as_str()?;
+    let id = state
+        .get("_anywidget_id")
+        .and_then(serde_json::Value::as_str);
+    ALL.into_iter()
+        .find(|k| k.model == model && k.anywidget_id() == id)
 }
 
 /// Every prelude function that creates widget models, with how many top-level models one call
@@ -430,7 +437,7 @@ mod tests {
 
     #[test]
     fn kinds_and_constructors_are_unique() {
-        let mut models: Vec<_> = ALL.iter().map(|k| k.model).collect();
+        let mut models: Vec<_> = ALL.iter().map(|k| (k.model, k.anywidget_id())).collect();
         models.sort();
         models.dedup();
         assert_eq!(models.len(), ALL.len());
@@ -453,6 +460,29 @@ mod tests {
             props.dedup();
             assert_eq!(props.len(), n, "{} declares a property twice", k.model);
         }
+    }
+
+    /// anywidget models all say `AnyModel`: their kind is told by `_anywidget_id`.
+    #[test]
+    fn anywidget_kinds_are_told_apart_by_their_id() {
+        let graph = GRAPH_VIEW.state(
+            json!({"layout": "IPY_MODEL_L", "_css": "", "_esm": "", "model": "m",
+                                            "overlays": {}, "svg": "", "tensors": []}),
+        );
+        let id = |k: &Kind| (k.model, k.anywidget_id());
+        assert_eq!(
+            of_state(&graph).map(id),
+            Some(("AnyModel", Some("qplay.GraphView")))
+        );
+        let mut other = graph.clone();
+        other.insert("_anywidget_id".into(), "someone.Else".into());
+        assert!(
+            of_state(&other).is_none(),
+            "another anywidget is not the graph view"
+        );
+        let slider = FLOAT_SLIDER.state(json!({"layout": "IPY_MODEL_L", "style": "IPY_MODEL_S",
+                                               "min": 0.0, "max": 2.0, "value": 1.0, "step": 0.1}));
+        assert_eq!(of_state(&slider).map(id), Some(("FloatSliderModel", None)));
     }
 
     fn changes(v: Value) -> State {

@@ -504,7 +504,7 @@ pub fn live_view_count() -> usize {
 
 /// `FloatSlider(description="scale", value=1.0, …)`: the properties its kind shows.
 fn describe(core: &WidgetModel, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let kind = kinds::of(&core.model);
+    let kind = core.kind();
     let mut parts = Vec::new();
     for p in kind.into_iter().flat_map(|k| k.props()).filter(|p| p.shown) {
         let v = core.get(p.name);

@@ -46,6 +46,11 @@ impl WidgetModel {
         }
     }
 
+    /// Its declared kind (by model name and, for anywidget models, their id).
+    pub(crate) fn kind(&self) -> Option<&'static super::kind::Kind> {
+        super::kinds::of_state(&lock(&self.state))
+    }
+
     pub(crate) fn clicks(&self) -> u64 {
         self.clicks.load(Ordering::SeqCst)
     }
