@@ -4,6 +4,8 @@ int8), and Python onnxruntime predicts with it exactly as qplay does, image for 
 int16-activation model. Bad types and widths, and type pairs onnxruntime's CPU provider cannot
 run, are named errors that write nothing."""
 
+import json
+
 import numpy as np
 import onnx
 from conftest import assert_predicts_as_python
@@ -94,3 +96,23 @@ def test_edit_stores_chosen_weights_as_int4_and_python_onnxruntime_runs_them(qpl
         proc = qplay("edit", "--model", "resnet8_int8", "--type", flag, "--out", bad, check=False)
         assert proc.returncode != 0 and says in proc.stderr, proc.stderr
         assert not bad.exists()
+
+
+def test_adaround_of_a_torchscript_model_writes_a_module_that_torch_jit_runs(qplay, tmp_path):
+    # --model: the bundled FX int8 TorchScript with its weights re-quantized to 4 bits inside
+    # qint8 (per channel, as stored), rounded by AdaRound against resnet8_float; the .pt predicts
+    # in torch.jit as qplay does.
+    out = tmp_path / "ada4.pt"
+    proc = qplay("adaround", "--model", "resnet8_int8_torch", "--weight-bits", 4, "--iterations", 20,
+                 "--per-class", 2, "--test", "lossless249", "--out", out, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["calibration"] == "resnet8_int8_torch, 4-bit weights (with_bits, per-channel)"
+    layers = summary["result"]["layers"]
+    assert len(layers) == 10 and all(l["bits"] == 4 for l in layers), layers
+    assert_predicts_as_python(qplay, out, tmp_path)
+    # The output's format must be the model's; calibration flags do not apply to --model.
+    for flags, says in [(["--out", tmp_path / "ada4.onnx"], "is TorchScript, so the rounded model is a .pt file"),
+                        (["--out", tmp_path / "again.pt", "--per-channel"], "--per-channel and --equalize are for calibrating --float")]:
+        proc = qplay("adaround", "--model", "resnet8_int8_torch", *flags, check=False)
+        assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+    assert not (tmp_path / "ada4.onnx").exists() and not (tmp_path / "again.pt").exists()
