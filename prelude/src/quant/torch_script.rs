@@ -38,7 +38,10 @@
 //! (the shim's `qpt_expose_activations`). These are the *quantized* tensors (dequantized to
 //! float by tch): a quantized op computes its float result and rounds it inside one kernel, so
 //! the value before rounding is not a tensor TorchScript can give; nor are tensors inside a
-//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only.
+//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only. For AdaRound,
+//! `csrc/torchscript_adaround.cpp` makes the same kind of version return instead the input of
+//! every packed-weight module the root graph calls, with each conv's settings
+//! ([`Script::expose_weight_inputs`]).
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;

@@ -178,6 +178,7 @@ impl Inputs {
 
     /// The input of `module` on `batch` (NHWC, raw pixels), dequantized: NCHW for a conv.
     pub(super) fn input(&self, batch: ArrayView4<'_, f32>, module: &str) -> Result<Tensor> {
+        crate::interrupt::check()?;
         let i = self
             .modules
             .iter()
