@@ -5,6 +5,7 @@ int16-activation model. Bad types and widths, and type pairs onnxruntime's CPU p
 run, are named errors that write nothing."""
 
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -116,3 +117,51 @@ def test_adaround_of_a_torchscript_model_writes_a_module_that_torch_jit_runs(qpl
         proc = qplay("adaround", "--model", "resnet8_int8_torch", *flags, check=False)
         assert proc.returncode != 0 and says in proc.stderr, proc.stderr
     assert not (tmp_path / "ada4.onnx").exists() and not (tmp_path / "again.pt").exists()
+
+
+def per_tensor_torchscript(root, out):
+    """The bundled FX int8 TorchScript with every packed weight re-quantized per tensor
+    (symmetric qint8, scale max|w| / 127) and repacked with its bias and conv settings."""
+    import torch
+
+    torch.backends.quantized.engine = "fbgemm"
+    m = torch.jit.load(str(root / "models" / "resnet8_int8_torch.pt"))
+    ops = torch.ops.quantized
+
+    def per_tensor(w):
+        f = w.dequantize()
+        return torch.quantize_per_tensor(f, float(f.abs().max()) / 127, 0, torch.qint8)
+
+    for name, c in m.named_children():
+        if not hasattr(c, "_packed_params"):
+            continue
+        p = c._packed_params
+        if name == "dense":
+            w, b = ops.linear_unpack(p._packed_params)
+            p._packed_params = ops.linear_prepack(per_tensor(w), b)
+        else:
+            w, b = ops.conv2d_unpack(p)
+            c._packed_params = ops.conv2d_prepack(per_tensor(w), b, ops.conv2d_stride(p), ops.conv2d_padding(p),
+                                                  ops.conv2d_dilation(p), ops.conv2d_groups(p))
+    with warnings.catch_warnings():  # torch.jit.save's deprecation in favour of torch.export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(m, str(out))
+    return out
+
+
+def test_adaround_of_a_per_tensor_torchscript_model_keeps_one_scale_per_weight(qplay, root, tmp_path):
+    source = per_tensor_torchscript(root, tmp_path / "int8_per_tensor.pt")
+    out = tmp_path / "ada4_per_tensor.pt"
+    proc = qplay("adaround", "--model", source, "--weight-bits", 4, "--iterations", 20, "--per-class", 2,
+                 "--test", "lossless249", "--out", out, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["calibration"].endswith("4-bit weights (with_bits, per-tensor)"), summary["calibration"]
+    assert len(summary["result"]["layers"]) == 10
+    assert_predicts_as_python(qplay, out, tmp_path)
+    import torch
+
+    m = torch.jit.load(str(out))
+    for name in ("conv2d", "conv2d_7"):
+        w, _ = torch.ops.quantized.conv2d_unpack(getattr(m, name)._packed_params)
+        assert w.qscheme() == torch.per_tensor_affine, name
+        assert w.int_repr().abs().max() <= 7, name
