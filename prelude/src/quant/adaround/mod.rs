@@ -180,8 +180,9 @@ pub struct AdaRound {
 
 /// A new version of `m` (a QDQ ONNX or quantized TorchScript model) whose weights are rounded by
 /// AdaRound (see the module) instead of to nearest; `float` is the float ONNX model `m` was made
-/// from (equalized when `m` was), `data` the images to learn on (training images, not the test set). Bad options are
-/// errors naming the option; an interrupt stops it between iterations and changes nothing.
+/// from (equalized when `m` was), `data` the images to learn on (training images, not the test
+/// set). Bad options are errors naming the option; an interrupt stops it between iterations and
+/// changes nothing.
 pub fn adaround(
     m: &QuantModel,
     float: &QuantModel,
