@@ -4,6 +4,9 @@ int8), and Python onnxruntime predicts with it exactly as qplay does, image for 
 int16-activation model. Bad types and widths, and type pairs onnxruntime's CPU provider cannot
 run, are named errors that write nothing."""
 
+import json
+import warnings
+
 import numpy as np
 import onnx
 from conftest import assert_predicts_as_python
@@ -94,3 +97,71 @@ def test_edit_stores_chosen_weights_as_int4_and_python_onnxruntime_runs_them(qpl
         proc = qplay("edit", "--model", "resnet8_int8", "--type", flag, "--out", bad, check=False)
         assert proc.returncode != 0 and says in proc.stderr, proc.stderr
         assert not bad.exists()
+
+
+def test_adaround_of_a_torchscript_model_writes_a_module_that_torch_jit_runs(qplay, tmp_path):
+    # --model: the bundled FX int8 TorchScript with its weights re-quantized to 4 bits inside
+    # qint8 (per channel, as stored), rounded by AdaRound against resnet8_float; the .pt predicts
+    # in torch.jit as qplay does.
+    out = tmp_path / "ada4.pt"
+    proc = qplay("adaround", "--model", "resnet8_int8_torch", "--weight-bits", 4, "--iterations", 20,
+                 "--per-class", 2, "--test", "lossless249", "--out", out, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["calibration"] == "resnet8_int8_torch, 4-bit weights (with_bits, per-channel)"
+    layers = summary["result"]["layers"]
+    assert len(layers) == 10 and all(l["bits"] == 4 for l in layers), layers
+    assert_predicts_as_python(qplay, out, tmp_path)
+    # The output's format must be the model's; calibration flags do not apply to --model.
+    for flags, says in [(["--out", tmp_path / "ada4.onnx"], "is TorchScript, so the rounded model is a .pt file"),
+                        (["--out", tmp_path / "again.pt", "--per-channel"], "--per-channel and --equalize are for calibrating --float")]:
+        proc = qplay("adaround", "--model", "resnet8_int8_torch", *flags, check=False)
+        assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+    assert not (tmp_path / "ada4.onnx").exists() and not (tmp_path / "again.pt").exists()
+
+
+def per_tensor_torchscript(root, out):
+    """The bundled FX int8 TorchScript with every packed weight re-quantized per tensor
+    (symmetric qint8, scale max|w| / 127) and repacked with its bias and conv settings."""
+    import torch
+
+    torch.backends.quantized.engine = "fbgemm"
+    m = torch.jit.load(str(root / "models" / "resnet8_int8_torch.pt"))
+    ops = torch.ops.quantized
+
+    def per_tensor(w):
+        f = w.dequantize()
+        return torch.quantize_per_tensor(f, float(f.abs().max()) / 127, 0, torch.qint8)
+
+    for name, c in m.named_children():
+        if not hasattr(c, "_packed_params"):
+            continue
+        p = c._packed_params
+        if name == "dense":
+            w, b = ops.linear_unpack(p._packed_params)
+            p._packed_params = ops.linear_prepack(per_tensor(w), b)
+        else:
+            w, b = ops.conv2d_unpack(p)
+            c._packed_params = ops.conv2d_prepack(per_tensor(w), b, ops.conv2d_stride(p), ops.conv2d_padding(p),
+                                                  ops.conv2d_dilation(p), ops.conv2d_groups(p))
+    with warnings.catch_warnings():  # torch.jit.save's deprecation in favour of torch.export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(m, str(out))
+    return out
+
+
+def test_adaround_of_a_per_tensor_torchscript_model_keeps_one_scale_per_weight(qplay, root, tmp_path):
+    source = per_tensor_torchscript(root, tmp_path / "int8_per_tensor.pt")
+    out = tmp_path / "ada4_per_tensor.pt"
+    proc = qplay("adaround", "--model", source, "--weight-bits", 4, "--iterations", 20, "--per-class", 2,
+                 "--test", "lossless249", "--out", out, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["calibration"].endswith("4-bit weights (with_bits, per-tensor)"), summary["calibration"]
+    assert len(summary["result"]["layers"]) == 10
+    assert_predicts_as_python(qplay, out, tmp_path)
+    import torch
+
+    m = torch.jit.load(str(out))
+    for name in ("conv2d", "conv2d_7"):
+        w, _ = torch.ops.quantized.conv2d_unpack(getattr(m, name)._packed_params)
+        assert w.qscheme() == torch.per_tensor_affine, name
+        assert w.int_repr().abs().max() <= 7, name

@@ -1,5 +1,6 @@
 //! AdaRound: learned rounding beats nearest rounding on images it did not learn on; bad options
-//! are errors naming the option; a seed gives the same model every time.
+//! are errors naming the option; a seed gives the same model every time (QDQ ONNX models;
+//! TorchScript: adaround_torch.rs).
 
 mod common;
 
@@ -145,14 +146,16 @@ fn bad_options_are_errors_naming_the_option_and_its_range() {
     };
     let e = adaround(&m, &float, &data, &four).unwrap_err().to_string();
     assert!(e.contains("outside the 4-bit grid"), "{e}");
-    // The float reference must be the model's own; TorchScript is named as unsupported.
+    // The float reference must be the model's own float ONNX model, not TorchScript
+    // (TorchScript models themselves: tests/adaround_torch.rs).
     let e = adaround(&m, &m, &data, &d()).unwrap_err().to_string();
     assert!(e.contains("is not the float model"), "{e}");
     let torch = workbench("resnet8_int8_torch").unwrap();
-    let e = adaround(&torch, &float, &data, &d())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("TorchScript"), "{e}");
+    let e = adaround(&m, &torch, &data, &d()).unwrap_err().to_string();
+    assert!(
+        e.contains("is TorchScript; the float reference of QDQ ONNX"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -210,8 +210,7 @@ fn long_operations_stop_when_interrupted_and_work_again_after_clear() {
     );
 
     // AdaRound, raised between two iterations of its second layer: an interrupted error, and
-    // the model it was given is as it was.
-    let before = models.int8.content_hash().unwrap();
+    // the model it was given is as it was (a QDQ ONNX and a TorchScript model).
     let raise = |what: &str, done: usize, _: usize| {
         if what.contains("conv2d_1") && done >= 50 {
             request();
@@ -222,11 +221,14 @@ fn long_operations_stop_when_interrupted_and_work_again_after_clear() {
         per_class: 1,
         ..Default::default()
     };
-    let e = adaround_with(&models.int8, &models.float, &data, &options, Some(&raise))
-        .expect_err("AdaRound ran to the end");
-    assert!(is_interrupted(&e), "{e:#}");
-    clear();
-    assert_eq!(models.int8.content_hash().unwrap(), before);
-    assert_eq!(models.int8.version(), 0);
+    for (m, what) in [(&models.int8, "ONNX"), (&models.torch, "TorchScript")] {
+        let before = m.content_hash().unwrap();
+        let e = adaround_with(m, &models.float, &data, &options, Some(&raise))
+            .expect_err("AdaRound ran to the end");
+        assert!(is_interrupted(&e), "{what}: {e:#}");
+        clear();
+        assert_eq!(m.content_hash().unwrap(), before, "{what}");
+        assert_eq!(m.version(), 0, "{what}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -38,12 +38,15 @@
 //! (the shim's `qpt_expose_activations`). These are the *quantized* tensors (dequantized to
 //! float by tch): a quantized op computes its float result and rounds it inside one kernel, so
 //! the value before rounding is not a tensor TorchScript can give; nor are tensors inside a
-//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only.
+//! submodule's own graph. SQNR (before vs after QDQ) therefore stays ONNX only. For AdaRound,
+//! `csrc/torchscript_adaround.cpp` makes the same kind of version return instead the input of
+//! every packed-weight module the root graph calls, with each conv's settings
+//! ([`Script::expose_weight_inputs`]).
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tch::{Kind, Tensor};
 
 use super::{QDtype, QuantParam, Role};
@@ -92,7 +95,21 @@ extern "C" {
         listing: *mut *mut c_char,
         err: *mut *mut c_char,
     ) -> *mut c_void;
+    fn qpt_expose_weight_inputs(
+        h: *mut c_void,
+        token: *const c_char,
+        listing: *mut *mut c_char,
+        err: *mut *mut c_char,
+    ) -> *mut c_void;
 }
+
+/// The signature of the shim's `qpt_expose_*` calls.
+type ExposeFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_char,
+    *mut *mut c_char,
+    *mut *mut c_char,
+) -> *mut c_void;
 
 /// A tensor that [`Script::expose_activations`] added to the outputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +118,52 @@ pub enum Exposed {
     Node(i64),
     /// The output of the direct submodule named so.
     Module(String),
+}
+
+/// A call of a packed-weight module in the root graph, whose input
+/// [`Script::expose_weight_inputs`] added to the outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightCall {
+    /// The direct submodule called (a quantized conv or linear module).
+    pub module: String,
+    /// A conv's settings, as its packed weight holds them; `None` for a linear layer.
+    pub conv: Option<ConvSettings>,
+}
+
+/// A packed conv weight's settings (height, width).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvSettings {
+    /// Stride.
+    pub stride: [i64; 2],
+    /// Zero padding on each side (top = bottom, left = right).
+    pub padding: [i64; 2],
+    /// Dilation.
+    pub dilation: [i64; 2],
+    /// Groups.
+    pub groups: i64,
+}
+
+impl ConvSettings {
+    fn parse(fields: &[&str]) -> Result<ConvSettings> {
+        let ints =
+            |f: &str| -> Result<Vec<i64>> { f.split(',').map(|x| Ok(x.parse::<i64>()?)).collect() };
+        let pair = |f: &str| -> Result<[i64; 2]> {
+            match ints(f)?.as_slice() {
+                [a, b] => Ok([*a, *b]),
+                [a] => Ok([*a, *a]),
+                other => bail!("a 2-D conv setting has {} values", other.len()),
+            }
+        };
+        let [stride, padding, dilation, groups] = fields else {
+            bail!("a conv needs stride, padding, dilation and groups; got {fields:?}");
+        };
+        Ok(ConvSettings {
+            stride: pair(stride)?,
+            padding: pair(padding)?,
+            dilation: pair(dilation)?,
+            groups: groups.parse()?,
+        })
+    }
 }
 
 /// Whether a quantized tensor has one scale per channel.
@@ -324,22 +387,48 @@ impl Script {
     /// tensor the root graph computes (quantize ops and direct submodule calls), listed in order.
     /// Its root gets a new type, named with `token`.
     pub fn expose_activations(&self, token: &str) -> Result<(Script, Vec<Exposed>)> {
+        self.exposed(token, qpt_expose_activations, |f| match f {
+            ["N", n, ..] => Ok(Exposed::Node(n.parse()?)),
+            ["M", name] => Ok(Exposed::Module(name.to_string())),
+            _ => bail!("not an exposed node or module"),
+        })
+    }
+
+    /// A new version whose `forward` returns a tuple: the model output, then the input of each
+    /// call of a packed-weight module in the root graph (the quantized tensor it is given), in
+    /// graph order, as listed. Its root gets a new type, named with `token`.
+    pub fn expose_weight_inputs(&self, token: &str) -> Result<(Script, Vec<WeightCall>)> {
+        self.exposed(token, qpt_expose_weight_inputs, |f| match f {
+            ["linear", module] => Ok(WeightCall {
+                module: module.to_string(),
+                conv: None,
+            }),
+            ["conv2d", module, settings @ ..] => Ok(WeightCall {
+                module: module.to_string(),
+                conv: Some(ConvSettings::parse(settings)?),
+            }),
+            _ => bail!("not a packed conv or linear module"),
+        })
+    }
+
+    /// The version a shim call that rewrites the root `forward` makes (its root gets a new type
+    /// named with `token`), and what it added, one `line` per tab-separated listing line.
+    fn exposed<T>(
+        &self,
+        token: &str,
+        expose: ExposeFn,
+        line: impl Fn(&[&str]) -> Result<T>,
+    ) -> Result<(Script, Vec<T>)> {
         let token = c_token(token)?;
         let (mut listing, mut err) = (ptr::null_mut(), ptr::null_mut());
         // SAFETY: valid handle and token; out-parameters.
-        let handle =
-            unsafe { qpt_expose_activations(self.handle, token.as_ptr(), &mut listing, &mut err) };
+        let handle = unsafe { expose(self.handle, token.as_ptr(), &mut listing, &mut err) };
         let exposed = script(handle, err)?;
-        let listing = take_string(listing);
-        let items = listing
+        let items = take_string(listing)
             .lines()
             .map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                match f.as_slice() {
-                    ["N", n, ..] => Ok(Exposed::Node(n.parse()?)),
-                    ["M", name] => Ok(Exposed::Module(name.to_string())),
-                    _ => bail!("unexpected line from the shim: {l}"),
-                }
+                let fields: Vec<&str> = l.split('\t').collect();
+                line(&fields).with_context(|| format!("unexpected line from the shim: {l}"))
             })
             .collect::<Result<_>>()?;
         Ok((exposed, items))

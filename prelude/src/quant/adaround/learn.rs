@@ -73,7 +73,12 @@ impl Gram {
         let flat = x
             .as_slice()
             .ok_or_else(|| anyhow!("a captured tensor is not contiguous"))?;
-        let x = Tensor::from_slice(flat).view(shape.as_slice());
+        self.add_tensor(op, &Tensor::from_slice(flat).view(shape.as_slice()))
+    }
+
+    /// [`Gram::add`] for an input that is already a float tensor.
+    pub(super) fn add_tensor(&mut self, op: &Op, x: &Tensor) -> Result<()> {
+        let shape = x.size();
         let patches = match op {
             Op::Conv {
                 kernel,

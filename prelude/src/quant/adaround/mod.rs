@@ -22,11 +22,18 @@
 //! version was made from (the equalized one after [`equalize`](super::calibrate::equalize)).
 //! Activation ranges, biases and every other parameter stay as they are.
 //!
+//! TorchScript models (quantized FX modules, e.g. `resnet8_int8_torch` after `with_bits`) are
+//! rounded the same way: each packed conv/linear weight's input is captured as the root graph
+//! passes it to the module, the float weights come from the float ONNX model the module was made
+//! from (`resnet8_float`), matched by module name, and the learned integers are repacked with
+//! the weight's scales and settings (see `torch.rs`).
+//!
 //! The error is computed through the Gram matrix of the layer's input patches (see `learn.rs`),
 //! so every iteration sees every sampled image: the learning itself is deterministic, and
 //! `seed` chooses which images of each class are sampled.
 
 mod learn;
+mod torch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,7 +141,7 @@ impl AdaRoundOptions {
 pub struct AdaRoundLayer {
     /// The weight (its parameter row).
     pub weight: String,
-    /// The Conv/Gemm node reading it.
+    /// The Conv/Gemm node reading it (TorchScript: the quantized conv/linear module).
     pub node: String,
     /// The grid's width.
     pub bits: u32,
@@ -171,10 +178,11 @@ pub struct AdaRound {
     pub version: QuantModel,
 }
 
-/// A new version of `m` (a QDQ ONNX model) whose weights are rounded by AdaRound (see the
-/// module) instead of to nearest; `float` is the float model `m` was made from (equalized when
-/// `m` was), `data` the images to learn on (training images, not the test set). Bad options are
-/// errors naming the option; an interrupt stops it between iterations and changes nothing.
+/// A new version of `m` (a QDQ ONNX or quantized TorchScript model) whose weights are rounded by
+/// AdaRound (see the module) instead of to nearest; `float` is the float ONNX model `m` was made
+/// from (equalized when `m` was), `data` the images to learn on (training images, not the test
+/// set). Bad options are errors naming the option; an interrupt stops it between iterations and
+/// changes nothing.
 pub fn adaround(
     m: &QuantModel,
     float: &QuantModel,
@@ -281,18 +289,18 @@ pub(crate) fn rounded_at_bits(
 /// Checks the options and the two models; the layers of `m` to round, in network order.
 fn prepare(m: &QuantModel, float: &QuantModel, options: &AdaRoundOptions) -> Result<Vec<Layer>> {
     options.check()?;
-    if m.framework() == Framework::Torch || float.framework() == Framework::Torch {
+    crate::torch::init_runtime()?;
+    if m.framework() == Framework::Torch {
+        return torch::layers(m, float);
+    }
+    if float.framework() == Framework::Torch {
         bail!(
-            "adaround takes QDQ ONNX models; `{}` is TorchScript (not supported yet: its packed \
-             weights have no per-layer input to capture here)",
-            if m.framework() == Framework::Torch {
-                m.name()
-            } else {
-                float.name()
-            }
+            "`{}` is TorchScript; the float reference of QDQ ONNX model `{}` is the float ONNX \
+             model it was made from",
+            float.name(),
+            m.name()
         );
     }
-    crate::torch::init_runtime()?;
     let proto = m.proto()?.clone();
     m.check_float_reference(float, &proto)?;
     layers(m, float.proto()?, &proto)
@@ -303,7 +311,8 @@ fn prepare(m: &QuantModel, float: &QuantModel, options: &AdaRoundOptions) -> Res
 struct Layer {
     node: String,
     param: QuantParam,
-    /// The tensor the node reads (dequantized), captured as its input.
+    /// The tensor the node reads (dequantized), captured as its input; TorchScript: the module
+    /// whose input it is (see `torch.rs`).
     input: String,
     op: Op,
     /// The float weights, in the parameter's layout.
@@ -344,8 +353,15 @@ impl Layer {
     /// `mean p pᵀ` over the patches of this layer's input in `v`, on images `indices` of `data`.
     fn gram(&self, v: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<Array2<f32>> {
         let mut gram = Gram::new();
+        let torch = (v.framework() == Framework::Torch)
+            .then(|| torch::Inputs::of(v))
+            .transpose()?;
         for chunk in indices.chunks(super::calibrate::stats::BATCH) {
             let batch = data.nhwc_batch(chunk);
+            if let Some(inputs) = &torch {
+                gram.add_tensor(&self.op, &inputs.input(batch.view(), &self.input)?)?;
+                continue;
+            }
             let captured = v.captured(batch.view(), &[self.input.as_str()], Memo::Read)?;
             let x = captured
                 .get(&self.input)

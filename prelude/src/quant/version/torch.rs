@@ -194,6 +194,14 @@ impl Format for TorchBody {
 }
 
 impl QuantModel {
+    /// This TorchScript version's module (never changed; edits make new ones).
+    pub(crate) fn torch_script(&self) -> Result<&Script> {
+        match &self.body {
+            Body::Torch(body) => Ok(&body.script),
+            Body::Onnx(_) => bail!("`{}` is not a TorchScript model", self.info.name),
+        }
+    }
+
     /// The TorchScript capture module, built on first use: this version's `forward` changed
     /// to also return every quantized tensor its root graph computes.
     fn torch_capture(&self) -> Result<&TorchCapture> {
