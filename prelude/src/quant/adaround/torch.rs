@@ -73,7 +73,7 @@ pub(super) fn layers(m: &QuantModel, float: &QuantModel) -> Result<Vec<Layer>> {
                     float.name()
                 ))
             })?;
-        let (mut values, mut dims) = crate::quant::calibrate::steps::read_floats(
+        let (mut values, mut dims) = crate::quant::calibrate::refine::read_floats(
             float_proto,
             node.input.get(1).map_or("", |s| s.as_str()),
         )
@@ -178,7 +178,7 @@ impl Inputs {
 
     /// The input of `module` on `batch` (NHWC, raw pixels), dequantized: NCHW for a conv.
     pub(super) fn input(&self, batch: ArrayView4<'_, f32>, module: &str) -> Result<Tensor> {
-        crate::interrupt::check()?;
+        crate::runtime::interrupt::check()?;
         let i = self
             .modules
             .iter()
