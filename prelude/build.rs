@@ -2,7 +2,8 @@
 //! project's Python environment ships with the `onnx` package, using protox (a pure-Rust
 //! protobuf compiler; no `protoc` needed). `$ONNX_PROTO` may name another `onnx.proto`.
 //!
-//! Compiles the TorchScript shim `csrc/torchscript.cpp` against libtorch's headers (`$LIBTORCH`,
+//! Compiles the TorchScript shim (`csrc/torchscript.cpp`, and `csrc/torchscript_graph.cpp`,
+//! which reads the root graph's dataflow for drawing) against libtorch's headers (`$LIBTORCH`,
 //! as torch-sys uses it), with the flags torch-sys uses for its own C++ wrapper.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +27,10 @@ fn find_onnx_proto() -> Option<PathBuf> {
 }
 
 fn compile_shim() {
-    println!("cargo:rerun-if-changed=csrc/torchscript.cpp");
+    const SOURCES: [&str; 2] = ["csrc/torchscript.cpp", "csrc/torchscript_graph.cpp"];
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     let libtorch =
         PathBuf::from(std::env::var_os("LIBTORCH").expect(
             "LIBTORCH is not set: source scripts/env.sh (it points into the .venv's torch)",
@@ -42,7 +46,7 @@ fn compile_shim() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("csrc/torchscript.cpp")
+        .files(SOURCES)
         .compile("qplay_torchscript");
     println!(
         "cargo:rustc-link-search=native={}",

@@ -19,7 +19,6 @@ use serde_json::{json, Map, Value};
 use super::hub::Core;
 use super::{kinds, models, open_control, Dropdown, Widget};
 use crate::display::{MimeBundle, Rich};
-use crate::model::Model;
 use crate::quant::graph::{svg, Figure, Graph, Overlay};
 use crate::quant::QuantModel;
 
@@ -83,9 +82,13 @@ fn overlays_state(g: &Graph, overlays: &[Overlay]) -> Value {
             })
             .collect();
         let rank = Figure::ALL.iter().position(|f| *f == o.figure);
+        let caption = match &o.unavailable {
+            Some(why) => format!("{} ({why})", o.figure.caption()),
+            None => o.figure.caption().to_string(),
+        };
         out.insert(
             o.figure.name().into(),
-            json!({"rank": rank, "caption": o.figure.caption(),
+            json!({"rank": rank, "caption": caption,
                    "legend": svg::legend_only(&coloured), "paint": paint, "tips": tips}),
         );
     }
@@ -102,8 +105,8 @@ impl GraphView {
         self
     }
 
-    /// Sends `overlays` (at most one per figure) with version `v`'s quantization parameters
-    /// in the tooltips (an ONNX `v`; a TorchScript one leaves the drawing's own); the browser
+    /// Sends `overlays` (at most one per figure; an [`Overlay::unavailable`] one is listed with
+    /// its reason) with version `v`'s quantization parameters in the tooltips; the browser
     /// recolours in place. Returns the view, to show it.
     pub fn show(&self, v: &QuantModel, overlays: &[Overlay]) -> Result<GraphView> {
         for (i, o) in overlays.iter().enumerate() {
@@ -115,11 +118,7 @@ impl GraphView {
             }
         }
         let mut shown = lock(&self.shown);
-        // A TorchScript version has no graph of its own to describe (see `graph`): the view
-        // keeps the network it draws, and its tooltips.
-        if v.framework() == crate::model::Framework::Onnx {
-            shown.graph = shown.graph.for_version(v);
-        }
+        shown.graph = shown.graph.for_version(v);
         shown.overlays = overlays.to_vec();
         let mut changes = models::State::new();
         changes.insert("model".into(), shown.graph.model.clone().into());
@@ -192,6 +191,7 @@ impl fmt::Debug for GraphView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
 
     fn resnet8() -> QuantModel {
         crate::quant::workbench("resnet8_int8").unwrap()
@@ -268,5 +268,37 @@ mod tests {
             e.to_string().contains("two overlays of `scale change`"),
             "{e}"
         );
+    }
+
+    /// A TorchScript version: its own graph, its parameters in the tooltips, the scale change
+    /// coloured, and the figures it cannot give listed with their reason.
+    #[test]
+    fn a_torch_graph_view_lists_what_it_cannot_show() {
+        let m = crate::quant::workbench("resnet8_int8_torch").unwrap();
+        let view = graph_widget(&crate::quant::graph(&m).unwrap());
+        let v = m
+            .with_scale("conv2d_4", m.param("conv2d_4").unwrap().scales[0] * 2.0)
+            .unwrap();
+        let mut overlays = vec![Overlay::scale_change(&v)];
+        overlays.extend(Overlay::unavailable_for(&v));
+        view.show(&v, &overlays).unwrap();
+        let o = view.core.get("overlays");
+        assert_eq!(view.core.get("model"), v.name());
+        assert_eq!(
+            o["scale change"]["paint"]["conv2d_4"][0],
+            Overlay::scale_change(&v).colour(2.0)
+        );
+        let x = &o["xmodel_err"];
+        assert!(x["paint"].as_object().unwrap().is_empty());
+        assert!(x["caption"].as_str().unwrap().contains("fused kernels"));
+        assert!(x["legend"].as_str().unwrap().contains("not available"));
+        assert!(o["saturation"]["caption"]
+            .as_str()
+            .unwrap()
+            .contains("not what was clipped"));
+        let tips = o["scale change"]["tips"].as_array().unwrap();
+        assert!(tips
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("writes conv2d_4: uint8 scale")));
     }
 }
