@@ -6,9 +6,12 @@
 //! rerun as if the user had picked the tensor there).
 //!
 //! Every overlay's colours and tooltips are sent at once ([`GraphView::show`]), so choosing
-//! another overlay in the browser recolours without asking the kernel. Outputs saved without
-//! a widget manager (nbconvert, GitHub) show the same picture as SVG: the widget's output
-//! carries it beside the widget view.
+//! another overlay in the browser recolours without asking the kernel. Outputs read without a
+//! widget manager (nbconvert's HTML and markdown, GitHub) show the same picture as SVG: a
+//! second output, beside the view's (a bundle would not do: nbconvert's HTML export shows a
+//! bundle's widget view and nothing else). Its HTML is marked `qplay-graph-twin`, which the
+//! view's stylesheet hides, so a page where the view is drawn (JupyterLab, Voilà) shows the
+//! live graph once.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -169,14 +172,25 @@ impl Widget for GraphView {
     }
 }
 
-/// The widget view, and the same picture as SVG (inline HTML and `image/svg+xml`) with the
-/// graph's text summary, for viewers without a widget manager.
+/// The widget view; then, as an output of its own, the same picture as SVG (inline HTML,
+/// marked as the view's twin, and `image/svg+xml`) with the graph's text summary, for viewers
+/// without a widget manager.
 impl Rich for GraphView {
     fn mime_bundle(&self) -> MimeBundle {
+        let model = lock(&self.shown).graph.model.clone();
+        models::view_bundle(
+            &self.core.id,
+            &format!("graph of {model} (live view; its picture is the next output)"),
+        )
+    }
+
+    fn companions(&self) -> Vec<MimeBundle> {
         let mut b = self.picture().mime_bundle();
-        let view = models::view_bundle(&self.core.id, "");
-        b.insert(models::VIEW_MIME.into(), view[models::VIEW_MIME].clone());
-        b
+        if let Some(Value::String(html)) = b.get("text/html") {
+            let twin = format!("<div class=\"qplay-graph-twin\">{html}</div>");
+            b.insert("text/html".into(), twin.into());
+        }
+        vec![b]
     }
 }
 
@@ -256,11 +270,14 @@ mod tests {
         );
         let b = view.mime_bundle();
         assert!(b.contains_key(models::VIEW_MIME));
-        assert!(b["text/html"]
-            .as_str()
-            .unwrap()
-            .contains("scale against the original"));
-        assert!(b["image/svg+xml"].is_string());
+        assert!(!b.contains_key("text/html") && !b.contains_key("image/svg+xml"));
+        let [twin] = view.companions().try_into().unwrap();
+        let html = twin["text/html"].as_str().unwrap();
+        assert!(html.starts_with("<div class=\"qplay-graph-twin\">"));
+        assert!(html.contains("scale against the original"));
+        assert!(twin["image/svg+xml"].is_string());
+        assert!(twin["text/plain"].as_str().unwrap().starts_with("graph of"));
+        assert!(CSS.contains(".qplay-graph-twin"), "the view hides its twin");
         let e = view
             .show(&v, &[Overlay::scale_change(&v), Overlay::scale_change(&v)])
             .unwrap_err();
