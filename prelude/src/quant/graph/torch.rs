@@ -129,14 +129,13 @@ pub(super) fn fold(v: &QuantModel) -> Result<(Vec<Node>, Vec<Edge>)> {
                 let ins = inputs(if call { 8 } else { 4 })?;
                 let to = nodes.len();
                 let short = op.rsplit("::").next().unwrap_or(op);
+                // A submodule that returns a dequantized tensor gives float.
+                let dequantizes = call && f.get(7) == Some(&"aten::dequantize");
                 // The row of the grid this box rounds its output to.
-                let own = if call {
-                    let ret_op = f.get(7).copied().unwrap_or("-");
-                    if ret_op == "aten::dequantize" {
-                        None
-                    } else {
-                        activation_at(num(4)?, num(6)?)
-                    }
+                let own = if dequantizes {
+                    None
+                } else if call {
+                    activation_at(num(4)?, num(6)?)
                 } else {
                     activation_at(0, num(1)?)
                 };
@@ -155,7 +154,6 @@ pub(super) fn fold(v: &QuantModel) -> Result<(Vec<Node>, Vec<Edge>)> {
                 for c in &ins {
                     edges.push(edge(c, to));
                 }
-                let dequantizes = call && f.get(7) == Some(&"aten::dequantize");
                 let carried = match (own, ins.first()) {
                     (Some(p), _) => Carried {
                         from: to,
