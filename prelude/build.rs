@@ -2,9 +2,10 @@
 //! project's Python environment ships with the `onnx` package, using protox (a pure-Rust
 //! protobuf compiler; no `protoc` needed). `$ONNX_PROTO` may name another `onnx.proto`.
 //!
-//! Compiles the TorchScript shim (`csrc/torchscript.cpp`, and `csrc/torchscript_adaround.cpp`
-//! for AdaRound) against libtorch's headers (`$LIBTORCH`, as torch-sys uses it), with the flags
-//! torch-sys uses for its own C++ wrapper.
+//! Compiles the TorchScript shim (`csrc/torchscript.cpp`; `csrc/torchscript_graph.cpp`, which
+//! reads the root graph's dataflow for drawing; `csrc/torchscript_adaround.cpp`, which exposes
+//! each packed weight's input for AdaRound) against libtorch's headers (`$LIBTORCH`, as
+//! torch-sys uses it), with the flags torch-sys uses for its own C++ wrapper.
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +28,12 @@ fn find_onnx_proto() -> Option<PathBuf> {
 }
 
 fn compile_shim() {
-    let sources = ["csrc/torchscript.cpp", "csrc/torchscript_adaround.cpp"];
-    for source in sources {
+    const SOURCES: [&str; 3] = [
+        "csrc/torchscript.cpp",
+        "csrc/torchscript_graph.cpp",
+        "csrc/torchscript_adaround.cpp",
+    ];
+    for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }
     let libtorch =
@@ -46,7 +51,7 @@ fn compile_shim() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .files(sources)
+        .files(SOURCES)
         .compile("qplay_torchscript");
     println!(
         "cargo:rustc-link-search=native={}",

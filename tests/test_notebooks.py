@@ -54,15 +54,20 @@ def test_executed_playground_shows_its_results_without_widgets(tmp_path):
     assert not any("application/vnd.jupyter.widget-view+json" in d for d in data), data
     assert any('class="qplay-eval"' in d.get("text/html", "") for d in data)
     assert sum("image/svg+xml" in d for d in data) == 2, "the histogram and the SQNR chart"
-    # The model's graph: the widget view, and the same picture as SVG (coloured by the
-    # overlay it shows, xmodel_err) for viewers without a widget manager.
+    # The model's graph: the widget view, then the same picture as SVG (coloured by the overlay
+    # it shows, xmodel_err) as an output of its own, for viewers without a widget manager —
+    # nbconvert's HTML export shows only the view of a bundle that has one.
     (graph,) = [c for c in nb.cells if "model_graph.show" in c.source]
-    (shown,) = [o["data"] for o in graph.outputs if "data" in o]
-    assert "application/vnd.jupyter.widget-view+json" in shown
+    view, shown = [o["data"] for o in graph.outputs if "data" in o]
+    assert set(view) == {"application/vnd.jupyter.widget-view+json", "text/plain"}
     assert 'class="qplay-graph"' in shown["image/svg+xml"] and "xmodel_err: SQNR" in shown["text/html"]
+    assert shown["text/html"].startswith('<div class="qplay-graph-twin">')
     markdown, _ = MarkdownExporter().from_notebook_node(nb)
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert 'class="qplay-graph"' in markdown
+    # The exported page has the view's placeholder and the picture itself, inline.
+    assert "application/vnd.jupyter.widget-view+json" in html
+    assert '<div class="qplay-graph-twin"><svg' in html and 'class="qplay-graph"' in html
     for page in (markdown, html):
         assert 'class="qplay-eval"' in page and "95 % CI" in page
         # The edit cell's histogram and SQNR chart, and the sensitivity chart.

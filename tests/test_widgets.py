@@ -349,7 +349,7 @@ def test_widgets_of_a_restarted_runtime_show_disabled(kernel):
 
 def test_graph_widget_is_an_anywidget_checked_against_its_graph(kernel):
     """The model's graph as a widget: an anywidget model with its ES module inline, shown with
-    an SVG fallback; a click (an update of `selected`) reruns the cells that read it, and a
+    an SVG fallback beside it; a click (an update of `selected`) reruns the cells that read it, and a
     tensor that is not in the graph or an overlay the kernel did not send is refused."""
     _, kc = kernel
     reply, out = execute(kc, 'let gm = workbench("resnet8_int8").unwrap();\n'
@@ -363,10 +363,15 @@ def test_graph_widget_is_an_anywidget_checked_against_its_graph(kernel):
     assert list(state["overlays"]) == ["none"]
     tensors = state["tensors"]
     gid = model["content"]["comm_id"]
+    # The view, then its picture as an output of its own (nbconvert's HTML export shows only the
+    # view of a bundle that has one), marked as the view's twin, which the view's CSS hides.
+    (view,) = of_type(out, "display_data")
+    assert view["content"]["data"][VIEW]["model_id"] == gid
+    assert set(view["content"]["data"]) == {VIEW, "text/plain"}
     (shown,) = of_type(out, "execute_result")
     data = shown["content"]["data"]
-    assert data[VIEW]["model_id"] == gid
-    assert "<svg" in data["text/html"] and data["image/svg+xml"].startswith("<svg")
+    assert data["text/html"].startswith('<div class="qplay-graph-twin">') and "<svg" in data["text/html"]
+    assert data["image/svg+xml"].startswith("<svg") and ".qplay-graph-twin" in state["_css"]
     reply, out = execute(kc, 'println!("picked {:?}", gv.selected());', "reader")
     assert reply["status"] == "ok", reply
     out = update(kc, gid, {"selected": tensors[3]})

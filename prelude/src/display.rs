@@ -8,7 +8,8 @@
 //! - A cell's last expression is shown by evcxr's convention: if its type has an
 //!   `evcxr_display` method, evcxr calls it and collects the `EVCXR_BEGIN_CONTENT <mime>` …
 //!   `EVCXR_END_CONTENT` blocks it prints into the cell's `execute_result`. qplay's rich types
-//!   implement it through [`print_evcxr_blocks`].
+//!   implement it through [`print_evcxr_values`] (a value and its companions, each an
+//!   output of its own).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,12 +24,22 @@ pub use crate::runtime::protocol::MimeBundle;
 pub trait Rich {
     /// The representations of this value, by MIME type.
     fn mime_bundle(&self) -> MimeBundle;
+
+    /// Outputs shown right after this one, each an output of its own (each with `text/plain`).
+    /// For what one bundle cannot carry: a viewer shows one MIME type of a bundle, and
+    /// nbconvert's HTML export puts a widget view above every other type, so a widget's static
+    /// picture goes out beside its view, not inside its bundle.
+    fn companions(&self) -> Vec<MimeBundle> {
+        Vec::new()
+    }
 }
 
-/// An output shown by [`display`], which can be replaced in place.
+/// An output shown by [`display`], which can be replaced in place (with its companions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayHandle {
     id: String,
+    /// The display ids of the value's [`Rich::companions`], in order.
+    companions: Vec<String>,
 }
 
 impl DisplayHandle {
@@ -37,12 +48,19 @@ impl DisplayHandle {
         &self.id
     }
 
-    /// Replaces the output (wherever it is shown) with `value`.
+    /// Replaces the output (wherever it is shown) with `value`, and its companions with
+    /// `value`'s (as many as were shown).
     pub fn update<T: Rich + ?Sized>(&self, value: &T) {
         emit(&FromRuntime::Update {
             data: value.mime_bundle(),
             display_id: self.id.clone(),
         });
+        for (id, data) in self.companions.iter().zip(value.companions()) {
+            emit(&FromRuntime::Update {
+                data,
+                display_id: id.clone(),
+            });
+        }
     }
 }
 
@@ -59,15 +77,24 @@ fn new_display_id() -> String {
     )
 }
 
-/// Shows `value` now, as its own output of the running cell.
+/// Shows `value` now, as its own output of the running cell (then each of its
+/// [`Rich::companions`] as an output of its own).
 pub fn display<T: Rich + ?Sized>(value: &T) -> DisplayHandle {
+    let companions = value.companions();
     let handle = DisplayHandle {
         id: new_display_id(),
+        companions: companions.iter().map(|_| new_display_id()).collect(),
     };
     emit(&FromRuntime::Display {
         data: value.mime_bundle(),
         display_id: handle.id.clone(),
     });
+    for (data, id) in companions.into_iter().zip(&handle.companions) {
+        emit(&FromRuntime::Display {
+            data,
+            display_id: id.clone(),
+        });
+    }
     handle
 }
 
@@ -86,10 +113,12 @@ pub(crate) fn emit(message: &FromRuntime) {
     let _ = out.flush();
 }
 
-/// Prints a bundle in evcxr's convention, for a type's `evcxr_display` method.
+/// Prints a bundle in evcxr's convention, its `text/plain` first.
 pub fn print_evcxr_blocks(bundle: &MimeBundle) {
     let mut out = std::io::stdout().lock();
-    for (mime, value) in bundle {
+    let plain = bundle.iter().filter(|(mime, _)| *mime == "text/plain");
+    let others = bundle.iter().filter(|(mime, _)| *mime != "text/plain");
+    for (mime, value) in plain.chain(others) {
         let text = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -100,6 +129,16 @@ pub fn print_evcxr_blocks(bundle: &MimeBundle) {
         );
     }
     let _ = out.flush();
+}
+
+/// Prints `value` and its [`Rich::companions`] in evcxr's convention, for a type's
+/// `evcxr_display` method. The kernel's relay starts a new output where a MIME type repeats,
+/// and every bundle starts with `text/plain`, so each bundle is an output of its own.
+pub fn print_evcxr_values<T: Rich + ?Sized>(value: &T) {
+    print_evcxr_blocks(&value.mime_bundle());
+    for bundle in value.companions() {
+        print_evcxr_blocks(&bundle);
+    }
 }
 
 /// Gives every `Debug` value an `evcxr_display` method that prints it as `text/plain`, the way
@@ -266,6 +305,7 @@ impl ProgressBar {
             total,
             handle: DisplayHandle {
                 id: new_display_id(),
+                companions: Vec::new(),
             },
             last: std::sync::Mutex::new((0, std::time::Instant::now())),
         };
@@ -320,7 +360,7 @@ macro_rules! evcxr_display_via_rich {
         impl $t {
             /// Called by evcxr when this value is a cell's last expression.
             pub fn evcxr_display(&self) {
-                $crate::display::print_evcxr_blocks(&$crate::display::Rich::mime_bundle(self));
+                $crate::display::print_evcxr_values(self);
             }
         }
     )*};

@@ -7,11 +7,21 @@ use std::collections::BTreeSet;
 mod common;
 
 use qplay::data::Bundled;
+use qplay::display::Rich;
 use qplay::quant::graph::NodeKind;
 use qplay::quant::sqnr::layer_errors;
 use qplay::quant::{graph, sensitivity, workbench, Figure, Knob, Overlay, QDtype, Role};
 
 use common::{dataset, keep};
+
+/// The tensors of the edges that travel in float.
+fn float_edges(g: &qplay::quant::Graph) -> Vec<&str> {
+    g.edges
+        .iter()
+        .filter(|e| e.dtype.is_none())
+        .map(|e| e.tensor.as_str())
+        .collect()
+}
 
 #[test]
 fn resnet8_layout() {
@@ -72,13 +82,7 @@ fn resnet8_layout() {
     assert!(g.edges.iter().all(|e| !e.tensor.contains("QuantizeLinear")));
     // The 16 activations are quantized; only `input` → Transpose and Softmax → output are
     // float.
-    let float: Vec<&str> = g
-        .edges
-        .iter()
-        .filter(|e| e.dtype.is_none())
-        .map(|e| e.tensor.as_str())
-        .collect();
-    assert_eq!(float, ["input", "output"]);
+    assert_eq!(float_edges(&g), ["input", "output"]);
     // The residual Add reads `activation` from three layers up.
     let add = g.node("add").unwrap();
     let skip = g
@@ -230,12 +234,166 @@ fn overlays_carry_the_numbers() {
         err.contains("none, xmodel_err, qdq_err, scale change, saturation, sensitivity"),
         "{err}"
     );
-    let torch = workbench("resnet8_int8_torch").unwrap();
-    let err = graph(&torch).unwrap_err().to_string();
-    assert!(
-        err.contains("TorchScript") && err.contains("resnet8_int8"),
-        "{err}"
+}
+
+/// The TorchScript model's graph: a box per submodule call and per op of the root graph,
+/// quantize/dequantize folded into the edges with PyTorch's dtype, and every activation of the
+/// parameter table on the edges out of one box.
+#[test]
+fn resnet8_torch_layout() {
+    let m = workbench("resnet8_int8_torch").unwrap();
+    let g = graph(&m).unwrap();
+    println!("{}", g.mime_bundle()["text/plain"].as_str().unwrap());
+    let onnx = graph(&workbench("resnet8_int8").unwrap()).unwrap();
+    let ops = |g: &qplay::quant::Graph, pick: &dyn Fn(&str) -> bool| {
+        g.nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Op && pick(&n.op))
+            .count()
+    };
+    let all = |_: &str| true;
+    // The ONNX graph's 17 operators, and the two ZeroPad2d modules PyTorch pads the stride-2
+    // convolutions with (ONNX keeps the padding inside the Conv).
+    assert_eq!(ops(&onnx, &all), 17);
+    assert_eq!(ops(&g, &all), 19);
+    assert_eq!(ops(&g, &|op| op == "ZeroPad2d"), 2);
+    assert_eq!(ops(&onnx, &|op| op == "Conv"), 9);
+    assert_eq!(ops(&g, &|op| op.starts_with("Conv")), 9);
+    assert_eq!(ops(&onnx, &|op| op == "Add"), 3);
+    assert_eq!(ops(&g, &|op| op == "add_relu"), 3);
+    for op in ["permute", "AvgPool2d", "flatten", "Linear", "Softmax"] {
+        assert_eq!(ops(&g, &|o| o == op), 1, "{op}");
+    }
+    assert!(g
+        .nodes
+        .iter()
+        .all(|n| !n.op.contains("quantize") && !n.op.contains("dequantize")));
+    assert_eq!(g.nodes.first().unwrap().kind, NodeKind::Input);
+    assert_eq!(g.nodes.last().unwrap().kind, NodeKind::Output);
+    for (e, edge) in g.edges.iter().enumerate() {
+        assert!(g.layout.layer[edge.from] < g.layout.layer[edge.to]);
+        let r = &g.layout.routes[e];
+        assert!(r.windows(2).all(|w| w[1].1 > w[0].1), "{}", edge.tensor);
+    }
+    // Every packed weight is a W badge (qint8) on its module, followed by its float bias.
+    let params = m.quant_params().rows;
+    let weights: BTreeSet<(String, String)> = params
+        .iter()
+        .filter(|p| p.role == Role::Weight)
+        .map(|p| (p.consumers[0].clone(), p.tensor.clone()))
+        .collect();
+    let w_badges: BTreeSet<(String, String)> = g
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.badges
+                .iter()
+                .filter(|b| b.role == Role::Weight)
+                .map(move |b| (n.name.clone(), b.tensor.clone()))
+        })
+        .collect();
+    assert_eq!(w_badges, weights);
+    assert_eq!(
+        w_badges.len(),
+        10,
+        "9 packed convolutions and the dense layer"
     );
+    let conv = &g.nodes[g.node("conv2d_3").unwrap()];
+    assert_eq!(conv.op, "ConvReLU2d");
+    assert_eq!(conv.badges[0].dtype, "qint8");
+    assert_eq!(
+        (
+            conv.badges[1].tensor.as_str(),
+            conv.badges[1].role,
+            conv.badges[1].dtype.as_str()
+        ),
+        ("conv2d_3.bias", Role::Bias, "float")
+    );
+    // Every activation of the parameter table is on the edges of one box: the box that rounds
+    // to its grid (ops that only move values, such as the pool, pass the grid on), with
+    // PyTorch's dtype; every quantized edge carries a parameter of the table.
+    for p in params.iter().filter(|p| p.role == Role::Activation) {
+        let carrying: Vec<_> = g.edges.iter().filter(|e| e.tensor == p.tensor).collect();
+        assert!(!carrying.is_empty(), "no edge carries `{}`", p.tensor);
+        let origins: BTreeSet<usize> = carrying
+            .iter()
+            .map(|e| e.from)
+            .filter(|&from| !g.edges.iter().any(|e| e.to == from && e.tensor == p.tensor))
+            .collect();
+        assert_eq!(origins.len(), 1, "`{}` starts at {origins:?}", p.tensor);
+        assert!(carrying
+            .iter()
+            .all(|e| e.dtype.as_deref() == Some("quint8")));
+    }
+    for e in g.edges.iter().filter(|e| e.dtype.is_some()) {
+        assert!(g.param(&e.tensor).is_some(), "{}", e.tensor);
+    }
+    // Named where they are rounded: the input by the quantize op before the permute, the
+    // padded tensors by the quantize ops after the pads, the adds by their own operands.
+    let from = |t: &str| &g.nodes[g.edges.iter().find(|e| e.tensor == t).unwrap().from].name;
+    assert_eq!(from("input"), "x");
+    assert_eq!(from("conv2d_3_pad"), "conv2d_3_pad");
+    assert_eq!(from("add_relu_1"), "add_relu_1");
+    assert_eq!(from("conv2d_7"), "conv2d_7");
+    assert_eq!(
+        float_edges(&g),
+        ["dense_softmax"],
+        "only the softmax runs in float"
+    );
+
+    let svg = g.svg();
+    assert_eq!(svg.0.matches("class=\"qplay-node\"").count(), g.nodes.len());
+    assert_eq!(svg.0.matches("class=\"qplay-edge\"").count(), g.edges.len());
+    assert!(svg.0.contains(">quint8</text>"));
+    keep("graph_torch_plain", &svg);
+
+    // Overlays: the scale change colours the edited activation's edges (through the pool and
+    // the flatten, which keep its grid); a sensitivity sweep colours the W badges; SQNR and
+    // saturation are there, uncoloured, with the reason.
+    let v = m
+        .with_scale("add_relu_2", 4.0 * m.param("add_relu_2").unwrap().scales[0])
+        .unwrap();
+    let s = graph(&v).unwrap().with(Overlay::scale_change(&v));
+    assert_eq!(s.layout, g.layout, "an edit moves numbers, not boxes");
+    assert!((s.overlay.value("add_relu_2").unwrap() - 4.0).abs() < 1e-6);
+    assert_eq!(s.overlay.value("conv2d_7"), Some(1.0));
+    assert_eq!(s.overlay.value("conv2d_7.weight"), Some(1.0));
+    let pool = s.node("average_pooling2d").unwrap();
+    assert_eq!(s.output_tensor(pool), Some("add_relu_2"));
+    let red = s.overlay.colour(4.0);
+    let svg = s.svg().0;
+    assert_eq!(
+        svg.matches(&format!("stroke=\"{red}\"")).count(),
+        3,
+        "add_relu_2 → pool → flatten → dense"
+    );
+    assert!(svg.contains("add_relu_2: uint8 scale"));
+    keep("graph_torch_scale_change", &s.svg());
+    let test = dataset(Bundled::Test);
+    let sens = sensitivity(&m, &test, 2, Knob::Bits(4), false).unwrap();
+    let so = g.with(Overlay::sensitivity(&sens));
+    assert_eq!(so.overlay.values.len(), 10);
+    let worst = &sens.rows[0];
+    let svg = so.svg().0;
+    let at = svg
+        .find(&format!("data-tensor=\"{}\" data-tip=", worst.tensor))
+        .expect("the weight's badge");
+    assert!(svg[at..].contains(&so.overlay.colour(worst.drop_pp)));
+    let idx: Vec<usize> = (0..10).collect();
+    let sat = Overlay::saturation(&m, &test, &idx).unwrap();
+    assert!(sat.values.is_empty());
+    assert!(sat.unavailable.as_deref().unwrap().contains("TorchScript"));
+    let missing = Overlay::unavailable_for(&m);
+    let figures: Vec<Figure> = missing.iter().map(|o| o.figure).collect();
+    assert_eq!(
+        figures,
+        [Figure::XmodelErr, Figure::QdqErr, Figure::Saturation]
+    );
+    let x = g.with(missing[0].clone());
+    assert!(x.svg().0.contains("inside its fused kernels"));
+    assert!(!x.svg().0.contains("linearGradient"));
+    keep("graph_torch_xmodel_unavailable", &x.svg());
+    assert!(Overlay::unavailable_for(&workbench("resnet8_int8").unwrap()).is_empty());
 }
 
 #[test]

@@ -150,6 +150,14 @@ cli((outDir) => checkNotebook(NOTEBOOK, outDir, async ({ page, check, log }) => 
     check('graph drawn with an overlay dropdown and a legend', seen && seen.nodes >= 10 && seen.legend.includes('xmodel_err'),
       JSON.stringify(seen).slice(0, 300));
     check('boxes coloured by the overlay', seen.coloured >= 8, seen.coloured);
+    // The graph's static picture (a second output, for nbconvert and GitHub) is in the page but
+    // hidden by the view's stylesheet: the graph shows once.
+    const twin = await page.evaluate(() => {
+      const t = document.querySelector('.qplay-graph-twin');
+      const row = t && t.closest('.jp-OutputArea-child');
+      return { present: !!t, shown: !!t && t.getClientRects().length > 0, row: row ? row.getBoundingClientRect().height : 0 };
+    });
+    check('the static twin of the graph is hidden', twin.present && !twin.shown && twin.row === 0, JSON.stringify(twin));
     const compared = Object.entries(table).filter(([t]) => seen.tips[t]);
     const wrong = compared.filter(([t, x]) => !seen.tips[t].includes(`xmodel_err: ${x} dB`));
     check('hover values equal the SQNR table', compared.length >= 8 && wrong.length === 0,

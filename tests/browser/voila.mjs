@@ -78,6 +78,13 @@ cli(async (outDir) => {
     }
     check('graph widget drawn in Voilà', drawn && drawn.nodes >= 10, JSON.stringify(drawn));
     check('graph recoloured by the chosen overlay', drawn.coloured >= 8 && drawn.legend.includes('xmodel_err'), JSON.stringify(drawn));
+    // The graph's static picture (a second output, for nbconvert and GitHub) is in the page but
+    // hidden by the view's stylesheet: the graph shows once.
+    const twin = await page.evaluate(() => {
+      const t = document.querySelector('.qplay-graph-twin');
+      return { present: !!t, shown: !!t && t.getClientRects().length > 0 };
+    });
+    check('the static twin of the graph is hidden', twin.present && !twin.shown, JSON.stringify(twin));
     await sleep(1500); // the graph's cell reran on the overlay change and drew it again
     await graph.screenshot({ path: path.join(outDir, 'voila-graph.png') });
     await page.screenshot({ path: path.join(outDir, 'voila.png'), fullPage: false });

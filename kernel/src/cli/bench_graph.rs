@@ -1,7 +1,8 @@
 //! `qplay bench graph`: how long `graph()` takes to read and lay out a model's graph, to draw
 //! it as SVG, and to recolour it with another overlay, for ResNet-8 and for a graph ten times
 //! larger made from it (ten copies of ResNet-8 int8 in a chain, each copy's input the previous
-//! copy's output; drawn, never run).
+//! copy's output; drawn, never run), and for the TorchScript ResNet-8 (its root graph read
+//! through the shim; recoloured by the scale change, as it has no SQNR).
 
 use std::time::Instant;
 
@@ -9,10 +10,10 @@ use anyhow::Result;
 use clap::Args;
 use qplay::data::{Bundled, Dataset};
 use qplay::model::Model;
-use qplay::quant::graph::{chained, graph_of};
+use qplay::quant::graph::{chained, graph_of, Graph};
 use qplay::quant::onnx_graph;
 use qplay::quant::sqnr::layer_errors;
-use qplay::quant::{workbench, Overlay};
+use qplay::quant::{graph, workbench, Overlay};
 
 /// Arguments of `qplay bench graph`.
 #[derive(Args)]
@@ -77,25 +78,43 @@ pub fn run(args: GraphBench) -> Result<()> {
         let layout = median_ms(args.repeats, || {
             graph_of(m.name(), proto, &params).map(drop)
         })?;
-        let draw = median_ms(args.repeats, || {
-            g.svg();
-            Ok(())
-        })?;
-        let recolour = median_ms(args.repeats, || {
-            g.with(overlay.clone()).svg();
-            Ok(())
-        })?;
-        let ops = g
-            .nodes
-            .iter()
-            .filter(|n| n.kind == qplay::quant::graph::NodeKind::Op)
-            .count();
-        println!(
-            "| {label} | {ops} | {} | {} | {layout:.1} | {draw:.1} | {recolour:.1} | {:.0} |",
-            g.edges.len(),
-            g.layout.layers(),
-            g.with(overlay).svg().0.len() as f64 / 1e3
-        );
+        row(&label, args.repeats, layout, &g, &overlay)?;
     }
+    let torch = workbench("resnet8_int8_torch")?;
+    let edited = torch.with_scale("add_relu_1", 2.0 * torch.param("add_relu_1")?.scales[0])?;
+    let g = graph(&torch)?;
+    let overlay = Overlay::scale_change(&edited);
+    let layout = median_ms(args.repeats, || graph(&torch).map(drop))?;
+    row(
+        "ResNet-8 int8, TorchScript",
+        args.repeats,
+        layout,
+        &g,
+        &overlay,
+    )
+}
+
+/// One row of the table: the graph's size, `layout` (the median of reading and laying it out,
+/// ms), and the medians of drawing it and of recolouring it by `overlay` and drawing it.
+fn row(label: &str, repeats: usize, layout: f64, g: &Graph, overlay: &Overlay) -> Result<()> {
+    let draw = median_ms(repeats, || {
+        g.svg();
+        Ok(())
+    })?;
+    let recolour = median_ms(repeats, || {
+        g.with(overlay.clone()).svg();
+        Ok(())
+    })?;
+    let ops = g
+        .nodes
+        .iter()
+        .filter(|n| n.kind == qplay::quant::graph::NodeKind::Op)
+        .count();
+    println!(
+        "| {label} | {ops} | {} | {} | {layout:.1} | {draw:.1} | {recolour:.1} | {:.0} |",
+        g.edges.len(),
+        g.layout.layers(),
+        g.with(overlay.clone()).svg().0.len() as f64 / 1e3
+    );
     Ok(())
 }

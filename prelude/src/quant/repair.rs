@@ -91,6 +91,9 @@ pub struct RepairStep {
     pub tensor: String,
     /// What the step did to it: "float", or the wider type's name (empty for step 0).
     pub form: String,
+    /// Why a weight was kept in float although [`RepairOptions::wider`] was set: the wider
+    /// type's edit refused it, and this is its error (empty otherwise).
+    pub note: String,
     /// Accuracy on the calibration split (0..1).
     pub accuracy: f64,
     /// Accuracy on the held-out images (0..1), which chose nothing.
@@ -231,6 +234,7 @@ pub fn repair_with(
         floats: 0,
         tensor: String::new(),
         form: String::new(),
+        note: String::new(),
         accuracy: base,
         holdout_accuracy: accuracy(m, &holdout)?,
     }];
@@ -246,15 +250,7 @@ pub fn repair_with(
             break;
         }
         crate::runtime::interrupt::check()?;
-        // Wider where the model allows it (a weight of an ONNX model whose other types the
-        // CPU provider runs beside it: `with_type` refuses the rest by name), else float.
-        let wide = match options.wider {
-            Some(t) if r.role == Role::Weight => current
-                .with_type_from(&r.tensor, t, float)
-                .ok()
-                .map(|v| (v, t)),
-            _ => None,
-        };
+        let (wide, note) = widen(&current, r, options.wider, float)?;
         let form = match wide {
             Some((v, t)) => {
                 current = v;
@@ -271,6 +267,7 @@ pub fn repair_with(
             floats: kept.len() + widened.len(),
             tensor: r.tensor.clone(),
             form,
+            note,
             accuracy: accuracy(&current, &calib)?,
             holdout_accuracy: accuracy(&current, &holdout)?,
         });
@@ -314,6 +311,26 @@ pub fn repair_with(
         steps,
         version,
     })
+}
+
+/// A step's first try: weight `r` stored in the wider type, where the model allows it (a weight
+/// of an ONNX model whose other types the CPU provider runs beside it: `with_type` refuses the
+/// rest by name). `None` with the refusal (`"int16 not possible: …"`) when it was refused, with
+/// an empty note when no wider type was asked for or `r` is no weight. An interrupt is an error.
+fn widen(
+    current: &QuantModel,
+    r: &RankRow,
+    wider: Option<QDtype>,
+    float: &QuantModel,
+) -> Result<(Option<(QuantModel, QDtype)>, String)> {
+    let Some(t) = wider.filter(|_| r.role == Role::Weight) else {
+        return Ok((None, String::new()));
+    };
+    match current.with_type_from(&r.tensor, t, float) {
+        Ok(v) => Ok((Some((v, t)), String::new())),
+        Err(e) if crate::runtime::interrupt::is_interrupted(&e) => Err(e),
+        Err(e) => Ok((None, format!("{t} not possible: {e:#}"))),
+    }
 }
 
 impl Repair {
@@ -386,12 +403,17 @@ impl fmt::Display for Repair {
         for s in &self.steps {
             writeln!(
                 f,
-                "  {:>2} {:<5} {:<28} {:6.2} % / {:6.2} %",
+                "  {:>2} {:<5} {:<28} {:6.2} % / {:6.2} %{}",
                 s.floats,
                 s.form,
                 s.tensor,
                 100.0 * s.accuracy,
-                100.0 * s.holdout_accuracy
+                100.0 * s.holdout_accuracy,
+                if s.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", s.note)
+                }
             )?;
         }
         Ok(())
@@ -408,10 +430,15 @@ impl Rich for Repair {
         );
         for s in &self.steps {
             html += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{:.2} %</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{:.2} %</td><td>{:.2} %</td></tr>",
                 s.floats,
                 escape_html(&s.tensor),
                 escape_html(&s.form),
+                if s.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("<br><small>{}</small>", escape_html(&s.note))
+                },
                 100.0 * s.accuracy,
                 100.0 * s.holdout_accuracy
             );
@@ -535,4 +562,77 @@ pub fn repair_chart(r: &Repair) -> Result<Svg> {
         }
         draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::workbench;
+
+    /// A wider type the model refuses leaves the step in float with the refusal as its note,
+    /// which the text and the HTML table show; a weight the type suits is widened.
+    #[test]
+    fn a_refused_wider_type_keeps_its_reason() {
+        let torch = workbench("resnet8_int8_torch").unwrap();
+        let float = workbench("resnet8_float").unwrap();
+        let row = |tensor: &str, role| RankRow {
+            tensor: tensor.into(),
+            role,
+            accuracy: 0.0,
+            gain_pp: 0.0,
+        };
+        let w = row("conv2d.weight", Role::Weight);
+        let (wide, note) = widen(&torch, &w, Some(QDtype::Int16), &float).unwrap();
+        assert!(wide.is_none());
+        assert!(
+            note.starts_with("int16 not possible: ") && note.contains("TorchScript"),
+            "{note}"
+        );
+        let (_, none) = widen(
+            &torch,
+            &row("conv2d", Role::Activation),
+            Some(QDtype::Int16),
+            &float,
+        )
+        .unwrap();
+        assert_eq!(none, "", "an activation is not offered the wider type");
+        let onnx = workbench("resnet8_int8").unwrap();
+        let (wide, ok) = widen(&onnx, &w, Some(QDtype::Int16), &float).unwrap();
+        assert_eq!(
+            (wide.map(|(_, t)| t), ok.as_str()),
+            (Some(QDtype::Int16), "")
+        );
+
+        let step = |form: &str, note: &str| RepairStep {
+            floats: 1,
+            tensor: "conv2d.weight".into(),
+            form: form.into(),
+            note: note.into(),
+            accuracy: 0.5,
+            holdout_accuracy: 0.5,
+        };
+        let r = Repair {
+            model: torch.name().into(),
+            float: float.name().into(),
+            budget_pp: 1.0,
+            calib_images: 10,
+            holdout_images: 10,
+            float_accuracy: 0.6,
+            float_holdout_accuracy: 0.6,
+            ranking: vec![w],
+            kept: vec!["conv2d.weight".into()],
+            widened: Vec::new(),
+            steps: vec![step("", ""), step("float", &note)],
+            within_budget: false,
+            holdout_within_budget: false,
+            version: torch.clone(),
+        };
+        let html = r.mime_bundle()["text/html"].as_str().unwrap().to_string();
+        assert!(
+            html.contains(&format!("float<br><small>{}</small>", escape_html(&note))),
+            "{html}"
+        );
+        assert!(r.to_string().contains(&format!("({note})")));
+        assert_eq!(r.to_json()["steps"][1]["note"], note.as_str());
+    }
 }

@@ -89,6 +89,7 @@ extern "C" {
     ) -> *mut *mut c_void;
     fn qpt_free_array(a: *mut *mut c_void);
     fn qpt_qscheme(tensor: *const c_void) -> i32;
+    fn qpt_graph(h: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
     fn qpt_expose_activations(
         h: *mut c_void,
         token: *const c_char,
@@ -301,8 +302,17 @@ impl Script {
         shim_string(text, err)
     }
 
-    /// The quantized weight of module `module`.
-    pub fn weight(&self, module: i64) -> Result<Tensor> {
+    /// The dataflow of the root `forward` graph, as `csrc/torchscript_graph.cpp` lists it (one
+    /// line per graph input, node, submodule call and output; read by `quant::graph`).
+    pub fn graph_listing(&self) -> Result<String> {
+        let mut err = ptr::null_mut();
+        // SAFETY: valid handle.
+        let text = unsafe { qpt_graph(self.handle, &mut err) };
+        shim_string(text, err)
+    }
+
+    /// The quantized weight of module `module`, and its float bias if it has one.
+    pub fn weight_and_bias(&self, module: i64) -> Result<(Tensor, Option<Tensor>)> {
         let (mut w, mut b, mut err) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
         // SAFETY: valid handle; out-parameters.
         if unsafe { qpt_get_weight(self.handle, module, &mut w, &mut b, &mut err) } == 0 {
@@ -310,10 +320,14 @@ impl Script {
         }
         // SAFETY: the shim returns new at::Tensor objects, which tch's Tensor owns.
         let weight = unsafe { Tensor::from_ptr(w as *mut torch_sys::C_tensor) };
-        if !b.is_null() {
-            drop(unsafe { Tensor::from_ptr(b as *mut torch_sys::C_tensor) });
-        }
-        Ok(weight)
+        let bias =
+            (!b.is_null()).then(|| unsafe { Tensor::from_ptr(b as *mut torch_sys::C_tensor) });
+        Ok((weight, bias))
+    }
+
+    /// The quantized weight of module `module`.
+    pub fn weight(&self, module: i64) -> Result<Tensor> {
+        Ok(self.weight_and_bias(module)?.0)
     }
 
     fn with_weight(&self, module: i64, weight: &Tensor) -> Result<Script> {

@@ -6,9 +6,12 @@
 //! rerun as if the user had picked the tensor there).
 //!
 //! Every overlay's colours and tooltips are sent at once ([`GraphView::show`]), so choosing
-//! another overlay in the browser recolours without asking the kernel. Outputs saved without
-//! a widget manager (nbconvert, GitHub) show the same picture as SVG: the widget's output
-//! carries it beside the widget view.
+//! another overlay in the browser recolours without asking the kernel. Outputs read without a
+//! widget manager (nbconvert's HTML and markdown, GitHub) show the same picture as SVG: a
+//! second output, beside the view's (a bundle would not do: nbconvert's HTML export shows a
+//! bundle's widget view and nothing else). Its HTML is marked `qplay-graph-twin`, which the
+//! view's stylesheet hides, so a page where the view is drawn (JupyterLab, Voilà) shows the
+//! live graph once.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -19,7 +22,6 @@ use serde_json::{json, Map, Value};
 use super::registry::WidgetModel;
 use super::{kinds, models, open_control, Dropdown, Widget};
 use crate::display::{MimeBundle, Rich};
-use crate::model::Model;
 use crate::quant::graph::{svg, Figure, Graph, Overlay};
 use crate::quant::QuantModel;
 
@@ -83,9 +85,13 @@ fn overlays_state(g: &Graph, overlays: &[Overlay]) -> Value {
             })
             .collect();
         let rank = Figure::ALL.iter().position(|f| *f == o.figure);
+        let caption = match &o.unavailable {
+            Some(why) => format!("{} ({why})", o.figure.caption()),
+            None => o.figure.caption().to_string(),
+        };
         out.insert(
             o.figure.name().into(),
-            json!({"rank": rank, "caption": o.figure.caption(),
+            json!({"rank": rank, "caption": caption,
                    "legend": svg::legend_only(&coloured), "paint": paint, "tips": tips}),
         );
     }
@@ -102,8 +108,8 @@ impl GraphView {
         self
     }
 
-    /// Sends `overlays` (at most one per figure) with version `v`'s quantization parameters
-    /// in the tooltips (an ONNX `v`; a TorchScript one leaves the drawing's own); the browser
+    /// Sends `overlays` (at most one per figure; an [`Overlay::unavailable`] one is listed with
+    /// its reason) with version `v`'s quantization parameters in the tooltips; the browser
     /// recolours in place. Returns the view, to show it.
     pub fn show(&self, v: &QuantModel, overlays: &[Overlay]) -> Result<GraphView> {
         for (i, o) in overlays.iter().enumerate() {
@@ -115,11 +121,7 @@ impl GraphView {
             }
         }
         let mut shown = lock(&self.shown);
-        // A TorchScript version has no graph of its own to describe (see `graph`): the view
-        // keeps the network it draws, and its tooltips.
-        if v.framework() == crate::model::Framework::Onnx {
-            shown.graph = shown.graph.for_version(v);
-        }
+        shown.graph = shown.graph.for_version(v);
         shown.overlays = overlays.to_vec();
         let mut changes = models::State::new();
         changes.insert("model".into(), shown.graph.model.clone().into());
@@ -170,14 +172,25 @@ impl Widget for GraphView {
     }
 }
 
-/// The widget view, and the same picture as SVG (inline HTML and `image/svg+xml`) with the
-/// graph's text summary, for viewers without a widget manager.
+/// The widget view; then, as an output of its own, the same picture as SVG (inline HTML,
+/// marked as the view's twin, and `image/svg+xml`) with the graph's text summary, for viewers
+/// without a widget manager.
 impl Rich for GraphView {
     fn mime_bundle(&self) -> MimeBundle {
+        let model = lock(&self.shown).graph.model.clone();
+        models::view_bundle(
+            &self.core.id,
+            &format!("graph of {model} (live view; its picture is the next output)"),
+        )
+    }
+
+    fn companions(&self) -> Vec<MimeBundle> {
         let mut b = self.picture().mime_bundle();
-        let view = models::view_bundle(&self.core.id, "");
-        b.insert(models::VIEW_MIME.into(), view[models::VIEW_MIME].clone());
-        b
+        if let Some(Value::String(html)) = b.get("text/html") {
+            let twin = format!("<div class=\"qplay-graph-twin\">{html}</div>");
+            b.insert("text/html".into(), twin.into());
+        }
+        vec![b]
     }
 }
 
@@ -192,6 +205,7 @@ impl fmt::Debug for GraphView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
 
     fn resnet8() -> QuantModel {
         crate::quant::workbench("resnet8_int8").unwrap()
@@ -256,11 +270,14 @@ mod tests {
         );
         let b = view.mime_bundle();
         assert!(b.contains_key(models::VIEW_MIME));
-        assert!(b["text/html"]
-            .as_str()
-            .unwrap()
-            .contains("scale against the original"));
-        assert!(b["image/svg+xml"].is_string());
+        assert!(!b.contains_key("text/html") && !b.contains_key("image/svg+xml"));
+        let [twin] = view.companions().try_into().unwrap();
+        let html = twin["text/html"].as_str().unwrap();
+        assert!(html.starts_with("<div class=\"qplay-graph-twin\">"));
+        assert!(html.contains("scale against the original"));
+        assert!(twin["image/svg+xml"].is_string());
+        assert!(twin["text/plain"].as_str().unwrap().starts_with("graph of"));
+        assert!(CSS.contains(".qplay-graph-twin"), "the view hides its twin");
         let e = view
             .show(&v, &[Overlay::scale_change(&v), Overlay::scale_change(&v)])
             .unwrap_err();
@@ -268,5 +285,37 @@ mod tests {
             e.to_string().contains("two overlays of `scale change`"),
             "{e}"
         );
+    }
+
+    /// A TorchScript version: its own graph, its parameters in the tooltips, the scale change
+    /// coloured, and the figures it cannot give listed with their reason.
+    #[test]
+    fn a_torch_graph_view_lists_what_it_cannot_show() {
+        let m = crate::quant::workbench("resnet8_int8_torch").unwrap();
+        let view = graph_widget(&crate::quant::graph(&m).unwrap());
+        let v = m
+            .with_scale("conv2d_4", m.param("conv2d_4").unwrap().scales[0] * 2.0)
+            .unwrap();
+        let mut overlays = vec![Overlay::scale_change(&v)];
+        overlays.extend(Overlay::unavailable_for(&v));
+        view.show(&v, &overlays).unwrap();
+        let o = view.core.get("overlays");
+        assert_eq!(view.core.get("model"), v.name());
+        assert_eq!(
+            o["scale change"]["paint"]["conv2d_4"][0],
+            Overlay::scale_change(&v).colour(2.0)
+        );
+        let x = &o["xmodel_err"];
+        assert!(x["paint"].as_object().unwrap().is_empty());
+        assert!(x["caption"].as_str().unwrap().contains("fused kernels"));
+        assert!(x["legend"].as_str().unwrap().contains("not available"));
+        assert!(o["saturation"]["caption"]
+            .as_str()
+            .unwrap()
+            .contains("not what was clipped"));
+        let tips = o["scale change"]["tips"].as_array().unwrap();
+        assert!(tips
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("writes conv2d_4: uint8 scale")));
     }
 }

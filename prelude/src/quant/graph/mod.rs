@@ -8,16 +8,15 @@
 //! g.with(Overlay::xmodel_err(&layer_errors(&float, &v, &test, &idx)?))  // recolour, shown as SVG
 //! ```
 //!
-//! ONNX only: a quantized TorchScript module keeps its graph in compiled code, with its
-//! quantize operands as graph constants, and the workbench reads its operands, not its
-//! dataflow; [`graph`] refuses it by name and says which ONNX model draws the same network.
-//!
-//! `mod.rs` reads the graph out of the protobuf (folding the QDQ pairs), `layout.rs` places it,
-//! `overlay.rs` computes the figures and their colours, `svg.rs` draws it.
+//! `mod.rs` reads an ONNX graph out of the protobuf (folding the QDQ pairs), `torch.rs` a
+//! quantized TorchScript module's root `forward` graph (a box per submodule call and per op,
+//! quantize and dequantize folded), `layout.rs` places either, `overlay.rs` computes the figures
+//! and their colours, `svg.rs` draws it.
 
 mod layout;
 mod overlay;
 pub(crate) mod svg;
+mod torch;
 
 use std::collections::BTreeMap;
 
@@ -99,23 +98,28 @@ pub struct Graph {
     params: Vec<QuantParam>,
 }
 
-/// The graph of a version, laid out (ONNX; TorchScript is refused with the reason).
+/// The graph of a version (ONNX or TorchScript), laid out.
 pub fn graph(v: &QuantModel) -> Result<Graph> {
-    if v.framework() == Framework::Torch {
-        bail!(
-            "graph: `{}` is a TorchScript model, whose graph qplay does not read (its quantize \
-             operands are constants in compiled code; the workbench lists them but not the \
-             dataflow between modules); draw the ONNX QDQ model of the same network instead \
-             (resnet8_int8 for resnet8_int8_torch)",
-            v.name()
-        );
-    }
-    graph_of(v.name(), v.proto()?, &v.quant_params().rows)
+    let params = v.quant_params().rows;
+    let (nodes, edges) = match v.framework() {
+        Framework::Torch => torch::fold(v)?,
+        Framework::Onnx => fold(v.proto()?, &params)?,
+    };
+    laid_out(v.name(), nodes, edges, &params)
 }
 
 /// The graph of an ONNX QDQ protobuf whose parameter table is `params`.
 pub fn graph_of(name: &str, proto: &ModelProto, params: &[QuantParam]) -> Result<Graph> {
     let (nodes, edges) = fold(proto, params)?;
+    laid_out(name, nodes, edges, params)
+}
+
+fn laid_out(
+    name: &str,
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    params: &[QuantParam],
+) -> Result<Graph> {
     let layout = Layout::of(&nodes, &edges)?;
     Ok(Graph {
         model: name.to_string(),

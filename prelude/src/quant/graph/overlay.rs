@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Result};
 
 use crate::data::Dataset;
-use crate::model::Model;
+use crate::model::{Framework, Model};
 use crate::quant::capture::Memo;
 use crate::quant::{LayerErrors, QuantModel, Role, Sensitivity};
 
@@ -104,7 +104,17 @@ pub struct Overlay {
     pub remarks: BTreeMap<String, String>,
     /// Where the numbers come from (shown under the legend).
     pub note: String,
+    /// Why this figure cannot be computed for the version (then there are no values, and the
+    /// legend says so in place of the colour scale).
+    pub unavailable: Option<String>,
 }
+
+/// Why a TorchScript version has no SQNR.
+const TORCH_NO_SQNR: &str =
+    "not available for TorchScript: values before rounding exist only inside its fused kernels";
+/// Why a TorchScript version has no saturation.
+const TORCH_NO_SATURATION: &str =
+    "not available for TorchScript: a capture gives the rounded values, not what was clipped";
 
 /// SQNR shown on the colour scale at most: exact quantization (the input's integer pixels)
 /// gives hundreds of dB, and above 40 dB an int8 tensor is as good as exact.
@@ -118,6 +128,30 @@ impl Overlay {
             values: BTreeMap::new(),
             remarks: BTreeMap::new(),
             note: String::new(),
+            unavailable: None,
+        }
+    }
+
+    /// `figure`, which cannot be computed here, for the reason given: no colours, and the
+    /// legend and the dropdown's entry say why.
+    pub fn unavailable(figure: Figure, reason: &str) -> Overlay {
+        Overlay {
+            figure,
+            unavailable: Some(reason.to_string()),
+            ..Overlay::none()
+        }
+    }
+
+    /// The figures version `v`'s format cannot give, each as an [`Overlay::unavailable`] with
+    /// the reason (none for ONNX; SQNR and saturation for TorchScript).
+    pub fn unavailable_for(v: &QuantModel) -> Vec<Overlay> {
+        match v.framework() {
+            Framework::Onnx => Vec::new(),
+            Framework::Torch => vec![
+                Overlay::unavailable(Figure::XmodelErr, TORCH_NO_SQNR),
+                Overlay::unavailable(Figure::QdqErr, TORCH_NO_SQNR),
+                Overlay::unavailable(Figure::Saturation, TORCH_NO_SATURATION),
+            ],
         }
     }
 
@@ -187,12 +221,18 @@ impl Overlay {
     /// captured before the QuantizeLinear). Where the grid starts at 0 — a ReLU folded into
     /// the range — values below 0 are the ReLU's work, not clipping, and are not counted (the
     /// tooltip says how many there were). Weights are stored on their grid: nothing to count.
-    /// ONNX only (TorchScript has no values before rounding).
+    /// For a TorchScript version, which has no values before rounding, it is
+    /// [`Overlay::unavailable`] with that reason.
     pub fn saturation(v: &QuantModel, data: &Dataset, indices: &[usize]) -> Result<Overlay> {
         if indices.is_empty() {
             bail!("saturation needs at least one image");
         }
-        v.proto()?;
+        if v.framework() == Framework::Torch {
+            return Ok(Overlay::unavailable(
+                Figure::Saturation,
+                TORCH_NO_SATURATION,
+            ));
+        }
         let acts: Vec<_> = v
             .quant_params()
             .rows

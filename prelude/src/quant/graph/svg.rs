@@ -222,8 +222,22 @@ fn legend(g: &Graph, width: f64, s: &mut String) {
     if o.figure == Figure::None {
         let _ = write!(
             s,
-            "<text x=\"{MARGIN}\" y=\"40\" font-size=\"11\" fill=\"#555555\">QDQ pairs folded \
-             into their edges (pill: dtype); W/B: weight and bias badges. No overlay.</text>"
+            "<text x=\"{MARGIN}\" y=\"40\" font-size=\"11\" fill=\"#555555\">Quantize/dequantize \
+             folded into their edges (pill: dtype); W/B: weight and bias badges. No overlay.</text>"
+        );
+        return;
+    }
+    if let Some(reason) = &o.unavailable {
+        // Two lines (SVG text does not wrap): what, then why.
+        let (what, why) = reason.split_once(": ").unwrap_or((reason, ""));
+        let _ = write!(
+            s,
+            "<text x=\"{MARGIN}\" y=\"36\" font-size=\"11\">{cap}</text>\
+             <text x=\"{MARGIN}\" y=\"54\" font-size=\"10\" fill=\"#b71c1c\">{what}</text>\
+             <text x=\"{MARGIN}\" y=\"68\" font-size=\"10\" fill=\"#b71c1c\">{why}</text>",
+            cap = escape_html(o.figure.caption()),
+            what = escape_html(what),
+            why = escape_html(why),
         );
         return;
     }

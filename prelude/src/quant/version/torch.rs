@@ -235,6 +235,15 @@ impl QuantModel {
             .map_err(|e| anyhow!("{e}"))
     }
 
+    /// A TorchScript version's module and where each row of its parameter table lives in it
+    /// (`None` for an ONNX version).
+    pub(crate) fn torch_script_with_locations(&self) -> Option<(&Script, &[Location])> {
+        match &self.body {
+            Body::Torch(body) => Some((&body.script, &body.locations)),
+            Body::Onnx(_) => None,
+        }
+    }
+
     /// Names a TorchScript version can capture (its quantized tensors).
     pub(crate) fn torch_capturable(&self) -> Result<Vec<String>> {
         Ok(self.torch_capture()?.names.clone())
