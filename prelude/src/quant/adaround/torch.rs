@@ -23,7 +23,8 @@ use ndarray::ArrayView4;
 use tch::{Kind, Tensor};
 
 use super::learn::Op;
-use super::{int_attr, Layer};
+use super::onnx::int_attr;
+use super::Layer;
 use crate::model::{Framework, Model};
 use crate::quant::torch_script::Script;
 use crate::quant::{QuantModel, Role};
