@@ -26,6 +26,7 @@ import sys
 import time
 
 from bench_startup import tree  # pid and its descendants
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import start_new_kernel
 
 VIEW = "application/vnd.jupyter.widget-view+json"
@@ -265,7 +266,7 @@ def main():
     p.add_argument("--reference-kernel",
                    help="another kernel spec (e.g. a build of the commit before a change): the "
                         "small cell's wrapped reruns and the playground's wrapped moves again, "
-                        "with it, in the same run")
+                        "with it, in the same run (the playground of the checkout it runs from)")
     a = p.parse_args()
     summary = {
         "small": {"wrapped": stats(small_cell(True, a.reruns)),
@@ -295,7 +296,11 @@ def main():
         print("reference (wrapped)", json.dumps(summary["playground"]["reference"]), file=sys.stderr,
               flush=True)
     if a.reference_kernel:
-        r = playground(True, a.playground_moves, name=a.reference_kernel)
+        # A build of another commit runs that commit's playground (its cells call its prelude).
+        home = KernelSpecManager().get_kernel_spec(a.reference_kernel).env.get("QPLAY_HOME")
+        notebook = pathlib.Path(home) / "notebooks" / "playground.ipynb" if home else None
+        r = playground(True, a.playground_moves, name=a.reference_kernel,
+                       notebook=notebook or ROOT / "notebooks" / "playground.ipynb")
         summary["reference_kernel"] = {
             "name": a.reference_kernel,
             "small": stats(small_cell(True, a.reruns, name=a.reference_kernel)),

@@ -96,7 +96,8 @@ pub struct ReactiveBench {
     #[arg(long, default_value_t = 10)]
     compiled_moves: usize,
     /// Another kernel spec to measure beside this build in the same run (e.g. a build of the
-    /// commit before a change): its wrapped reruns of the small cell and playground moves.
+    /// commit before a change): its wrapped reruns of the small cell and moves of the playground
+    /// of the checkout it runs from.
     #[arg(long, value_name = "KERNEL_SPEC")]
     reference_kernel: Option<String>,
     /// Python interpreter with jupyter_client and ipykernel (default: the project's .venv).
