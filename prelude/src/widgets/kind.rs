@@ -218,6 +218,12 @@ impl Kind {
                 return Err(format!("{} has no property {key:?}", self.short_name()));
             };
             check_type(p, value)?;
+            if key == "_anywidget_id" && value.as_str() != self.anywidget_id() {
+                return Err(format!(
+                    "_anywidget_id names the kind ({:?}) and cannot change",
+                    self.anywidget_id().unwrap_or_default()
+                ));
+            }
             after.insert(key.clone(), value.clone());
         }
         for rule in self.rules {

@@ -483,6 +483,13 @@ mod tests {
         let slider = FLOAT_SLIDER.state(json!({"layout": "IPY_MODEL_L", "style": "IPY_MODEL_S",
                                                "min": 0.0, "max": 2.0, "value": 1.0, "step": 0.1}));
         assert_eq!(of_state(&slider).map(id), Some(("FloatSliderModel", None)));
+        // The browser cannot turn the model into another kind.
+        let e = GRAPH_VIEW
+            .check_update(&graph, &changes(json!({"_anywidget_id": "someone.Else"})))
+            .unwrap_err();
+        assert!(e.contains("cannot change"), "{e}");
+        let same = changes(json!({"_anywidget_id": "qplay.GraphView"}));
+        assert_eq!(GRAPH_VIEW.check_update(&graph, &same), Ok(()));
     }
 
     fn changes(v: Value) -> State {
