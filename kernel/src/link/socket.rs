@@ -13,7 +13,6 @@
 //! its path reaches the runtime in `QPLAY_LINK`. A restarted runtime connects again and
 //! replaces the old connection.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -50,9 +49,9 @@ type Connection = (Mutex<Option<(u64, UnixStream)>>, Condvar);
 /// What the connection's thread delivers answers to.
 #[derive(Default)]
 struct Answers {
-    /// The requests being waited for, by number, with their outcome once it arrived; an answer
-    /// to a request nobody waits for any more is dropped.
-    outcomes: Mutex<HashMap<u64, Option<Outcome>>>,
+    /// The number of the request being waited for (one at a time), with its outcome once it
+    /// arrived; an answer to a request nobody waits for any more is dropped.
+    outcome: Mutex<(u64, Option<Outcome>)>,
     arrived: Condvar,
     /// The outputs of the request being answered.
     sink: Mutex<Option<Arc<dyn OutputSink>>>,
@@ -191,13 +190,13 @@ impl RuntimeLink {
         let _one = lock(&self.one_at_a_time);
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let answers = &self.answers;
-        lock(&answers.outcomes).insert(seq, None);
+        *lock(&answers.outcome) = (seq, None);
         *lock(&answers.sink) = sink;
         let sent = self.send(&make(seq));
         let deadline = Instant::now() + wait;
-        let mut waiting = lock(&answers.outcomes);
+        let mut waiting = lock(&answers.outcome);
         let answer = loop {
-            if let Some(outcome) = waiting.get_mut(&seq).and_then(Option::take) {
+            if let Some(outcome) = waiting.1.take() {
                 break Some(outcome);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -213,7 +212,7 @@ impl RuntimeLink {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
-        waiting.remove(&seq);
+        *waiting = (0, None);
         drop(waiting);
         *lock(&answers.sink) = None;
         answer
@@ -224,9 +223,11 @@ impl Answers {
     fn deliver(&self, message: FromRuntime, sink: Option<&dyn OutputSink>) {
         match (message, sink) {
             (FromRuntime::Done { seq, outcome }, _) => {
-                if let Some(slot) = lock(&self.outcomes).get_mut(&seq) {
-                    *slot = Some(outcome);
+                let mut waiting = lock(&self.outcome);
+                if waiting.0 == seq {
+                    waiting.1 = Some(outcome);
                 }
+                drop(waiting);
                 self.arrived.notify_all();
             }
             (m @ (FromRuntime::CommOpen { .. } | FromRuntime::CommMsg { .. }), sink) => {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::protocol::{FromRuntime, Outcome, State, ToRuntime};
@@ -52,10 +52,6 @@ pub struct Link {
     waiters: Mutex<HashMap<String, mpsc::Sender<State>>>,
     /// Requests for the executor.
     executor: Mutex<Option<mpsc::Sender<ToRuntime>>>,
-    /// The pipe that takes fd 2's place while the executor answers a request.
-    stderr: Mutex<Option<Capture>>,
-    /// How many captured requests' stderr has been sent.
-    stderr_sent: (Mutex<u64>, Condvar),
 }
 
 /// The process's link.
@@ -91,7 +87,7 @@ impl Link {
             }
         };
         let reader = stream.try_clone().ok()?;
-        *lock(&self.stderr) = Capture::new();
+        let capture = Capture::new();
         let (tx, rx) = mpsc::channel();
         *lock(&self.executor) = Some(tx);
         std::thread::Builder::new()
@@ -100,7 +96,7 @@ impl Link {
             .ok()?;
         std::thread::Builder::new()
             .name("qplay-cells".into())
-            .spawn(move || execute(rx, answer))
+            .spawn(move || execute(rx, answer, capture))
             .ok()?;
         Some(stream)
     }
@@ -172,23 +168,17 @@ fn read_requests(stream: UnixStream) {
     }
 }
 
-/// Answers requests one at a time: `Begin`, the work with stderr captured, `Done`.
-fn execute(requests: mpsc::Receiver<ToRuntime>, answer: Answer) {
-    let link = link();
-    for (n, request) in (1u64..).zip(requests) {
+/// Answers requests one at a time: `Begin`, the work with stderr captured (when the pipe could
+/// be made), `Done`.
+fn execute(requests: mpsc::Receiver<ToRuntime>, answer: Answer, mut capture: Option<Capture>) {
+    for request in requests {
         let seq = request.seq();
         emit(&FromRuntime::Begin { seq });
-        let captured = lock(&link.stderr).as_ref().map(Capture::begin);
+        let saved = capture.as_ref().map(Capture::begin);
         let outcome = answer(request);
         let _ = std::io::stdout().flush();
-        if let Some(saved) = captured {
-            let stderr = lock(&link.stderr);
-            if let Some(capture) = stderr.as_ref() {
-                capture.end(saved);
-            }
-            drop(stderr);
-            let (sent, cv) = &link.stderr_sent;
-            let _ = cv.wait_timeout_while(lock(sent), STDERR_WAIT, |s| *s < n);
+        if let (Some(capture), Some(saved)) = (capture.as_mut(), saved) {
+            capture.end(saved);
         }
         emit(&FromRuntime::Done { seq, outcome });
     }
@@ -199,6 +189,10 @@ fn execute(requests: mpsc::Receiver<ToRuntime>, answer: Answer) {
 struct Capture {
     /// The pipe's writing end (fd 2 points to it during a request).
     input: std::fs::File,
+    /// How many requests' stderr was captured, and how many of those the sending thread has
+    /// passed the end of.
+    ended: u64,
+    sent: Arc<(Mutex<u64>, Condvar)>,
 }
 
 impl Capture {
@@ -211,12 +205,16 @@ impl Capture {
         // SAFETY: both descriptors are new and owned by nothing else.
         let (output, input) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let sent: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+        let counted = sent.clone();
         std::thread::Builder::new()
             .name("qplay-stderr".into())
-            .spawn(move || send_captured(std::fs::File::from(output)))
+            .spawn(move || send_captured(std::fs::File::from(output), &counted))
             .ok()?;
         Some(Capture {
             input: std::fs::File::from(input),
+            ended: 0,
+            sent,
         })
     }
 
@@ -237,18 +235,23 @@ impl Capture {
         }
     }
 
-    /// Puts the real stderr back and marks the end of what this request wrote.
-    fn end(&self, saved: Option<OwnedFd>) {
+    /// Puts the real stderr back, marks the end of what this request wrote, and waits until
+    /// all of it has been sent to the kernel.
+    fn end(&mut self, saved: Option<OwnedFd>) {
         if let Some(saved) = saved {
             // SAFETY: dup2 onto fd 2 of a descriptor we own.
             unsafe { libc::dup2(saved.as_raw_fd(), 2) };
         }
         let _ = (&self.input).write_all(STDERR_END);
+        self.ended += 1;
+        let (sent, cv) = &*self.sent;
+        let _ = cv.wait_timeout_while(lock(sent), STDERR_WAIT, |s| *s < self.ended);
     }
 }
 
-/// Sends each captured stderr line to the kernel; counts the requests whose end it has passed.
-fn send_captured(pipe: std::fs::File) {
+/// Sends each captured stderr line to the kernel; counts (in `sent`) the requests whose end it
+/// has passed.
+fn send_captured(pipe: std::fs::File, sent: &(Mutex<u64>, Condvar)) {
     let link = link();
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
@@ -272,8 +275,8 @@ fn send_captured(pipe: std::fs::File) {
             link.send_line(&message.line());
         }
         if end {
-            let (sent, cv) = &link.stderr_sent;
-            *lock(sent) += 1;
+            let (count, cv) = sent;
+            *lock(count) += 1;
             cv.notify_all();
         }
     }
